@@ -1,0 +1,77 @@
+"""Surgical complication registry for sclerosing bone disorders."""
+
+from flask import Flask, current_app, request
+
+from registry import db, migrate, observability
+from registry.config import Settings
+from registry.problems import Problem, RegistryApi
+
+API_VERSION = "1.0.0"
+JSON = "application/json"
+
+
+def create_app(settings: Settings | None = None, database_url: str | None = None) -> Flask:
+    """Build the Flask app.
+
+    `settings` default to the environment; `database_url` defaults to the settings' URL or,
+    when none is configured, to the embedded PostgreSQL (started if needed).
+    """
+    settings = settings or Settings.from_environment()
+    if database_url is None:
+        from registry.embedded import resolve_database_url
+
+        database_url = resolve_database_url(settings)
+
+    app = Flask(__name__)
+    app.config.update(
+        REGISTRY_SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        SCHEMA_HEAD=migrate.head_revision(),
+        API_TITLE="Sclerosing-bone surgical complication registry",
+        API_VERSION=API_VERSION,
+        OPENAPI_VERSION="3.0.3",
+        API_SPEC_OPTIONS={
+            "info": {"description": "Records operations on patients with sclerosing bone disorders, "
+                                    "their intraoperative events, complications and follow-up, and "
+                                    "reports complication rates across centres."},
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+        },
+    )
+    db.init_app(app, database_url, settings.reports_database_url, settings)
+    observability.init_app(app)
+    app.before_request(refuse_unsupported_media_type)
+
+    api = RegistryApi(app)
+    from registry.centres.routes import blp as centres_blp
+    from registry.health.routes import blp as health_blp
+    from registry.tokens.routes import blp as tokens_blp
+
+    for blueprint in (health_blp, centres_blp, tokens_blp):
+        api.register_blueprint(blueprint)
+    app.extensions["registry_api"] = api
+    return app
+
+
+def accepts(*media_types: str):
+    """Declare the request media types a view takes (default: application/json only)."""
+
+    def decorator(view):
+        view.accepted_media_types = media_types
+        return view
+
+    return decorator
+
+
+def refuse_unsupported_media_type():
+    """415 for a request body in a media type the endpoint does not take."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return None
+    if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", ""):
+        return None  # no body: nothing to refuse
+    view = current_app.view_functions.get(request.endpoint)
+    view_class = getattr(view, "view_class", None)
+    handler = getattr(view_class, request.method.lower(), None) if view_class else view
+    allowed = getattr(handler, "accepted_media_types", (JSON,))
+    if request.mimetype not in allowed and not (request.mimetype.endswith("+json") and JSON in allowed):
+        raise Problem(415, f"Send the body as {' or '.join(allowed)}.", slug="unsupported-media-type")
+    return None

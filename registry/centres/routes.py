@@ -1,0 +1,70 @@
+"""Centres: administrators add them; every token can read its own."""
+
+import psycopg.errors
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from registry.auth import ADMIN, authenticate, require
+from registry.centres import store
+from registry.centres.schemas import CentreCreateSchema, CentreSchema
+from registry.db import database
+from registry.pagination import PageQuerySchema, decode_cursor, page, page_schema
+from registry.problems import Problem, field_error
+
+blp = Blueprint("centres", __name__, url_prefix="/v1/centres", description="Centres (hospitals)")
+CentrePageSchema = page_schema(CentreSchema, "CentrePage")
+
+
+@blp.route("/")
+class Centres(MethodView):
+    @require(ADMIN)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(PageQuerySchema, location="query")
+    @blp.response(200, CentrePageSchema)
+    @blp.alt_response(401, response="UNAUTHORIZED")
+    @blp.alt_response(403, response="FORBIDDEN")
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    def get(self, query):
+        """List centres"""
+        after = decode_cursor(query.get("cursor"), 1)
+        with database().transaction() as conn:
+            rows = store.list_centres(conn, after_id=after[0] if after else None, limit=query["limit"] + 1)
+        return page(rows, query["limit"], lambda row: (row["id"],))
+
+    @require(ADMIN)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(CentreCreateSchema)
+    @blp.response(201, CentreSchema)
+    @blp.alt_response(401, response="UNAUTHORIZED")
+    @blp.alt_response(403, response="FORBIDDEN")
+    @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE")
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    def post(self, centre):
+        """Add a centre"""
+        try:
+            with database().transaction() as conn:
+                return store.add_centre(conn, centre["code"], centre["name"], actor=authenticate())
+        except psycopg.errors.UniqueViolation:
+            raise Problem(409, f"A centre with code {centre['code']} exists already.", slug="conflict",
+                          errors=[field_error("code", "Already taken.")]) from None
+
+
+@blp.route("/<int:centre_id>")
+class Centre(MethodView):
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(200, CentreSchema)
+    @blp.alt_response(401, response="UNAUTHORIZED")
+    @blp.alt_response(404, response="NOT_FOUND")
+    def get(self, centre_id):
+        """Read a centre (admins any, others their own)"""
+        principal = authenticate()
+        if principal.role != ADMIN and principal.centre_id != centre_id:
+            raise Problem(404, "No such centre.", slug="not-found")
+        with database().transaction() as conn:
+            centre = store.get_centre(conn, centre_id)
+        if centre is None:
+            raise Problem(404, "No such centre.", slug="not-found")
+        return centre
+
+

@@ -1,0 +1,194 @@
+"""The `registry` command: serve, migrate, manage centres and tokens, write the OpenAPI document."""
+
+import os
+import sys
+
+import click
+import psycopg.errors
+from flask.cli import AppGroup, FlaskGroup
+
+from registry import create_app, migrate
+from registry.config import ConfigurationError, Settings
+from registry.db import database
+from registry.vocabulary import ROLE
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_environment()
+    except ConfigurationError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+
+
+def _database_url(settings: Settings) -> str:
+    from registry.embedded import resolve_database_url
+
+    return resolve_database_url(settings)
+
+
+def _create_app():
+    settings = _settings()
+    return create_app(settings, _database_url(settings))
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False,
+             help="Surgical complication registry for sclerosing bone disorders.")
+def cli():
+    pass
+
+
+# --- serving --------------------------------------------------------------------------------
+
+@cli.command(with_appcontext=False)
+@click.option("--bind", default=lambda: os.environ.get("REGISTRY_BIND", "127.0.0.1:8000"), show_default="127.0.0.1:8000",
+              help="Address to listen on (REGISTRY_BIND).")
+@click.option("--workers", type=int, default=lambda: int(os.environ.get("WEB_CONCURRENCY", "2")), show_default="2",
+              help="gunicorn worker processes (WEB_CONCURRENCY).")
+@click.option("--threads", type=int, default=lambda: int(os.environ.get("REGISTRY_THREADS", "4")), show_default="4",
+              help="Threads per worker (REGISTRY_THREADS).")
+@click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations before serving.")
+def serve(bind, workers, threads, no_migrate):
+    """Migrate the database, then serve the API under gunicorn."""
+    from registry.serving import serve as run_gunicorn
+
+    settings = _settings()
+    database_url = _database_url(settings)
+    if not no_migrate:
+        migrate.upgrade(database_url)
+    sys.exit(run_gunicorn(settings, database_url, bind=bind, workers=workers, threads=threads))
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+@cli.group(name="db")
+def db_group():
+    """Apply or roll back schema migrations."""
+
+
+@db_group.command(with_appcontext=False)
+@click.argument("revision", default="head")
+def upgrade(revision):
+    """Migrate the schema up to REVISION (default: head)."""
+    migrate.upgrade(_database_url(_settings()), revision)
+    click.echo(f"database at {revision}")
+
+
+@db_group.command(with_appcontext=False)
+@click.argument("revision", default="-1")
+def downgrade(revision):
+    """Roll the schema back to REVISION (default: one step; `base` drops everything)."""
+    migrate.downgrade(_database_url(_settings()), revision)
+    click.echo(f"database downgraded to {revision}")
+
+
+# --- centres and tokens ---------------------------------------------------------------------
+
+@click.group(cls=AppGroup)
+def centres():
+    """Add and list centres."""
+
+
+@centres.command(name="add")
+@click.argument("code")
+@click.argument("name")
+def add_centre(code, name):
+    """Add a centre with a short unique CODE and a NAME."""
+    from registry.centres.schemas import CentreCreateSchema
+    from registry.centres.store import add_centre as store_add_centre
+
+    errors = CentreCreateSchema().validate({"code": code, "name": name})
+    if errors:
+        raise click.ClickException("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items()))
+    try:
+        with database().transaction() as conn:
+            centre = store_add_centre(conn, code, name)
+    except psycopg.errors.UniqueViolation:
+        raise click.ClickException(f"a centre with code {code} already exists") from None
+    click.echo(f"{centre['id']}\t{centre['code']}\t{centre['name']}")
+
+
+@centres.command(name="list")
+def list_centres():
+    """List centres: id, code, name."""
+    from registry.centres.store import list_centres as store_list_centres
+
+    with database().transaction() as conn:
+        for centre in store_list_centres(conn):
+            click.echo(f"{centre['id']}\t{centre['code']}\t{centre['name']}")
+
+
+cli.add_command(centres, "centres")
+cli.add_command(centres, "centers")
+
+
+@cli.group()
+def tokens():
+    """Issue, list and revoke bearer tokens."""
+
+
+@tokens.command(name="issue")
+@click.option("--centre", "--center", "centre_code", required=True, help="Code of the token's centre.")
+@click.option("--role", type=click.Choice(list(ROLE)), required=True)
+@click.option("--label", default=None, help="A note saying who holds the token.")
+def issue_token(centre_code, role, label):
+    """Issue a token and print it once: only its hash is stored."""
+    from registry.centres.store import get_centre_by_code
+    from registry.tokens.store import issue_token as store_issue_token
+
+    with database().transaction() as conn:
+        centre = get_centre_by_code(conn, centre_code)
+        if centre is None:
+            raise click.ClickException(f"no centre with code {centre_code}")
+        row, token = store_issue_token(conn, centre["id"], role, label)
+    click.echo(token)
+    click.echo(f"token id {row['id']}, role {role}, centre {centre_code}; store it now, it is not shown again",
+               err=True)
+
+
+@tokens.command(name="revoke")
+@click.argument("token_id", type=int)
+def revoke_token(token_id):
+    """Revoke the token with id TOKEN_ID."""
+    from registry.tokens.store import revoke_token as store_revoke_token
+
+    with database().transaction() as conn:
+        row = store_revoke_token(conn, token_id)
+    if row is None:
+        raise click.ClickException(f"no token with id {token_id}")
+    click.echo(f"token {token_id} revoked")
+
+
+@tokens.command(name="list")
+def list_tokens():
+    """List tokens: id, centre id, role, label, revoked."""
+    from registry.tokens.store import list_tokens as store_list_tokens
+
+    with database().transaction() as conn:
+        for row in store_list_tokens(conn):
+            revoked = row["revoked_at"].isoformat() if row["revoked_at"] else "-"
+            click.echo(f"{row['id']}\t{row['centre_id']}\t{row['role']}\t{row['label'] or '-'}\t{revoked}")
+
+
+# --- OpenAPI --------------------------------------------------------------------------------
+
+@cli.command(name="openapi", with_appcontext=False)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default="-", help="File to write (default stdout).")
+def openapi(output):
+    """Write the OpenAPI document generated from the code."""
+    from registry.openapi import openapi_yaml
+
+    text = openapi_yaml()
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        with open(output, "w") as handle:
+            handle.write(text)
+        click.echo(f"wrote {output}", err=True)
+
+
+def main():
+    try:
+        cli.main(prog_name="registry")
+    except ConfigurationError as exc:
+        sys.exit(f"registry: configuration: {exc}")
+

@@ -1,0 +1,57 @@
+"""Cursor pagination shared by every list endpoint.
+
+A list answers `{"items": [...], "next_cursor": "..."}`; the cursor is an opaque token
+encoding the sort key of the last item returned, so pages stay stable while records are
+added (keyset pagination, no OFFSET scans).
+"""
+
+import base64
+import json
+
+import marshmallow as ma
+from marshmallow import validate
+
+from registry.problems import InvalidInput, field_error
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+class PageQuerySchema(ma.Schema):
+    limit = ma.fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(1, MAX_LIMIT),
+                              metadata={"description": f"Items per page (1–{MAX_LIMIT})"})
+    cursor = ma.fields.String(validate=validate.Length(max=500),
+                              metadata={"description": "`next_cursor` of the previous page"})
+
+
+def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
+    """A `{items, next_cursor}` envelope schema around `item_schema`."""
+    return ma.Schema.from_dict({
+        "items": ma.fields.List(ma.fields.Nested(item_schema), required=True),
+        "next_cursor": ma.fields.String(allow_none=True, metadata={
+            "description": "Pass as `cursor` for the next page; null on the last page"}),
+    }, name=name)
+
+
+def encode_cursor(*key) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key), default=str).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, arity: int) -> list | None:
+    """The sort key a cursor encodes, or None for the first page; 422 when it is not ours."""
+    if not cursor:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        key = None
+    if not isinstance(key, list) or len(key) != arity:
+        raise InvalidInput([field_error("cursor", "Not a cursor this service issued.", "query")])
+    return key
+
+
+def page(rows: list[dict], limit: int, key) -> dict:
+    """Build the envelope from `limit + 1` fetched rows: the extra row says whether more exist."""
+    items = rows[:limit]
+    more = len(rows) > limit
+    return {"items": items, "next_cursor": encode_cursor(*key(items[-1])) if more and items else None}

@@ -1,0 +1,175 @@
+"""Every error the service answers, as RFC 9457 problem details (application/problem+json).
+
+A problem carries `type`, `title`, `status`, `detail`, the request id, and for invalid input
+an `errors` list naming each offending field by dotted path and JSON pointer, so a hospital
+system can map the error back to its own record.
+"""
+
+import http
+import logging
+
+import marshmallow as ma
+import psycopg.errors
+from flask import g, jsonify, request
+from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from registry.db import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://registry.example.org/problems/"
+
+
+class FieldProblemSchema(ma.Schema):
+    field = ma.fields.String(metadata={"description": "Dotted path of the field, e.g. `intraop_events.0.instrument`"})
+    pointer = ma.fields.String(metadata={"description": "JSON pointer to the field, e.g. `/intraop_events/0/instrument`"})
+    location = ma.fields.String(metadata={"description": "Where the field was sent: json, query, headers, csv"})
+    message = ma.fields.String()
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details."""
+
+    type = ma.fields.String(metadata={"description": "URI identifying the kind of problem"})
+    title = ma.fields.String()
+    status = ma.fields.Integer()
+    detail = ma.fields.String()
+    instance = ma.fields.String(metadata={"description": "The request path"})
+    request_id = ma.fields.String()
+    errors = ma.fields.List(ma.fields.Nested(FieldProblemSchema))
+
+
+class Problem(HTTPException):
+    """An HTTP error with a problem type slug, a detail and optional field errors."""
+
+    def __init__(self, status: int, detail: str, *, slug: str | None = None,
+                 errors: list[dict] | None = None, headers: dict | None = None):
+        super().__init__(description=detail)
+        self.code = status
+        self.slug = slug
+        self.errors = errors
+        self.extra_headers = headers or {}
+
+
+def field_error(field: str, message: str, location: str = "json") -> dict:
+    return {"field": field, "pointer": "/" + field.replace(".", "/") if field else "",
+            "location": location, "message": message}
+
+
+class InvalidInput(Problem):
+    """422 naming the fields at fault."""
+
+    def __init__(self, errors: list[dict], detail: str = "The request has invalid fields."):
+        super().__init__(422, detail, slug="invalid-input", errors=errors)
+
+
+def flatten_messages(messages, location: str | None = None, prefix: str = "") -> list[dict]:
+    """Turn marshmallow/webargs nested messages into a flat list of field errors."""
+    flat = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if location is None and prefix == "" and key in ("json", "query", "headers", "files", "form", "view_args"):
+                flat += flatten_messages(value, key, "")
+                continue
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key == "_schema":
+                path = prefix
+            flat += flatten_messages(value, location, path)
+    elif isinstance(messages, list) and all(isinstance(item, str) for item in messages):
+        flat += [field_error(prefix, message, location or "json") for message in messages]
+    elif isinstance(messages, list):
+        for index, value in enumerate(messages):
+            flat += flatten_messages(value, location, f"{prefix}.{index}" if prefix else str(index))
+    else:
+        flat.append(field_error(prefix, str(messages), location or "json"))
+    return flat
+
+
+def problem_response(status: int, title: str, detail: str | None = None, *, slug: str | None = None,
+                     errors: list[dict] | None = None, headers: dict | None = None):
+    body = {
+        "type": PROBLEM_TYPE_BASE + (slug or str(status)),
+        "title": title,
+        "status": status,
+        "instance": request.path,
+        "request_id": g.get("request_id"),
+    }
+    if detail:
+        body["detail"] = detail
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = PROBLEM_JSON
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+class RegistryApi(Api):
+    """flask-smorest's Api answering and documenting errors as problem+json."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error: HTTPException):
+        if isinstance(error, InternalServerError):
+            original = getattr(error, "original_exception", None)
+            if original is not None:
+                log.error("unhandled error", exc_info=original)
+            return problem_response(500, "Internal Server Error",
+                                    "The server failed to answer; the request id identifies it in the logs.")
+        headers = dict(error.get_headers()) if not isinstance(error, Problem) else error.extra_headers
+        headers.pop("Content-Type", None)
+        errors = None
+        detail = error.description
+        data = getattr(error, "data", None)
+        if isinstance(error, Problem):
+            errors = error.errors
+        elif data:
+            # webargs (via flask-smorest's abort) puts validation messages here
+            messages = data.get("errors") or data.get("messages")
+            if messages:
+                errors = flatten_messages(messages)
+                detail = "The request has invalid fields."
+            detail = data.get("message", detail)
+            headers.update(data.get("headers") or {})
+        return problem_response(error.code, error.name, detail,
+                                slug=getattr(error, "slug", None), errors=errors, headers=headers)
+
+    def _register_responses(self):
+        # flask-smorest's own registration, with problem+json as the error content type
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if not (100 <= status < 200) and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_JSON)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM_JSON)
+        self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, response, lazy=True)
+
+    def _register_error_handlers(self):
+        super()._register_error_handlers()
+        self._app.register_error_handler(DatabaseUnavailable, handle_database_unavailable)
+        self._app.register_error_handler(psycopg.errors.IntegrityError, handle_integrity_error)
+
+
+def handle_database_unavailable(error: DatabaseUnavailable):
+    log.warning("database unavailable: %s", error)
+    return problem_response(503, "Service Unavailable", "The database is unreachable; retry shortly.",
+                            slug="database-unavailable", headers={"Retry-After": "5"})
+
+
+def handle_integrity_error(error: psycopg.errors.IntegrityError):
+    """A database constraint caught what validation did not: still a field error, never a 500.
+
+    Constraint names follow `ck_<table>_<field>`, so the field can be named.
+    """
+    constraint = getattr(error.diag, "constraint_name", None) or ""
+    log.warning("constraint violation %s reached the database", constraint)
+    field = constraint.split("_", 2)[-1] if constraint.startswith("ck_") else constraint
+    return problem_response(422, "Unprocessable Entity", "A database constraint refused the record.",
+                            slug="constraint-violation", errors=[field_error(field, f"violates {constraint}")])

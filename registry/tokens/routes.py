@@ -1,0 +1,68 @@
+"""Tokens: administrators issue, list and revoke them."""
+
+import psycopg.errors
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from registry.auth import ADMIN, authenticate, require
+from registry.db import database
+from registry.pagination import PageQuerySchema, decode_cursor, page, page_schema
+from registry.problems import Problem, field_error
+from registry.tokens import store
+from registry.tokens.schemas import IssuedTokenSchema, TokenCreateSchema, TokenSchema
+
+blp = Blueprint("tokens", __name__, url_prefix="/v1/tokens", description="Bearer tokens (admin)")
+TokenPageSchema = page_schema(TokenSchema, "TokenPage")
+
+
+@blp.route("/")
+class Tokens(MethodView):
+    @require(ADMIN)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(PageQuerySchema, location="query")
+    @blp.response(200, TokenPageSchema)
+    @blp.alt_response(401, response="UNAUTHORIZED")
+    @blp.alt_response(403, response="FORBIDDEN")
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    def get(self, query):
+        """List tokens (never their secrets)"""
+        after = decode_cursor(query.get("cursor"), 1)
+        with database().transaction() as conn:
+            rows = store.list_tokens(conn, after_id=after[0] if after else None, limit=query["limit"] + 1)
+        return page(rows, query["limit"], lambda row: (row["id"],))
+
+    @require(ADMIN)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(TokenCreateSchema)
+    @blp.response(201, IssuedTokenSchema)
+    @blp.alt_response(401, response="UNAUTHORIZED")
+    @blp.alt_response(403, response="FORBIDDEN")
+    @blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE")
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    def post(self, request):
+        """Issue a token; the response is the only time its secret is shown"""
+        try:
+            with database().transaction() as conn:
+                row, token = store.issue_token(conn, request["centre_id"], request["role"],
+                                               request.get("label"), actor=authenticate())
+        except psycopg.errors.ForeignKeyViolation:
+            raise Problem(422, "No such centre.", slug="invalid-input",
+                          errors=[field_error("centre_id", "No centre has this id.")]) from None
+        return {**row, "token": token}
+
+
+@blp.route("/<int:token_id>")
+class Token(MethodView):
+    @require(ADMIN)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(200, TokenSchema)
+    @blp.alt_response(401, response="UNAUTHORIZED")
+    @blp.alt_response(403, response="FORBIDDEN")
+    @blp.alt_response(404, response="NOT_FOUND")
+    def delete(self, token_id):
+        """Revoke a token (it answers 401 from now on)"""
+        with database().transaction() as conn:
+            row = store.revoke_token(conn, token_id, actor=authenticate())
+        if row is None:
+            raise Problem(404, "No such token.", slug="not-found")
+        return row

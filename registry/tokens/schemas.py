@@ -1,0 +1,27 @@
+"""Wire contract for bearer tokens."""
+
+import marshmallow as ma
+from marshmallow import validate
+
+from registry.vocabulary import ROLE
+
+
+class TokenCreateSchema(ma.Schema):
+    centre_id = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1),
+                                  metadata={"description": "The token's centre"})
+    role = ma.fields.String(required=True, validate=validate.OneOf(list(ROLE)))
+    label = ma.fields.String(validate=validate.Length(max=200), allow_none=True,
+                             metadata={"description": "Who holds the token"})
+
+
+class TokenSchema(ma.Schema):
+    id = ma.fields.Integer(dump_only=True)
+    centre_id = ma.fields.Integer()
+    role = ma.fields.String()
+    label = ma.fields.String(allow_none=True)
+    created_at = ma.fields.DateTime()
+    revoked_at = ma.fields.DateTime(allow_none=True)
+
+
+class IssuedTokenSchema(TokenSchema):
+    token = ma.fields.String(metadata={"description": "The bearer token: shown once, never again"})

@@ -1,0 +1,282 @@
+"""Every controlled code the registry knows, with its human label.
+
+One source for the marshmallow schemas (OneOf validators), the `/v1/vocabularies` endpoint
+and the database CHECK constraints. Migrations freeze the lists they were written with; the
+test `test_database_checks_match_vocabulary` fails when this module and the schema disagree,
+which is the cue to write a migration.
+"""
+
+from types import MappingProxyType
+
+
+def _vocabulary(*pairs: tuple[str, str]) -> MappingProxyType:
+    return MappingProxyType(dict(pairs))
+
+
+SEX = _vocabulary(("male", "Male"), ("female", "Female"), ("other", "Other"), ("unknown", "Unknown"))
+
+DIAGNOSIS = _vocabulary(
+    ("ado_ii", "Autosomal dominant osteopetrosis type II (Albers-Schönberg)"),
+    ("aro", "Autosomal recessive (malignant infantile) osteopetrosis"),
+    ("iro", "Intermediate autosomal recessive osteopetrosis"),
+    ("pycnodysostosis", "Pycnodysostosis"),
+    ("melorheostosis", "Melorheostosis"),
+    ("osteopoikilosis", "Osteopoikilosis"),
+    ("camurati_engelmann", "Camurati-Engelmann disease"),
+    ("sclerosteosis", "Sclerosteosis"),
+    ("van_buchem", "Van Buchem disease"),
+    ("other_sclerosing", "Other sclerosing bone disorder"),
+)
+
+GENES = _vocabulary(
+    ("CLCN7", "CLCN7"), ("TCIRG1", "TCIRG1"), ("OSTM1", "OSTM1"), ("TNFSF11", "TNFSF11 (RANKL)"),
+    ("TNFRSF11A", "TNFRSF11A (RANK)"), ("CA2", "CA2"), ("PLEKHM1", "PLEKHM1"), ("SNX10", "SNX10"),
+    ("CTSK", "CTSK"), ("SOST", "SOST"), ("LRP5", "LRP5"), ("LEMD3", "LEMD3"), ("TGFB1", "TGFB1"),
+    ("other", "Other gene"),
+)
+
+INHERITANCE = _vocabulary(
+    ("autosomal_dominant", "Autosomal dominant"),
+    ("autosomal_recessive", "Autosomal recessive"),
+    ("x_linked", "X-linked"),
+    ("sporadic", "Sporadic / de novo"),
+    ("unknown", "Unknown"),
+)
+
+CONSENT = _vocabulary(("active", "Consent active"), ("withdrawn", "Consent withdrawn"))
+
+INDICATION = _vocabulary(
+    ("cervical_spondylotic_myelopathy", "Cervical spondylotic myelopathy"),
+    ("radiculopathy", "Radiculopathy"),
+    ("spinal_stenosis", "Spinal stenosis"),
+    ("spondylolysis", "Spondylolysis"),
+    ("spondylolisthesis", "Spondylolisthesis"),
+    ("fracture", "Fracture"),
+    ("instability", "Instability"),
+    ("deformity", "Deformity / scoliosis"),
+    ("pseudarthrosis", "Pseudarthrosis / non-union"),
+    ("infection", "Infection / osteomyelitis"),
+    ("tumour", "Tumour"),
+    ("arthritis", "Arthritis"),
+    ("other", "Other"),
+)
+
+REGION = _vocabulary(
+    ("craniocervical", "Craniocervical junction"),
+    ("cervical", "Cervical spine"),
+    ("cervicothoracic", "Cervicothoracic spine"),
+    ("thoracic", "Thoracic spine"),
+    ("thoracolumbar", "Thoracolumbar spine"),
+    ("lumbar", "Lumbar spine"),
+    ("lumbosacral", "Lumbosacral spine"),
+    ("sacropelvic", "Sacrum and pelvis"),
+    ("hip", "Hip"),
+    ("femur", "Femur"),
+    ("knee", "Knee"),
+    ("tibia", "Tibia"),
+    ("upper_limb", "Upper limb"),
+    ("skull", "Skull"),
+    ("other", "Other"),
+)
+
+# Regions on the spinal column: an operation there must name its levels.
+SPINAL_REGIONS = frozenset(
+    {"craniocervical", "cervical", "cervicothoracic", "thoracic", "thoracolumbar", "lumbar",
+     "lumbosacral", "sacropelvic"}
+)
+
+APPROACH = _vocabulary(
+    ("anterior", "Anterior"), ("posterior", "Posterior"), ("combined", "Combined anterior-posterior"),
+    ("lateral", "Lateral"), ("percutaneous", "Percutaneous"),
+)
+
+PROCEDURE = _vocabulary(
+    ("laminectomy", "Laminectomy"),
+    ("laminoplasty", "Laminoplasty"),
+    ("laminotomy", "Laminotomy / foraminotomy"),
+    ("discectomy", "Discectomy"),
+    ("corpectomy", "Corpectomy"),
+    ("fusion", "Fusion / arthrodesis"),
+    ("decompression_without_fusion", "Decompression without fusion"),
+    ("fracture_fixation", "Fracture fixation"),
+    ("osteotomy", "Osteotomy"),
+    ("deformity_correction", "Deformity correction"),
+    ("arthroplasty", "Arthroplasty"),
+    ("implant_removal", "Implant removal"),
+    ("revision", "Revision surgery"),
+    ("other", "Other"),
+)
+
+# The spinal column in order; levels are ranges on it. OC (occiput) and pelvis are fixation
+# points, not vertebrae: they count as segments but not as vertebrae.
+SPINAL_LEVELS = (
+    "OC",
+    "C1", "C2", "C3", "C4", "C5", "C6", "C7",
+    "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12",
+    "L1", "L2", "L3", "L4", "L5",
+    "S1", "S2",
+    "pelvis",
+)
+SPINAL_LEVEL = _vocabulary(*((level, level) for level in SPINAL_LEVELS))
+NON_VERTEBRAL_LEVELS = frozenset({"OC", "pelvis"})
+
+IMPLANT_KIND = _vocabulary(
+    ("lateral_mass_screw", "Lateral mass screw"),
+    ("pedicle_screw", "Pedicle screw"),
+    ("transarticular_screw", "Transarticular screw"),
+    ("laminar_screw", "Laminar screw"),
+    ("odontoid_screw", "Odontoid screw"),
+    ("rod", "Rod"),
+    ("plate", "Plate"),
+    ("cage", "Cage"),
+    ("sublaminar_wire", "Sublaminar wire"),
+    ("interspinous_wire", "Interspinous wire"),
+    ("hook", "Hook"),
+    ("nail", "Intramedullary nail"),
+    ("other", "Other"),
+)
+
+SIDE = _vocabulary(("left", "Left"), ("right", "Right"), ("bilateral", "Bilateral"), ("midline", "Midline"))
+
+BONE_GRAFT = _vocabulary(
+    ("local_autograft", "Local autograft"),
+    ("iliac_autograft", "Iliac crest autograft"),
+    ("rib_autograft", "Rib autograft"),
+    ("cancellous_allograft", "Cancellous allograft"),
+    ("structural_allograft", "Structural allograft"),
+    ("demineralized_bone_matrix", "Demineralised bone matrix"),
+    ("bone_substitute", "Synthetic bone substitute"),
+    ("bmp", "Bone morphogenetic protein"),
+    ("none", "No graft"),
+    ("other", "Other"),
+)
+
+IMMOBILIZATION = _vocabulary(
+    ("none", "None"),
+    ("soft_collar", "Soft collar"),
+    ("philadelphia_collar", "Philadelphia collar"),
+    ("rigid_collar", "Other rigid collar"),
+    ("halo_vest", "Halo vest"),
+    ("minerva", "Minerva brace"),
+    ("tlso", "Thoracolumbosacral orthosis"),
+    ("lso", "Lumbosacral orthosis"),
+    ("cast", "Cast"),
+    ("other", "Other"),
+)
+
+INTRAOP_EVENT = _vocabulary(
+    ("instrument_breakage", "Instrument breakage"),
+    ("iatrogenic_fracture", "Iatrogenic fracture"),
+    ("dural_tear", "Dural tear"),
+    ("excessive_bleeding", "Excessive bleeding"),
+    ("neuromonitoring_change", "Neuromonitoring change"),
+    ("nerve_injury", "Nerve root or spinal cord injury"),
+    ("vascular_injury", "Vascular injury"),
+    ("implant_malposition", "Implant malposition"),
+    ("wrong_level", "Wrong level"),
+    ("other", "Other"),
+)
+
+INSTRUMENT = _vocabulary(
+    ("drill_bit", "Drill bit"), ("tap", "Tap"), ("screw", "Screw"), ("burr", "Burr"),
+    ("kerrison", "Kerrison rongeur"), ("other", "Other instrument"),
+)
+
+# Where on the vertebra an event happened (the seed's drill bit broke in the lateral mass).
+ANATOMIC_SITE = _vocabulary(
+    ("lateral_mass", "Lateral mass"), ("pedicle", "Pedicle"), ("lamina", "Lamina"),
+    ("spinous_process", "Spinous process"), ("facet", "Facet joint"),
+    ("vertebral_body", "Vertebral body"), ("dens", "Dens"), ("disc", "Intervertebral disc"),
+    ("other", "Other"),
+)
+
+CLASSINTRA_GRADE = _vocabulary(
+    ("I", "ClassIntra I: no deviation from the ideal course"),
+    ("II", "ClassIntra II: minor treatment needed"),
+    ("III", "ClassIntra III: moderate treatment needed"),
+    ("IV", "ClassIntra IV: major treatment, life-threatening"),
+    ("V", "ClassIntra V: death of the patient"),
+)
+
+POSTOP_COMPLICATION = _vocabulary(
+    ("wound_infection", "Superficial wound infection"),
+    ("deep_infection", "Deep infection"),
+    ("haematoma", "Haematoma"),
+    ("c5_palsy", "C5 palsy"),
+    ("csf_leak", "CSF leak"),
+    ("dysphagia", "Dysphagia"),
+    ("neurological_deterioration", "Neurological deterioration"),
+    ("implant_failure", "Implant failure"),
+    ("vte", "Venous thromboembolism"),
+    ("death", "Death"),
+    ("other", "Other"),
+)
+
+CLAVIEN_DINDO_GRADE = _vocabulary(
+    ("I", "Clavien-Dindo I"), ("II", "Clavien-Dindo II"), ("IIIa", "Clavien-Dindo IIIa"),
+    ("IIIb", "Clavien-Dindo IIIb"), ("IVa", "Clavien-Dindo IVa"), ("IVb", "Clavien-Dindo IVb"),
+    ("V", "Clavien-Dindo V"),
+)
+# Clavien-Dindo IIIa or worse is a "major" complication in the reports.
+MAJOR_CLAVIEN_DINDO = frozenset({"IIIa", "IIIb", "IVa", "IVb", "V"})
+
+FUSION_STATUS = _vocabulary(
+    ("fused", "Fused"),
+    ("not_fused", "Not fused / pseudarthrosis"),
+    ("indeterminate", "Indeterminate"),
+    ("not_assessed", "Not assessed"),
+)
+
+ASSESSMENT = _vocabulary(("xray", "Plain radiograph"), ("ct", "CT"), ("mri", "MRI"), ("clinical", "Clinical"))
+
+IMPLANT_STATUS = _vocabulary(
+    ("intact", "Intact"), ("loosening", "Loosening"), ("migration", "Migration"),
+    ("breakage", "Breakage"), ("removed", "Removed"),
+)
+IMPLANT_FAILURE_STATUSES = frozenset({"loosening", "migration", "breakage"})
+
+ROLE = _vocabulary(
+    ("submitter", "Centre submitter: reads and writes its own centre's records"),
+    ("analyst", "Analyst: reads aggregate reports across centres"),
+    ("admin", "Administrator: manages centres and tokens"),
+)
+
+# Every vocabulary by its wire name, as `/v1/vocabularies` lists them.
+ALL = MappingProxyType({
+    "sex": SEX,
+    "diagnosis": DIAGNOSIS,
+    "genes": GENES,
+    "inheritance": INHERITANCE,
+    "consent": CONSENT,
+    "indication": INDICATION,
+    "region": REGION,
+    "approach": APPROACH,
+    "procedure": PROCEDURE,
+    "spinal_level": SPINAL_LEVEL,
+    "implant_kind": IMPLANT_KIND,
+    "side": SIDE,
+    "bone_graft": BONE_GRAFT,
+    "immobilization": IMMOBILIZATION,
+    "intraop_event": INTRAOP_EVENT,
+    "instrument": INSTRUMENT,
+    "anatomic_site": ANATOMIC_SITE,
+    "classintra_grade": CLASSINTRA_GRADE,
+    "postop_complication": POSTOP_COMPLICATION,
+    "clavien_dindo_grade": CLAVIEN_DINDO_GRADE,
+    "fusion_status": FUSION_STATUS,
+    "assessment": ASSESSMENT,
+    "implant_status": IMPLANT_STATUS,
+    "role": ROLE,
+})
+
+
+def level_position(level: str) -> int:
+    """Position of a level on the spinal column (OC is 0)."""
+    return SPINAL_LEVELS.index(level)
+
+
+def level_counts(level_from: str, level_to: str) -> tuple[int, int]:
+    """Vertebrae and segments spanned by a range: C3–C6 is 4 vertebrae, 3 segments."""
+    span = SPINAL_LEVELS[level_position(level_from): level_position(level_to) + 1]
+    vertebrae = sum(1 for level in span if level not in NON_VERTEBRAL_LEVELS)
+    return vertebrae, len(span) - 1
