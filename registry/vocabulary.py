@@ -43,6 +43,11 @@ INHERITANCE = _vocabulary(
     ("unknown", "Unknown"),
 )
 
+DATE_PRECISION = _vocabulary(
+    ("day", "Exact date"), ("month", "Month known (date is its first day)"),
+    ("year", "Year known (date is 1 January)"),
+)
+
 CONSENT = _vocabulary(("active", "Consent active"), ("withdrawn", "Consent withdrawn"))
 
 INDICATION = _vocabulary(
@@ -248,6 +253,7 @@ ALL = MappingProxyType({
     "genes": GENES,
     "inheritance": INHERITANCE,
     "consent": CONSENT,
+    "date_precision": DATE_PRECISION,
     "indication": INDICATION,
     "region": REGION,
     "approach": APPROACH,

@@ -87,6 +87,9 @@ CREATE TABLE operations (
     patient_id              bigint NOT NULL,
     local_ref               text NOT NULL CONSTRAINT ck_operations_local_ref CHECK (length(local_ref) BETWEEN 1 AND 100),
     operation_date          date NOT NULL,
+    -- published cases often give only the year or month; the date then holds its first day
+    date_precision          text NOT NULL DEFAULT 'day'
+                            CONSTRAINT ck_operations_date_precision CHECK (date_precision IN ('day', 'month', 'year')),
     age_at_surgery          smallint CONSTRAINT ck_operations_age CHECK (age_at_surgery BETWEEN 0 AND 130),
     indication              text CONSTRAINT ck_operations_indication CHECK ({one_of('indication', v.INDICATION)}),
     indication_note         text CONSTRAINT ck_operations_indication_note CHECK (length(indication_note) <= 500),
