@@ -42,11 +42,17 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.before_request(refuse_unsupported_media_type)
 
     api = RegistryApi(app)
+    from registry.audit.routes import blp as audit_blp
     from registry.centres.routes import blp as centres_blp
+    from registry.follow_ups.routes import blp as follow_ups_blp
     from registry.health.routes import blp as health_blp
+    from registry.operations.routes import blp as operations_blp
+    from registry.patients.routes import blp as patients_blp
     from registry.tokens.routes import blp as tokens_blp
+    from registry.vocabularies.routes import blp as vocabularies_blp
 
-    for blueprint in (health_blp, centres_blp, tokens_blp):
+    for blueprint in (health_blp, vocabularies_blp, centres_blp, tokens_blp, patients_blp, operations_blp,
+                      follow_ups_blp, audit_blp):
         api.register_blueprint(blueprint)
     app.extensions["registry_api"] = api
     return app

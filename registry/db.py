@@ -4,6 +4,8 @@ The pool is created closed and opened on first use, which under gunicorn is insi
 after fork (a pool must never cross a fork). `check=` tests a connection before handing it out,
 so after a PostgreSQL restart the dead connections are replaced rather than failing requests;
 while the server is down, callers wait at most `pool_timeout` and get `DatabaseUnavailable`.
+Reconnection attempts give up after RECONNECT_TIMEOUT, so the pool is serving again within a
+couple of seconds of the server's return however long it was away.
 
 Nothing here keeps session state between transactions (no SET, no temp tables, no advisory
 locks held across requests), so the service runs behind PgBouncer in transaction mode; set
@@ -15,7 +17,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import psycopg
-from flask import current_app
+from flask import current_app, g, has_request_context
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -24,6 +26,14 @@ from registry.config import Settings
 
 class DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached right now; the request may be retried later."""
+
+
+# psycopg_pool retries a failed connection with exponential backoff (1, 2, 4, 8 s ...) for
+# `reconnect_timeout`, 5 minutes by default, and starts no other attempt meanwhile: after an
+# outage of a minute the next attempt could come a minute after the server was back, all
+# requests answering 503 until then. Giving up after a few seconds caps that gap at about
+# 2 s; the next request that finds no connection starts a fresh attempt at once.
+RECONNECT_TIMEOUT = 5.0
 
 
 class Database:
@@ -39,6 +49,7 @@ class Database:
             open=False,
             name=name,
             check=ConnectionPool.check_connection,
+            reconnect_timeout=RECONNECT_TIMEOUT,
             kwargs={
                 "row_factory": dict_row,
                 "prepare_threshold": settings.prepare_threshold,
@@ -59,7 +70,15 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
-        """A connection inside one transaction: committed when the block ends, rolled back on error."""
+        """A connection inside one transaction: committed when the block ends, rolled back on error.
+
+        Inside `request_transaction()` every call joins the request's one transaction instead,
+        so a wrapper (the idempotency record) commits or rolls back together with the view.
+        """
+        shared = g.get("request_transaction") if has_request_context() else None
+        if shared is not None and shared[0] is self:
+            yield shared[1]
+            return
         self._ensure_open()
         try:
             with self.pool.connection() as conn:
@@ -68,6 +87,16 @@ class Database:
             raise DatabaseUnavailable("no database connection available") from exc
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else "database error") from exc
+
+    @contextmanager
+    def request_transaction(self) -> Iterator[psycopg.Connection]:
+        """Make this request's `transaction()` calls share one transaction, committed at the end."""
+        with self.transaction() as conn:
+            g.request_transaction = (self, conn)
+            try:
+                yield conn
+            finally:
+                g.pop("request_transaction", None)
 
     def close(self) -> None:
         if self._opened:

@@ -173,3 +173,14 @@ def handle_integrity_error(error: psycopg.errors.IntegrityError):
     field = constraint.split("_", 2)[-1] if constraint.startswith("ck_") else constraint
     return problem_response(422, "Unprocessable Entity", "A database constraint refused the record.",
                             slug="constraint-violation", errors=[field_error(field, f"violates {constraint}")])
+
+
+def document_errors(blp, *statuses: int):
+    """Declare error answers of a view in the OpenAPI document (all problem+json)."""
+
+    def decorator(view):
+        for status in statuses:
+            view = blp.alt_response(status, response=http.HTTPStatus(status).name)(view)
+        return view
+
+    return decorator

@@ -1,0 +1,67 @@
+"""The audit trail: admins read every centre's, submitters their own centre's."""
+
+import marshmallow as ma
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import validate
+
+from registry.auth import ADMIN, SUBMITTER, authenticate, require
+from registry.db import database
+from registry.fields import Integer
+from registry.pagination import PageQuerySchema, decode_cursor, page, page_schema
+from registry.problems import document_errors
+
+blp = Blueprint("audit", __name__, url_prefix="/v1/audit", description="Append-only audit trail")
+
+ENTITIES = ("centre", "token", "patient", "operation", "follow_up", "submission")
+ACTIONS = ("create", "update", "delete", "revoke", "withdraw_consent", "restore_consent", "erase")
+
+
+class AuditEventSchema(ma.Schema):
+    id = ma.fields.Integer()
+    centre_id = ma.fields.Integer()
+    occurred_at = ma.fields.DateTime()
+    actor_token_id = ma.fields.Integer(allow_none=True)
+    actor_role = ma.fields.String(allow_none=True)
+    request_id = ma.fields.String(allow_none=True)
+    action = ma.fields.String()
+    entity = ma.fields.String()
+    entity_id = ma.fields.Integer(allow_none=True)
+    changed_fields = ma.fields.List(ma.fields.String(), metadata={"description": "Field names only, never values"})
+
+
+class AuditQuerySchema(PageQuerySchema):
+    centre_id = Integer(1, 2**62, metadata={"description": "Admins only: one centre's events"})
+    entity = ma.fields.String(validate=validate.OneOf(ENTITIES))
+    entity_id = Integer(1, 2**62)
+    action = ma.fields.String(validate=validate.OneOf(ACTIONS))
+    since = ma.fields.AwareDateTime(metadata={"description": "Events at or after this time"})
+
+
+@blp.route("/")
+class AuditEvents(MethodView):
+    @require(ADMIN, SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(AuditQuerySchema, location="query")
+    @blp.response(200, page_schema(AuditEventSchema, "AuditEventPage"))
+    @document_errors(blp, 401, 403, 422)
+    def get(self, query):
+        """Read the audit trail (admins: all centres; submitters: their own)"""
+        principal = authenticate()
+        centre_id = query.get("centre_id") if principal.role == ADMIN else principal.centre_id
+        after = decode_cursor(query.get("cursor"), 1)
+        with database().transaction() as conn:
+            rows = conn.execute(
+                """SELECT id, centre_id, occurred_at, actor_token_id, actor_role, request_id, action, entity,
+                          entity_id, changed_fields
+                   FROM audit_events
+                   WHERE (%(centre_id)s::bigint IS NULL OR centre_id = %(centre_id)s)
+                     AND (%(after)s::bigint IS NULL OR id > %(after)s)
+                     AND (%(entity)s::text IS NULL OR entity = %(entity)s)
+                     AND (%(entity_id)s::bigint IS NULL OR entity_id = %(entity_id)s)
+                     AND (%(action)s::text IS NULL OR action = %(action)s)
+                     AND (%(since)s::timestamptz IS NULL OR occurred_at >= %(since)s)
+                   ORDER BY id LIMIT %(limit)s""",
+                {"centre_id": centre_id, "after": after[0] if after else None, "limit": query["limit"] + 1,
+                 **{name: query.get(name) for name in ("entity", "entity_id", "action", "since")}}).fetchall()
+        return page(rows, query["limit"], lambda row: (row["id"],))

@@ -1,0 +1,104 @@
+"""Marshmallow fields shared by the record schemas: the registry's rules for text, codes and dates."""
+
+import datetime as dt
+import re
+
+import marshmallow as ma
+from marshmallow import validate
+
+# NUL cannot be stored in PostgreSQL text, and other control characters in a clinical field are
+# always a transmission error; tab and newline are fine in free text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class Text(ma.fields.String):
+    """Free text, stored verbatim: bounded length, no control characters."""
+
+    def __init__(self, max_length: int, *, min_length: int = 0, **kwargs):
+        super().__init__(validate=validate.Length(min=min_length, max=max_length), **kwargs)
+        self.metadata.setdefault("maxLength", max_length)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if _CONTROL.search(text):
+            raise ma.ValidationError("Control characters (such as NUL) are not allowed.")
+        return text
+
+
+class Ref(Text):
+    """A centre's own identifier (patient ref, local_ref): 1–100 characters, no control characters."""
+
+    def __init__(self, **kwargs):
+        super().__init__(100, min_length=1, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if text != text.strip():
+            raise ma.ValidationError("Must not start or end with whitespace.")
+        return text
+
+
+def Code(vocabulary, **kwargs) -> ma.fields.String:
+    """One code of a controlled vocabulary (see /v1/vocabularies)."""
+    return ma.fields.String(validate=validate.OneOf(list(vocabulary)), **kwargs)
+
+
+class Codes(ma.fields.List):
+    """A list of distinct codes of one vocabulary."""
+
+    def __init__(self, vocabulary, *, max_items: int = 30, min_items: int = 0, **kwargs):
+        super().__init__(Code(vocabulary), validate=validate.Length(min=min_items, max=max_items), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        codes = super()._deserialize(value, attr, data, **kwargs)
+        if len(set(codes)) != len(codes):
+            raise ma.ValidationError("Each code may appear only once.")
+        return codes
+
+
+class PastDate(ma.fields.Date):
+    """An ISO date that is not in the future and not before 1900."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        date = super()._deserialize(value, attr, data, **kwargs)
+        if date > dt.date.today():
+            raise ma.ValidationError("Must not be in the future.")
+        if date.year < 1900:
+            raise ma.ValidationError("Must not be before 1900.")
+        return date
+
+
+class HalfPointScore(ma.fields.Float):
+    """A score in half points between 0 and `maximum` (the 17-point JOA allows halves)."""
+
+    def __init__(self, maximum: int, **kwargs):
+        super().__init__(validate=validate.Range(0, maximum), allow_nan=False, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        score = super()._deserialize(value, attr, data, **kwargs)
+        if score * 2 != int(score * 2):
+            raise ma.ValidationError("Must be a whole or half point.")
+        return score
+
+
+class Integer(ma.fields.Integer):
+    """A strict integer within a range: no "12" strings, no 12.5, no true/false."""
+
+    def __init__(self, minimum: int, maximum: int, **kwargs):
+        super().__init__(strict=True, validate=validate.Range(minimum, maximum), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBoolean(ma.fields.Boolean):
+    """true or false only: no "yes", 1 or "t"."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value is not True and value is not False:
+            raise self.make_error("invalid", input=value)
+        return value

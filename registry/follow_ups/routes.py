@@ -1,0 +1,138 @@
+"""Follow-ups of an operation: submitters only, their own centre's."""
+
+import marshmallow as ma
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from registry.auth import SUBMITTER, authenticate, require
+from registry.db import database
+from registry.follow_ups import store
+from registry.follow_ups.schemas import FollowUpFieldsSchema, FollowUpSchema
+from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from registry.operations import store as operations
+from registry.pagination import PageQuerySchema, decode_cursor, page, page_schema
+from registry.preconditions import ETAG_HEADER, IF_MATCH_PARAMETER, etag, require_if_match
+from registry.problems import InvalidInput, Problem, document_errors, flatten_messages
+
+blp = Blueprint("follow_ups", __name__, url_prefix="/v1", description="Follow-ups of operations")
+FollowUpPageSchema = page_schema(FollowUpSchema, "FollowUpPage")
+
+
+class FollowUpPatchSchema(FollowUpFieldsSchema):
+    """Any subset of a follow-up's fields."""
+
+
+def _operation(conn, operation_id: int) -> dict:
+    operation = operations.get_operation(conn, authenticate().centre_id, operation_id)
+    if operation is None:
+        raise Problem(404, "Your centre has no such operation.", slug="not-found")
+    return operation
+
+
+def _locked_follow_up(conn, follow_up_id: int) -> dict:
+    current = store.get_follow_up(conn, authenticate().centre_id, follow_up_id, for_update=True)
+    if current is None:
+        raise Problem(404, "Your centre has no such follow-up.", slug="not-found")
+    return current
+
+
+def _reply(follow_up: dict, status: int = 200):
+    return follow_up, status, {"ETag": etag(follow_up), "Location": f"/v1/follow-ups/{follow_up['id']}"}
+
+
+@blp.route("/operations/<int:operation_id>/follow-ups")
+class OperationFollowUps(MethodView):
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(PageQuerySchema, location="query")
+    @blp.response(200, FollowUpPageSchema)
+    @document_errors(blp, 401, 403, 404, 422)
+    def get(self, query, operation_id):
+        """List the follow-ups of an operation"""
+        after = decode_cursor(query.get("cursor"), 1)
+        with database().transaction() as conn:
+            _operation(conn, operation_id)
+            rows = store.list_follow_ups(conn, authenticate().centre_id, operation_id, after[0] if after else None,
+                                         query["limit"] + 1)
+        return page(rows, query["limit"], lambda row: (row["id"],))
+
+    @require(SUBMITTER)
+    @idempotent
+    @blp.doc(security=[{"bearerAuth": []}], parameters=[IDEMPOTENCY_KEY_PARAMETER])
+    @blp.arguments(FollowUpFieldsSchema)
+    @blp.response(201, FollowUpSchema, headers=ETAG_HEADER, description="Created")
+    @blp.alt_response(200, schema=FollowUpSchema, success=True,
+                      description="A follow-up with this local_ref existed: updated, or unchanged")
+    @document_errors(blp, 401, 403, 404, 409, 415, 422)
+    def post(self, fields, operation_id):
+        """Record a follow-up of an operation (or update the one with its local_ref)"""
+        with database().transaction() as conn:
+            follow_up, outcome = store.save_follow_up(conn, authenticate(), _operation(conn, operation_id), fields)
+        return _reply(follow_up, 201 if outcome == "created" else 200)
+
+
+@blp.route("/follow-ups/<int:follow_up_id>")
+class FollowUp(MethodView):
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(200, FollowUpSchema, headers=ETAG_HEADER)
+    @document_errors(blp, 401, 403, 404)
+    def get(self, follow_up_id):
+        """Read a follow-up"""
+        with database().transaction() as conn:
+            follow_up = store.get_follow_up(conn, authenticate().centre_id, follow_up_id)
+        if follow_up is None:
+            raise Problem(404, "Your centre has no such follow-up.", slug="not-found")
+        return _reply(follow_up)
+
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
+    @blp.arguments(FollowUpFieldsSchema)
+    @blp.response(200, FollowUpSchema, headers=ETAG_HEADER)
+    @document_errors(blp, 401, 403, 404, 409, 412, 415, 422, 428)
+    def put(self, fields, follow_up_id):
+        """Replace a follow-up (If-Match required)"""
+        with database().transaction() as conn:
+            current = _locked_follow_up(conn, follow_up_id)
+            require_if_match(current)
+            follow_up, _ = store.save_follow_up(conn, authenticate(), _operation(conn, current["operation_id"]),
+                                                fields, current)
+        return _reply(follow_up)
+
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
+    @blp.arguments(FollowUpPatchSchema(partial=True))
+    @blp.response(200, FollowUpSchema, headers=ETAG_HEADER)
+    @document_errors(blp, 401, 403, 404, 409, 412, 415, 422, 428)
+    def patch(self, _changes, follow_up_id):
+        """Change some fields of a follow-up (If-Match required)"""
+        sent = request.get_json()
+        with database().transaction() as conn:
+            current = _locked_follow_up(conn, follow_up_id)
+            require_if_match(current)
+            wire = {name: value for name, value in FollowUpSchema().dump(current).items()
+                    if value is not None and not FollowUpSchema().fields[name].dump_only}
+            if "months_after" in sent and "date" not in sent:
+                wire.pop("date")  # a new months_after moves the date
+            elif "date" in sent:
+                wire.pop("months_after")
+            try:
+                fields = FollowUpFieldsSchema().load(wire | sent)
+            except ma.ValidationError as error:
+                raise InvalidInput(flatten_messages(error.messages, "json")) from None
+            follow_up, _ = store.save_follow_up(conn, authenticate(), _operation(conn, current["operation_id"]),
+                                                fields, current)
+        return _reply(follow_up)
+
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(204)
+    @document_errors(blp, 401, 403, 404, 412)
+    def delete(self, follow_up_id):
+        """Delete a follow-up (If-Match optional)"""
+        with database().transaction() as conn:
+            current = _locked_follow_up(conn, follow_up_id)
+            if "If-Match" in request.headers:
+                require_if_match(current)
+            store.delete_follow_up(conn, authenticate(), follow_up_id)

@@ -1,0 +1,39 @@
+"""Wire contract for follow-ups: many per operation, arriving months or years later."""
+
+import marshmallow as ma
+
+from registry import vocabulary as v
+from registry.fields import Code, HalfPointScore, Integer, PastDate, Ref, StrictBoolean, Text
+
+
+class FollowUpFieldsSchema(ma.Schema):
+    local_ref = Ref(allow_none=True, metadata={"description": "Your own id for the follow-up: resubmitting it updates"})
+    date = PastDate(metadata={"description": "Date of the follow-up; or give months_after"})
+    months_after = Integer(0, 1200, metadata={"description": "Whole months after the operation; or give date"})
+    fusion_status = Code(v.FUSION_STATUS, allow_none=True)
+    assessment = Code(v.ASSESSMENT, allow_none=True, metadata={"description": "How fusion was assessed"})
+    implant_status = Code(v.IMPLANT_STATUS, allow_none=True)
+    joa = HalfPointScore(17, allow_none=True, metadata={"description": "JOA score, 0–17"})
+    mjoa = Integer(0, 18, allow_none=True, metadata={"description": "Modified JOA score, 0–18"})
+    revision_surgery = StrictBoolean(load_default=False)
+    revision_reason = Text(500, allow_none=True)
+    notes = Text(4000, allow_none=True)
+
+    @ma.validates_schema
+    def rules(self, data, **kwargs):
+        errors = {}
+        if "date" not in data and "months_after" not in data:
+            errors["date"] = ["Give the date of the follow-up or months_after."]
+        if data.get("revision_reason") and not data.get("revision_surgery"):
+            errors["revision_reason"] = ["Only with revision_surgery: true."]
+        if errors:
+            raise ma.ValidationError(errors)
+
+
+class FollowUpSchema(FollowUpFieldsSchema):
+    id = ma.fields.Integer(dump_only=True)
+    operation_id = ma.fields.Integer(dump_only=True)
+    patient_id = ma.fields.Integer(dump_only=True)
+    version = ma.fields.Integer(dump_only=True)
+    created_at = ma.fields.DateTime(dump_only=True)
+    updated_at = ma.fields.DateTime(dump_only=True)

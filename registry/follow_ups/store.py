@@ -1,0 +1,114 @@
+"""Follow-ups: SQL and the date rules (a follow-up is never before its operation)."""
+
+import calendar
+import datetime as dt
+
+from registry.audit import store as audit
+from registry.auth import Principal
+from registry.problems import InvalidInput, Problem, field_error
+
+FIELDS = ("local_ref", "follow_up_date", "months_after", "fusion_status", "assessment", "implant_status", "joa",
+          "mjoa", "revision_surgery", "revision_reason", "notes")
+_SELECT = ("f.id, f.centre_id, f.operation_id, o.patient_id, f.local_ref, f.follow_up_date AS date, f.months_after,"
+           " f.fusion_status, f.assessment, f.implant_status, f.joa::float8 AS joa, f.mjoa, f.revision_surgery,"
+           " f.revision_reason, f.notes, f.version, f.created_at, f.updated_at")
+_FROM = "follow_ups f JOIN operations o ON o.centre_id = f.centre_id AND o.id = f.operation_id"
+
+
+def whole_months_between(start: dt.date, end: dt.date) -> int:
+    months = (end.year - start.year) * 12 + end.month - start.month
+    return months - 1 if end.day < start.day else months
+
+
+def add_months(start: dt.date, months: int) -> dt.date:
+    month_index = start.month - 1 + months
+    year, month = start.year + month_index // 12, month_index % 12 + 1
+    return dt.date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
+
+
+def resolve_dates(operation_date: dt.date, fields: dict) -> tuple[dt.date, int]:
+    """(date, months_after) from whichever was given, checked against the operation date."""
+    if fields.get("date") is not None:
+        date = fields["date"]
+        if date < operation_date:
+            raise InvalidInput([field_error("date", f"Before the operation ({operation_date}).")])
+        months = whole_months_between(operation_date, date)
+        if fields.get("months_after") is not None and fields["months_after"] != months:
+            raise InvalidInput([field_error("months_after", f"The date is {months} whole months after the "
+                                                            "operation; give one or make them agree.")])
+        return date, months
+    date = add_months(operation_date, fields["months_after"])
+    if date > dt.date.today():
+        raise InvalidInput([field_error("months_after", f"That is {date}, in the future.")])
+    return date, fields["months_after"]
+
+
+def get_follow_up(conn, centre_id: int, follow_up_id: int, *, for_update: bool = False) -> dict | None:
+    return conn.execute(f"SELECT {_SELECT} FROM {_FROM} WHERE f.centre_id = %s AND f.id = %s"
+                        + (" FOR UPDATE OF f" if for_update else ""), (centre_id, follow_up_id)).fetchone()
+
+
+def list_follow_ups(conn, centre_id: int, operation_id: int, after_id: int | None, limit: int) -> list[dict]:
+    return conn.execute(
+        f"""SELECT {_SELECT} FROM {_FROM} WHERE f.centre_id = %s AND f.operation_id = %s
+              AND (%s::bigint IS NULL OR f.id > %s) ORDER BY f.id LIMIT %s""",
+        (centre_id, operation_id, after_id, after_id, limit)).fetchall()
+
+
+def _columns(operation_date: dt.date, fields: dict) -> dict:
+    date, months = resolve_dates(operation_date, fields)
+    values = {name: fields.get(name) for name in FIELDS}
+    values.update(follow_up_date=date, months_after=months, revision_surgery=bool(fields.get("revision_surgery")))
+    return values
+
+
+def _comparable(row: dict) -> dict:
+    return {name: row["date"] if name == "follow_up_date" else row[name] for name in FIELDS}
+
+
+def save_follow_up(conn, actor: Principal, operation: dict, fields: dict, current: dict | None = None
+                   ) -> tuple[dict, str]:
+    """Create a follow-up of `operation`, or replace `current` (or the one with the same local_ref)."""
+    values = _columns(operation["operation_date"], fields)
+    if current is None and values["local_ref"]:
+        existing = conn.execute("SELECT id FROM follow_ups WHERE centre_id = %s AND local_ref = %s FOR UPDATE",
+                                (actor.centre_id, values["local_ref"])).fetchone()
+        if existing:
+            current = get_follow_up(conn, actor.centre_id, existing["id"])
+            if current["operation_id"] != operation["id"]:
+                raise Problem(409, "This local_ref belongs to a follow-up of another operation.", slug="conflict",
+                              errors=[field_error("local_ref", "Used by a follow-up of another operation.")])
+    if current is None:
+        row = conn.execute(
+            f"""INSERT INTO follow_ups (centre_id, operation_id, {", ".join(FIELDS)})
+                VALUES (%(centre_id)s, %(operation_id)s, {", ".join(f"%({name})s" for name in FIELDS)})
+                RETURNING id""", values | {"centre_id": actor.centre_id, "operation_id": operation["id"]}).fetchone()
+        audit.record(conn, centre_id=actor.centre_id, action="create", entity="follow_up", entity_id=row["id"],
+                     changed_fields=[name for name, value in values.items() if value is not None], actor=actor)
+        return get_follow_up(conn, actor.centre_id, row["id"]), "created"
+    old = _comparable(current)
+    changed = [name for name in FIELDS if old[name] != values[name]]
+    if not changed:
+        return current, "unchanged"
+    if values["local_ref"] and values["local_ref"] != current["local_ref"] and conn.execute(
+            "SELECT 1 FROM follow_ups WHERE centre_id = %s AND local_ref = %s",
+            (actor.centre_id, values["local_ref"])).fetchone():
+        raise Problem(409, "Another follow-up has this local_ref.", slug="conflict",
+                      errors=[field_error("local_ref", "Already used by another follow-up.")])
+    conn.execute(
+        f"""UPDATE follow_ups SET {", ".join(f"{name} = %({name})s" for name in FIELDS)},
+                version = version + 1, updated_at = now()
+            WHERE centre_id = %(centre_id)s AND id = %(id)s""",
+        values | {"centre_id": actor.centre_id, "id": current["id"]})
+    audit.record(conn, centre_id=actor.centre_id, action="update", entity="follow_up", entity_id=current["id"],
+                 changed_fields=changed, actor=actor)
+    return get_follow_up(conn, actor.centre_id, current["id"]), "updated"
+
+
+def delete_follow_up(conn, actor: Principal, follow_up_id: int) -> bool:
+    deleted = conn.execute("DELETE FROM follow_ups WHERE centre_id = %s AND id = %s RETURNING id",
+                           (actor.centre_id, follow_up_id)).fetchone()
+    if deleted:
+        audit.record(conn, centre_id=actor.centre_id, action="delete", entity="follow_up", entity_id=follow_up_id,
+                     actor=actor)
+    return deleted is not None

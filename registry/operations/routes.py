@@ -1,0 +1,146 @@
+"""Operation documents of the caller's centre: submitters only; another centre's operation is a 404."""
+
+import marshmallow as ma
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from registry.auth import SUBMITTER, authenticate, require
+from registry.db import database
+from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from registry.operations import service, store
+from registry.operations.schemas import (OperationInputSchema, OperationQuerySchema, OperationSchema)
+from registry.pagination import PageQuerySchema, decode_cursor, page, page_schema
+from registry.preconditions import ETAG_HEADER, IF_MATCH_PARAMETER, etag, require_if_match
+from registry.problems import InvalidInput, Problem, document_errors, flatten_messages
+
+blp = Blueprint("operations", __name__, url_prefix="/v1/operations",
+                description="Operations with their implants, intraoperative events and complications")
+OperationPageSchema = page_schema(OperationSchema, "OperationPage")
+_DUMP_ONLY = {name for name, field in OperationSchema().fields.items() if field.dump_only}
+
+
+class OperationListQuerySchema(PageQuerySchema, OperationQuerySchema):
+    pass
+
+
+class OperationPatchSchema(OperationInputSchema):
+    """Any subset of the document's fields; objects and lists given replace the stored ones whole."""
+
+
+def _not_found():
+    return Problem(404, "Your centre has no such operation.", slug="not-found")
+
+
+def _locked_operation(conn, operation_id: int) -> dict:
+    current = store.get_operation(conn, authenticate().centre_id, operation_id, for_update=True)
+    if current is None:
+        raise _not_found()
+    return current
+
+
+def _reply(document: dict, status: int, sent: dict | None = None):
+    """The stored document with its ETag; the patient ref is echoed only to the request that sent it."""
+    if sent and "patient" in sent:
+        document = {**document, "patient": {**document["patient"], "ref": sent["patient"]["ref"]}}
+    return document, status, {"ETag": etag(document), "Location": f"/v1/operations/{document['id']}"}
+
+
+@blp.route("/")
+class Operations(MethodView):
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(OperationListQuerySchema, location="query")
+    @blp.response(200, OperationPageSchema)
+    @document_errors(blp, 401, 403, 422)
+    def get(self, query):
+        """List your centre's operations"""
+        after = decode_cursor(query.get("cursor"), 1)
+        with database().transaction() as conn:
+            rows = store.list_operations(conn, authenticate().centre_id, query, after[0] if after else None,
+                                         query["limit"] + 1)
+        return page(rows, query["limit"], lambda row: (row["id"],))
+
+    @require(SUBMITTER)
+    @idempotent
+    @blp.doc(security=[{"bearerAuth": []}], parameters=[IDEMPOTENCY_KEY_PARAMETER])
+    @blp.arguments(OperationInputSchema)
+    @blp.response(201, OperationSchema, headers=ETAG_HEADER, description="Created")
+    @blp.alt_response(200, schema=OperationSchema, success=True,
+                      description="Your centre had an operation with this local_ref: updated, or unchanged")
+    @document_errors(blp, 401, 403, 415, 422)
+    def post(self, document):
+        """Submit an operation document: creates it, or updates the one with its local_ref"""
+        with database().transaction() as conn:
+            stored, outcome = service.submit_operation(conn, authenticate(), document)
+        return _reply(stored, 201 if outcome == "created" else 200, document)
+
+
+@blp.route("/<int:operation_id>")
+class Operation(MethodView):
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(200, OperationSchema, headers=ETAG_HEADER)
+    @document_errors(blp, 401, 403, 404)
+    def get(self, operation_id):
+        """Read an operation document"""
+        with database().transaction() as conn:
+            document = store.get_operation(conn, authenticate().centre_id, operation_id)
+        if document is None:
+            raise _not_found()
+        return _reply(document, 200)
+
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
+    @blp.arguments(OperationInputSchema)
+    @blp.response(200, OperationSchema, headers=ETAG_HEADER)
+    @document_errors(blp, 401, 403, 404, 409, 412, 415, 422, 428)
+    def put(self, document, operation_id):
+        """Replace an operation document (If-Match required)"""
+        with database().transaction() as conn:
+            current = _locked_operation(conn, operation_id)
+            require_if_match(current)
+            stored, _ = service.replace_operation(conn, authenticate(), current, document)
+        return _reply(stored, 200, document)
+
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
+    @blp.arguments(OperationPatchSchema(partial=True))
+    @blp.response(200, OperationSchema, headers=ETAG_HEADER)
+    @document_errors(blp, 401, 403, 404, 409, 412, 415, 422, 428)
+    def patch(self, _changes, operation_id):
+        """Change some fields of an operation document (If-Match required)"""
+        sent = request.get_json()
+        with database().transaction() as conn:
+            current = _locked_operation(conn, operation_id)
+            require_if_match(current)
+            document = _merged(current, sent)
+            stored, _ = service.replace_operation(conn, authenticate(), current, document)
+        return _reply(stored, 200, document)
+
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(204)
+    @document_errors(blp, 401, 403, 404, 412)
+    def delete(self, operation_id):
+        """Delete an operation with its events, complications and follow-ups (If-Match optional)"""
+        with database().transaction() as conn:
+            current = _locked_operation(conn, operation_id)
+            if "If-Match" in request.headers:
+                require_if_match(current)
+            service.delete_operation(conn, authenticate(), operation_id)
+
+
+def _merged(current: dict, changes: dict) -> dict:
+    """The stored document in wire form with the sent top-level fields replacing their namesakes,
+    validated again as a whole so cross-field rules hold for the result."""
+    wire = {name: value for name, value in OperationSchema().dump(current).items()
+            if name not in _DUMP_ONLY and value is not None}
+    wire["patient_id"] = current["patient_id"]
+    if "patient" in changes:
+        wire.pop("patient_id")
+    wire.update(changes)
+    try:
+        return OperationInputSchema().load(wire)
+    except ma.ValidationError as error:
+        raise InvalidInput(flatten_messages(error.messages, "json")) from None

@@ -1,0 +1,163 @@
+"""Wire contract for an operation document: the operation with its implants, intraoperative
+events and postoperative complications, as a hospital system sends it in one piece.
+
+Validation here is the product: every rule names its field, so a data manager can fix the
+record. Derived values (vertebra and segment counts, instrumented, age at surgery) are
+computed by the registry and returned, never accepted.
+"""
+
+import marshmallow as ma
+from marshmallow import validate
+
+from registry import vocabulary as v
+from registry.fields import Code, Codes, HalfPointScore, Integer, PastDate, Ref, StrictBoolean, Text
+from registry.patients.schemas import PatientInputSchema, PatientSchema
+
+MAX_IMPLANTS = 200
+MAX_EVENTS = 50
+
+
+class LevelsSchema(ma.Schema):
+    """A range on the spinal column, OC, C1–C7, T1–T12, L1–L5, S1, S2, pelvis; from ≤ to."""
+
+    from_ = Code(v.SPINAL_LEVEL, required=True, data_key="from")
+    to = Code(v.SPINAL_LEVEL, required=True)
+
+    @ma.validates_schema
+    def ordered(self, data, **kwargs):
+        if "from_" in data and "to" in data and v.level_position(data["from_"]) > v.level_position(data["to"]):
+            raise ma.ValidationError(f"{data['to']} is above {data['from_']}: give the upper level as `from`.", "to")
+
+
+class ImplantSchema(ma.Schema):
+    kind = Code(v.IMPLANT_KIND, required=True)
+    level = Code(v.SPINAL_LEVEL, allow_none=True)
+    side = Code(v.SIDE, allow_none=True)
+    count = Integer(1, 100, load_default=1)
+    diameter_mm = ma.fields.Float(validate=validate.Range(0, 50, min_inclusive=False), allow_nan=False, allow_none=True)
+    length_mm = ma.fields.Float(validate=validate.Range(0, 1000, min_inclusive=False), allow_nan=False, allow_none=True)
+    note = Text(500, allow_none=True)
+
+
+class InstrumentationSchema(ma.Schema):
+    system = Text(200, allow_none=True, metadata={"description": "e.g. VERTEX"})
+    manufacturer = Text(200, allow_none=True, metadata={"description": "e.g. Medtronic Sofamor Danek"})
+    implants = ma.fields.List(ma.fields.Nested(ImplantSchema), load_default=list,
+                              validate=validate.Length(max=MAX_IMPLANTS))
+
+
+class PreopScoresSchema(ma.Schema):
+    joa = HalfPointScore(17, allow_none=True, metadata={"description": "JOA score, 0–17"})
+    mjoa = Integer(0, 18, allow_none=True, metadata={"description": "Modified JOA score, 0–18"})
+
+
+class ImmobilizationSchema(ma.Schema):
+    type = Code(v.IMMOBILIZATION, required=True)
+    weeks = Integer(0, 104, allow_none=True)
+
+
+class IntraopEventSchema(ma.Schema):
+    type = Code(v.INTRAOP_EVENT, required=True)
+    instrument = Code(v.INSTRUMENT, allow_none=True, metadata={"description": "Required for instrument_breakage"})
+    instrument_detail = Text(500, allow_none=True, metadata={"description": "e.g. 2 mm drill bit, System 6 power drill"})
+    retained_fragment = StrictBoolean(allow_none=True, metadata={"description": "Breakage only: fragment left in situ"})
+    level = Code(v.SPINAL_LEVEL, allow_none=True)
+    side = Code(v.SIDE, allow_none=True)
+    site = Code(v.ANATOMIC_SITE, allow_none=True, metadata={"description": "e.g. lateral_mass"})
+    grade = Code(v.CLASSINTRA_GRADE, allow_none=True, metadata={"description": "ClassIntra grade I–V"})
+    management = Text(2000, allow_none=True)
+    description = Text(2000, allow_none=True)
+
+    @ma.validates_schema
+    def breakage_names_its_instrument(self, data, **kwargs):
+        breakage = data.get("type") == "instrument_breakage"
+        if breakage and not data.get("instrument"):
+            raise ma.ValidationError("An instrument breakage must name the instrument.", "instrument")
+        if not breakage and data.get("retained_fragment") is not None:
+            raise ma.ValidationError("Only an instrument breakage can leave a fragment.", "retained_fragment")
+
+
+class PostopComplicationSchema(ma.Schema):
+    type = Code(v.POSTOP_COMPLICATION, required=True)
+    days_after = Integer(0, 3650, allow_none=True, metadata={"description": "Days after the operation"})
+    grade = Code(v.CLAVIEN_DINDO_GRADE, required=True, metadata={"description": "Clavien-Dindo grade"})
+    management = Text(2000, allow_none=True)
+    description = Text(2000, allow_none=True)
+
+
+class OperationFieldsSchema(ma.Schema):
+    """The fields of an operation document, inputs and outputs alike."""
+
+    local_ref = Ref(required=True, metadata={"description": "The centre's own operation id: resubmitting it updates"})
+    operation_date = PastDate(required=True)
+    date_precision = Code(v.DATE_PRECISION, load_default="day",
+                          metadata={"description": "How much of operation_date is known"})
+    indication = Code(v.INDICATION, allow_none=True)
+    indication_note = Text(500, allow_none=True)
+    region = Code(v.REGION, required=True)
+    approach = Code(v.APPROACH, allow_none=True)
+    procedures = Codes(v.PROCEDURE, min_items=1, max_items=20, required=True)
+    levels = ma.fields.Nested(LevelsSchema, allow_none=True,
+                              metadata={"description": "Required for spinal regions"})
+    instrumentation = ma.fields.Nested(InstrumentationSchema, allow_none=True)
+    bone_graft = Codes(v.BONE_GRAFT, max_items=10, load_default=list)
+    duration_min = Integer(1, 2880, allow_none=True, metadata={"description": "Skin to skin, minutes"})
+    blood_loss_ml = Integer(0, 50000, allow_none=True, metadata={"description": "Estimated blood loss, mL"})
+    transfusion = StrictBoolean(allow_none=True)
+    preop_scores = ma.fields.Nested(PreopScoresSchema, allow_none=True)
+    immobilization = ma.fields.Nested(ImmobilizationSchema, allow_none=True)
+    intraop_events = ma.fields.List(ma.fields.Nested(IntraopEventSchema), load_default=list,
+                                    validate=validate.Length(max=MAX_EVENTS))
+    postop_complications = ma.fields.List(ma.fields.Nested(PostopComplicationSchema), load_default=list,
+                                          validate=validate.Length(max=MAX_EVENTS))
+    notes = Text(4000, allow_none=True)
+
+    @ma.validates_schema
+    def spinal_regions_need_levels(self, data, **kwargs):
+        if data.get("region") in v.SPINAL_REGIONS and not data.get("levels"):
+            raise ma.ValidationError(f"Required for an operation in the {data['region']} region.", "levels")
+
+
+class OperationInputSchema(OperationFieldsSchema):
+    """An operation as a centre submits it: the patient inline (by ref) or by registry id."""
+
+    patient = ma.fields.Nested(PatientInputSchema, metadata={"description": "Inline patient, matched by ref"})
+    patient_id = Integer(1, 2**62, metadata={"description": "An existing patient of your centre"})
+
+    @ma.validates_schema
+    def one_patient(self, data, **kwargs):
+        if ("patient" in data) == ("patient_id" in data):
+            raise ma.ValidationError("Give either `patient` (inline, with its ref) or `patient_id`.", "patient")
+
+
+class OperationSchema(OperationFieldsSchema):
+    """A stored operation document, with the values the registry derives."""
+
+    id = ma.fields.Integer(dump_only=True)
+    patient_id = ma.fields.Integer(dump_only=True)
+    patient = ma.fields.Nested(PatientSchema, dump_only=True)
+    vertebra_count = ma.fields.Integer(dump_only=True, allow_none=True, metadata={"description": "C3–C6 is 4"})
+    segment_count = ma.fields.Integer(dump_only=True, allow_none=True, metadata={"description": "C3–C6 is 3"})
+    instrumented = ma.fields.Boolean(dump_only=True)
+    age_at_surgery = ma.fields.Integer(dump_only=True, allow_none=True,
+                                       metadata={"description": "Operation year minus birth year"})
+    version = ma.fields.Integer(dump_only=True)
+    created_at = ma.fields.DateTime(dump_only=True)
+    updated_at = ma.fields.DateTime(dump_only=True)
+
+
+class OperationQuerySchema(ma.Schema):
+    date_from = ma.fields.Date(metadata={"description": "Operations on or after this date"})
+    date_to = ma.fields.Date(metadata={"description": "Operations on or before this date"})
+    diagnosis = Code(v.DIAGNOSIS)
+    approach = Code(v.APPROACH)
+    region = Code(v.REGION)
+    procedure = Code(v.PROCEDURE)
+    patient_id = Integer(1, 2**62)
+    local_ref = Ref()
+    updated_since = ma.fields.AwareDateTime(metadata={"description": "Only operations changed at or after this time"})
+
+    @ma.validates_schema
+    def date_range_ordered(self, data, **kwargs):
+        if "date_from" in data and "date_to" in data and data["date_from"] > data["date_to"]:
+            raise ma.ValidationError("Must not be before date_from.", "date_to")

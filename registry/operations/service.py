@@ -1,0 +1,157 @@
+"""The rules of submitting an operation document, shared by the REST routes and bulk submission.
+
+Resubmitting a `local_ref` updates the stored operation (and a no-op resubmission writes
+nothing: no new version, no audit entry). Derived values are computed here, cross-record rules
+(birth year before the operation, follow-ups after it) are checked here, and every change is
+audited by field name only.
+"""
+
+from registry import vocabulary as v
+from registry.audit import store as audit
+from registry.auth import Principal
+from registry.operations import store
+from registry.patients import store as patients
+from registry.problems import InvalidInput, Problem, field_error
+
+# which document field a column belongs to, for the audit trail's "changed fields"
+_FIELD_OF_COLUMN = {
+    "level_from": "levels", "level_to": "levels", "vertebra_count": "levels", "segment_count": "levels",
+    "instrumentation_system": "instrumentation", "instrumentation_manufacturer": "instrumentation",
+    "instrumented": "instrumentation", "implants": "instrumentation",
+    "preop_joa": "preop_scores", "preop_mjoa": "preop_scores",
+    "immobilization_type": "immobilization", "immobilization_weeks": "immobilization",
+    "age_at_surgery": "patient", "patient_id": "patient",
+}
+
+
+def _rounded(value, places=1):
+    return None if value is None else round(float(value), places)
+
+
+def columns_and_children(document: dict, birth_year: int | None) -> tuple[dict, dict]:
+    """Split a (loaded or stored) document into operation columns and child rows, deriving values."""
+    levels = document.get("levels") or {}
+    instrumentation = document.get("instrumentation") or {}
+    implants = [dict(implant, diameter_mm=_rounded(implant.get("diameter_mm")),
+                     length_mm=_rounded(implant.get("length_mm")), count=implant.get("count") or 1)
+                for implant in instrumentation.get("implants") or []]
+    scores = document.get("preop_scores") or {}
+    immobilization = document.get("immobilization") or {}
+    vertebrae, segments = v.level_counts(levels["from_"], levels["to"]) if levels else (None, None)
+    columns = {
+        "local_ref": document["local_ref"],
+        "operation_date": document["operation_date"],
+        "date_precision": document.get("date_precision") or "day",
+        "indication": document.get("indication"),
+        "indication_note": document.get("indication_note"),
+        "region": document["region"],
+        "approach": document.get("approach"),
+        "procedures": list(document["procedures"]),
+        "level_from": levels.get("from_"),
+        "level_to": levels.get("to"),
+        "vertebra_count": vertebrae,
+        "segment_count": segments,
+        "instrumented": bool(implants or instrumentation.get("system")),
+        "instrumentation_system": instrumentation.get("system"),
+        "instrumentation_manufacturer": instrumentation.get("manufacturer"),
+        "bone_graft": list(document.get("bone_graft") or []),
+        "duration_min": document.get("duration_min"),
+        "blood_loss_ml": document.get("blood_loss_ml"),
+        "transfusion": document.get("transfusion"),
+        "preop_joa": _rounded(scores.get("joa")),
+        "preop_mjoa": scores.get("mjoa"),
+        "immobilization_type": immobilization.get("type"),
+        "immobilization_weeks": immobilization.get("weeks"),
+        "notes": document.get("notes"),
+        "age_at_surgery": document["operation_date"].year - birth_year if birth_year else None,
+    }
+    children = {
+        table: [{column: item.get(column) for column in store.CHILD_COLUMNS[table]} for item in items]
+        for table, items in (("implants", implants), ("intraop_events", document.get("intraop_events") or []),
+                             ("postop_complications", document.get("postop_complications") or []))
+    }
+    return columns, children
+
+
+def _changed_fields(current: dict, columns: dict, children: dict, patient_id: int) -> list[str]:
+    old_columns, old_children = columns_and_children(current, current["patient"]["birth_year"])
+    changed = {column for column in columns if columns[column] != old_columns[column]}
+    changed |= {table for table in children if children[table] != old_children[table]}
+    if patient_id != current["patient_id"]:
+        changed.add("patient_id")
+    return sorted({_FIELD_OF_COLUMN.get(name, name) for name in changed})
+
+
+def _resolve_patient(conn, actor: Principal, document: dict) -> tuple[dict, bool]:
+    """The operation's patient: upserted from the inline `patient`, or looked up by `patient_id`."""
+    if "patient" in document:
+        return patients.upsert_patient(conn, actor, document["patient"])
+    patient = patients.get_patient(conn, actor.centre_id, document["patient_id"])
+    if patient is None:
+        raise InvalidInput([field_error("patient_id", "Your centre has no patient with this id.")])
+    return patient, False
+
+
+def _check_dates(conn, actor: Principal, document: dict, patient: dict, operation_id: int | None) -> None:
+    errors = []
+    birth_year = patient["birth_year"]
+    if birth_year and document["operation_date"].year < birth_year:
+        field = "patient.birth_year" if "patient" in document else "operation_date"
+        errors.append(field_error(field, f"The operation ({document['operation_date']}) is before the "
+                                         f"patient's birth year ({birth_year})."))
+    if operation_id is not None:
+        first = store.earliest_follow_up(conn, actor.centre_id, operation_id)
+        if first is not None and first < document["operation_date"]:
+            errors.append(field_error("operation_date", f"A follow-up of this operation is dated {first}, "
+                                                        "before this operation date."))
+    if errors:
+        raise InvalidInput(errors)
+
+
+def submit_operation(conn, actor: Principal, document: dict) -> tuple[dict, str]:
+    """Create the operation, or update the one with its local_ref.
+
+    Returns (stored document, outcome) with outcome "created", "updated" or "unchanged".
+    """
+    patient, _ = _resolve_patient(conn, actor, document)
+    _check_dates(conn, actor, document, patient, None)
+    columns, children = columns_and_children(document, patient["birth_year"])
+    operation_id = store.insert_operation(conn, actor.centre_id, patient["id"], columns, children)
+    if operation_id is not None:
+        audit.record(conn, centre_id=actor.centre_id, action="create", entity="operation", entity_id=operation_id,
+                     changed_fields=[name for name in document if name not in ("patient",)], actor=actor)
+        return store.get_operation(conn, actor.centre_id, operation_id), "created"
+    # the local_ref exists (or a concurrent request just created it): update that one
+    operation_id = store.find_operation_id(conn, actor.centre_id, document["local_ref"], for_update=True)
+    current = store.get_operation(conn, actor.centre_id, operation_id)
+    return _apply(conn, actor, current, document, patient, columns, children)
+
+
+def replace_operation(conn, actor: Principal, current: dict, document: dict) -> tuple[dict, str]:
+    """Replace a stored operation (already locked by the caller) with a whole new document."""
+    patient, _ = _resolve_patient(conn, actor, document)
+    columns, children = columns_and_children(document, patient["birth_year"])
+    if columns["local_ref"] != current["local_ref"] and store.find_operation_id(
+            conn, actor.centre_id, columns["local_ref"]) is not None:
+        raise Problem(409, "Another operation of your centre has this local_ref.", slug="conflict",
+                      errors=[field_error("local_ref", "Already used by another operation.")])
+    return _apply(conn, actor, current, document, patient, columns, children)
+
+
+def _apply(conn, actor, current, document, patient, columns, children) -> tuple[dict, str]:
+    changed = _changed_fields(current, columns, children, patient["id"])
+    if not changed:
+        return current, "unchanged"
+    _check_dates(conn, actor, document, patient, current["id"])
+    store.update_operation(conn, actor.centre_id, current["id"], patient["id"], columns, children)
+    audit.record(conn, centre_id=actor.centre_id, action="update", entity="operation", entity_id=current["id"],
+                 changed_fields=changed, actor=actor)
+    return store.get_operation(conn, actor.centre_id, current["id"]), "updated"
+
+
+def delete_operation(conn, actor: Principal, operation_id: int) -> bool:
+    deleted = store.delete_operation(conn, actor.centre_id, operation_id)
+    if deleted:
+        audit.record(conn, centre_id=actor.centre_id, action="delete", entity="operation", entity_id=operation_id,
+                     actor=actor)
+    return deleted

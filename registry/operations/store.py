@@ -1,0 +1,179 @@
+"""Operations and their parts (implants, intraoperative events, postoperative complications): SQL.
+
+An operation document is stored as one `operations` row plus child rows; children are
+replaced as a whole when the document changes (a document is the unit a hospital sends).
+Functions take a connection and never commit.
+"""
+
+from psycopg import sql
+
+from registry.patients.store import PATIENT_COLUMNS
+
+# document field -> column, for the scalar part of an operation document
+OPERATION_COLUMNS = (
+    "local_ref", "operation_date", "date_precision", "indication", "indication_note", "region", "approach",
+    "procedures", "level_from", "level_to", "vertebra_count", "segment_count", "instrumented",
+    "instrumentation_system", "instrumentation_manufacturer", "bone_graft", "duration_min", "blood_loss_ml",
+    "transfusion", "preop_joa", "preop_mjoa", "immobilization_type", "immobilization_weeks", "notes",
+    "age_at_surgery",
+)
+CHILD_COLUMNS = {
+    "implants": ("kind", "level", "side", "count", "diameter_mm", "length_mm", "note"),
+    "intraop_events": ("type", "instrument", "instrument_detail", "retained_fragment", "level", "side", "site",
+                       "grade", "management", "description"),
+    "postop_complications": ("type", "days_after", "grade", "management", "description"),
+}
+_SELECT = ("id, centre_id, patient_id, " + ", ".join(OPERATION_COLUMNS) + ", version, created_at, updated_at")
+
+
+def _float(value):
+    return None if value is None else float(value)
+
+
+def row_to_document(row: dict, children: dict[str, list[dict]], patient: dict) -> dict:
+    """The stored operation in the shape of the wire document (what OperationSchema dumps)."""
+    implants = [{key: (_float(value) if key in ("diameter_mm", "length_mm") else value)
+                 for key, value in implant.items()} for implant in children["implants"]]
+    instrumentation = None
+    if row["instrumentation_system"] or row["instrumentation_manufacturer"] or implants:
+        instrumentation = {"system": row["instrumentation_system"],
+                           "manufacturer": row["instrumentation_manufacturer"], "implants": implants}
+    scores = None
+    if row["preop_joa"] is not None or row["preop_mjoa"] is not None:
+        scores = {"joa": _float(row["preop_joa"]), "mjoa": row["preop_mjoa"]}
+    return {
+        "id": row["id"], "patient_id": row["patient_id"], "patient": patient,
+        "local_ref": row["local_ref"], "operation_date": row["operation_date"],
+        "date_precision": row["date_precision"], "indication": row["indication"],
+        "indication_note": row["indication_note"], "region": row["region"], "approach": row["approach"],
+        "procedures": row["procedures"],
+        "levels": {"from_": row["level_from"], "to": row["level_to"]} if row["level_from"] else None,
+        "vertebra_count": row["vertebra_count"], "segment_count": row["segment_count"],
+        "instrumented": row["instrumented"], "instrumentation": instrumentation, "bone_graft": row["bone_graft"],
+        "duration_min": row["duration_min"], "blood_loss_ml": row["blood_loss_ml"],
+        "transfusion": row["transfusion"], "preop_scores": scores,
+        "immobilization": ({"type": row["immobilization_type"], "weeks": row["immobilization_weeks"]}
+                           if row["immobilization_type"] else None),
+        "intraop_events": children["intraop_events"], "postop_complications": children["postop_complications"],
+        "notes": row["notes"], "age_at_surgery": row["age_at_surgery"],
+        "version": row["version"], "created_at": row["created_at"], "updated_at": row["updated_at"],
+    }
+
+
+def _children(conn, centre_id: int, operation_ids: list[int]) -> dict[int, dict[str, list[dict]]]:
+    found = {operation_id: {table: [] for table in CHILD_COLUMNS} for operation_id in operation_ids}
+    for table, columns in CHILD_COLUMNS.items():
+        rows = conn.execute(
+            sql.SQL("SELECT operation_id, {columns} FROM {table} WHERE centre_id = %s AND operation_id = ANY(%s)"
+                    " ORDER BY operation_id, position").format(
+                columns=sql.SQL(", ").join(map(sql.Identifier, columns)), table=sql.Identifier(table)),
+            (centre_id, operation_ids)).fetchall()
+        for row in rows:
+            found[row.pop("operation_id")][table].append(row)
+    return found
+
+
+def _documents(conn, centre_id: int, rows: list[dict]) -> list[dict]:
+    if not rows:
+        return []
+    ids = [row["id"] for row in rows]
+    children = _children(conn, centre_id, ids)
+    patients = {patient["id"]: patient for patient in conn.execute(
+        f"SELECT {PATIENT_COLUMNS} FROM patients WHERE centre_id = %s AND id = ANY(%s)",
+        (centre_id, list({row["patient_id"] for row in rows}))).fetchall()}
+    return [row_to_document(row, children[row["id"]], patients[row["patient_id"]]) for row in rows]
+
+
+def get_operation(conn, centre_id: int, operation_id: int, *, for_update: bool = False) -> dict | None:
+    """The operation document, or None when this centre has no such operation."""
+    row = conn.execute(f"SELECT {_SELECT} FROM operations WHERE centre_id = %s AND id = %s"
+                       + (" FOR UPDATE" if for_update else ""), (centre_id, operation_id)).fetchone()
+    return _documents(conn, centre_id, [row])[0] if row else None
+
+
+def find_operation_id(conn, centre_id: int, local_ref: str, *, for_update: bool = False) -> int | None:
+    row = conn.execute("SELECT id FROM operations WHERE centre_id = %s AND local_ref = %s"
+                       + (" FOR UPDATE" if for_update else ""), (centre_id, local_ref)).fetchone()
+    return row["id"] if row else None
+
+
+def list_operations(conn, centre_id: int, filters: dict, after_id: int | None, limit: int) -> list[dict]:
+    rows = conn.execute(
+        f"""SELECT {", ".join("o." + column for column in _SELECT.split(", "))} FROM operations o
+            JOIN patients p ON p.centre_id = o.centre_id AND p.id = o.patient_id
+            WHERE o.centre_id = %(centre_id)s
+              AND (%(after)s::bigint IS NULL OR o.id > %(after)s)
+              AND (%(date_from)s::date IS NULL OR o.operation_date >= %(date_from)s)
+              AND (%(date_to)s::date IS NULL OR o.operation_date <= %(date_to)s)
+              AND (%(diagnosis)s::text IS NULL OR p.diagnosis = %(diagnosis)s)
+              AND (%(approach)s::text IS NULL OR o.approach = %(approach)s)
+              AND (%(region)s::text IS NULL OR o.region = %(region)s)
+              AND (%(procedure)s::text IS NULL OR %(procedure)s = ANY(o.procedures))
+              AND (%(patient_id)s::bigint IS NULL OR o.patient_id = %(patient_id)s)
+              AND (%(local_ref)s::text IS NULL OR o.local_ref = %(local_ref)s)
+              AND (%(updated_since)s::timestamptz IS NULL OR o.updated_at >= %(updated_since)s)
+            ORDER BY o.id LIMIT %(limit)s""",
+        {"centre_id": centre_id, "after": after_id, "limit": limit}
+        | {name: filters.get(name) for name in ("date_from", "date_to", "diagnosis", "approach", "region",
+                                                 "procedure", "patient_id", "local_ref", "updated_since")},
+    ).fetchall()
+    return _documents(conn, centre_id, rows)
+
+
+def _replace_children(conn, centre_id: int, operation_id: int, children: dict[str, list[dict]]) -> None:
+    for table, columns in CHILD_COLUMNS.items():
+        conn.execute(sql.SQL("DELETE FROM {} WHERE centre_id = %s AND operation_id = %s").format(
+            sql.Identifier(table)), (centre_id, operation_id))
+        items = children[table]
+        if not items:
+            continue
+        with conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL("INSERT INTO {table} (centre_id, operation_id, position, {columns})"
+                        " VALUES (%s, %s, %s, {values})").format(
+                    table=sql.Identifier(table), columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+                    values=sql.SQL(", ").join(sql.Placeholder() * len(columns))),
+                [(centre_id, operation_id, position, *(item.get(column) for column in columns))
+                 for position, item in enumerate(items)])
+
+
+def insert_operation(conn, centre_id: int, patient_id: int, columns: dict, children: dict) -> int | None:
+    """Insert an operation; None when the centre already has one with this local_ref."""
+    row = conn.execute(
+        sql.SQL("INSERT INTO operations (centre_id, patient_id, {columns}) VALUES (%s, %s, {values})"
+                " ON CONFLICT (centre_id, local_ref) DO NOTHING RETURNING id").format(
+            columns=sql.SQL(", ").join(map(sql.Identifier, OPERATION_COLUMNS)),
+            values=sql.SQL(", ").join(sql.Placeholder() * len(OPERATION_COLUMNS))),
+        (centre_id, patient_id, *(columns[column] for column in OPERATION_COLUMNS))).fetchone()
+    if row is None:
+        return None
+    _replace_children(conn, centre_id, row["id"], children)
+    return row["id"]
+
+
+def update_operation(conn, centre_id: int, operation_id: int, patient_id: int, columns: dict,
+                     children: dict) -> None:
+    conn.execute(
+        sql.SQL("UPDATE operations SET patient_id = %s, {assignments}, version = version + 1, updated_at = now()"
+                " WHERE centre_id = %s AND id = %s").format(
+            assignments=sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(column))
+                                           for column in OPERATION_COLUMNS)),
+        (patient_id, *(columns[column] for column in OPERATION_COLUMNS), centre_id, operation_id))
+    _replace_children(conn, centre_id, operation_id, children)
+
+
+def delete_operation(conn, centre_id: int, operation_id: int) -> bool:
+    return conn.execute("DELETE FROM operations WHERE centre_id = %s AND id = %s RETURNING id",
+                        (centre_id, operation_id)).fetchone() is not None
+
+
+def earliest_follow_up(conn, centre_id: int, operation_id: int):
+    row = conn.execute("SELECT min(follow_up_date) AS first FROM follow_ups WHERE centre_id = %s AND operation_id = %s",
+                       (centre_id, operation_id)).fetchone()
+    return row["first"]
+
+
+def earliest_operation_year(conn, centre_id: int, patient_id: int) -> int | None:
+    row = conn.execute("SELECT min(operation_date) AS first FROM operations WHERE centre_id = %s AND patient_id = %s",
+                       (centre_id, patient_id)).fetchone()
+    return row["first"].year if row["first"] else None

@@ -1,0 +1,123 @@
+"""Patients of the caller's centre: submitters only; another centre's patient is a 404."""
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from registry.auth import SUBMITTER, authenticate, require
+from registry.db import database
+from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from registry.pagination import PageQuerySchema, decode_cursor, page, page_schema
+from registry.patients import store
+from registry.patients.schemas import PatientFieldsSchema, PatientInputSchema, PatientQuerySchema, PatientSchema
+from registry.preconditions import ETAG_HEADER, IF_MATCH_PARAMETER, etag, require_if_match
+from registry.problems import Problem, document_errors
+
+blp = Blueprint("patients", __name__, url_prefix="/v1/patients",
+                description="Pseudonymous patients of your centre (submitter tokens)")
+PatientPageSchema = page_schema(PatientSchema, "PatientPage")
+
+
+class PatientListQuerySchema(PageQuerySchema, PatientQuerySchema):
+    pass
+
+
+class PatientPatchSchema(PatientFieldsSchema):
+    """Any subset of a patient's fields."""
+
+
+def _not_found():
+    return Problem(404, "Your centre has no such patient.", slug="not-found")
+
+
+def _locked_patient(conn, patient_id: int) -> dict:
+    patient = store.get_patient(conn, authenticate().centre_id, patient_id, for_update=True)
+    if patient is None:
+        raise _not_found()
+    return patient
+
+
+@blp.route("/")
+class Patients(MethodView):
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(PatientListQuerySchema, location="query")
+    @blp.response(200, PatientPageSchema)
+    @document_errors(blp, 401, 403, 422)
+    def get(self, query):
+        """List your centre's patients"""
+        after = decode_cursor(query.get("cursor"), 1)
+        with database().transaction() as conn:
+            rows = store.list_patients(conn, authenticate().centre_id, query, after[0] if after else None,
+                                       query["limit"] + 1)
+        return page(rows, query["limit"], lambda row: (row["id"],))
+
+    @require(SUBMITTER)
+    @idempotent
+    @blp.doc(security=[{"bearerAuth": []}], parameters=[IDEMPOTENCY_KEY_PARAMETER])
+    @blp.arguments(PatientInputSchema)
+    @blp.response(201, PatientSchema, headers=ETAG_HEADER,
+                  description="Created; the reply also echoes your ref, which is never shown again")
+    @blp.alt_response(200, schema=PatientSchema, success=True,
+                      description="A patient with this ref existed: updated (or unchanged)")
+    @document_errors(blp, 401, 403, 415, 422)
+    def post(self, fields):
+        """Create a patient, or update the one with this ref"""
+        with database().transaction() as conn:
+            patient, created = store.upsert_patient(conn, authenticate(), fields)
+        reply = {**patient, "ref": fields["ref"]}
+        return reply, 201 if created else 200, {"ETag": etag(patient), "Location": f"/v1/patients/{patient['id']}"}
+
+
+@blp.route("/<int:patient_id>")
+class Patient(MethodView):
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(200, PatientSchema, headers=ETAG_HEADER)
+    @document_errors(blp, 401, 403, 404)
+    def get(self, patient_id):
+        """Read a patient"""
+        with database().transaction() as conn:
+            patient = store.get_patient(conn, authenticate().centre_id, patient_id)
+        if patient is None:
+            raise _not_found()
+        return patient, 200, {"ETag": etag(patient)}
+
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
+    @blp.arguments(PatientFieldsSchema)
+    @blp.response(200, PatientSchema, headers=ETAG_HEADER)
+    @document_errors(blp, 401, 403, 404, 412, 415, 422, 428)
+    def put(self, fields, patient_id):
+        """Replace a patient's fields (If-Match required); consent `withdrawn` removes them from reports"""
+        with database().transaction() as conn:
+            current = _locked_patient(conn, patient_id)
+            require_if_match(current)
+            patient, _ = store.update_patient(conn, authenticate(), current, fields)
+        return patient, 200, {"ETag": etag(patient)}
+
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
+    @blp.arguments(PatientPatchSchema(partial=True))
+    @blp.response(200, PatientSchema, headers=ETAG_HEADER)
+    @document_errors(blp, 401, 403, 404, 412, 415, 422, 428)
+    def patch(self, changes, patient_id):
+        """Change some of a patient's fields (If-Match required)"""
+        sent = request.get_json()
+        with database().transaction() as conn:
+            current = _locked_patient(conn, patient_id)
+            require_if_match(current)
+            merged = {name: current[name] for name in store.PATIENT_FIELDS} | {
+                name: changes.get(name) for name in sent}
+            patient, _ = store.update_patient(conn, authenticate(), current, merged)
+        return patient, 200, {"ETag": etag(patient)}
+
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(204)
+    @document_errors(blp, 401, 403, 404)
+    def delete(self, patient_id):
+        """Erase a patient and every record of theirs (right to erasure)"""
+        with database().transaction() as conn:
+            if not store.erase_patient(conn, authenticate(), patient_id):
+                raise _not_found()
