@@ -262,6 +262,40 @@ CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
 CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
     FOR EACH STATEMENT EXECUTE FUNCTION audit_events_are_append_only();
 
+-- Bulk submissions: who sent what, when, and what became of each record, so a data manager
+-- can fix the rejected rows and resend only those.
+CREATE TABLE submissions (
+    centre_id     bigint NOT NULL REFERENCES centres (id),
+    id            bigint GENERATED ALWAYS AS IDENTITY,
+    token_id      bigint,
+    received_at   timestamptz NOT NULL DEFAULT now(),
+    completed_at  timestamptz,
+    format        text NOT NULL CONSTRAINT ck_submissions_format CHECK (format IN ('json', 'csv')),
+    mode          text NOT NULL CONSTRAINT ck_submissions_mode CHECK (mode IN ('partial', 'atomic')),
+    status        text NOT NULL CONSTRAINT ck_submissions_status
+                  CHECK (status IN ('processing', 'accepted', 'partially_accepted', 'rejected')),
+    total         integer NOT NULL DEFAULT 0,
+    created       integer NOT NULL DEFAULT 0,
+    updated       integer NOT NULL DEFAULT 0,
+    unchanged     integer NOT NULL DEFAULT 0,
+    rejected      integer NOT NULL DEFAULT 0,
+    CONSTRAINT submissions_pkey PRIMARY KEY (centre_id, id)
+);
+
+CREATE TABLE submission_records (
+    centre_id      bigint NOT NULL,
+    submission_id  bigint NOT NULL,
+    position       integer NOT NULL,          -- index in the JSON array, or CSV data row number (1 = first)
+    local_ref      text,
+    outcome        text NOT NULL CONSTRAINT ck_submission_records_outcome
+                   CHECK (outcome IN ('created', 'updated', 'unchanged', 'rejected', 'not_stored')),
+    operation_id   bigint,
+    errors         jsonb,
+    CONSTRAINT submission_records_pkey PRIMARY KEY (centre_id, submission_id, position),
+    CONSTRAINT submission_records_submission_fkey FOREIGN KEY (centre_id, submission_id)
+        REFERENCES submissions (centre_id, id) ON DELETE CASCADE
+);
+
 -- The first answer to a POST with an Idempotency-Key, replayed for retries of the same request.
 -- The key row is inserted in the same transaction as the write it guards, so two racing
 -- requests with one key serialise on it and the second sees the first's answer.
@@ -282,6 +316,8 @@ CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
 def downgrade() -> None:
     op.execute("""
 DROP TABLE idempotency_keys;
+DROP TABLE submission_records;
+DROP TABLE submissions;
 DROP TABLE audit_events;
 DROP FUNCTION audit_events_are_append_only();
 DROP TABLE follow_ups;
