@@ -84,10 +84,13 @@ class HalfPointScore(ma.fields.Float):
 
 
 class Integer(ma.fields.Integer):
-    """A strict integer within a range: no "12" strings, no 12.5, no true/false."""
+    """A strict integer within a range: no "12" strings, no 12.5, no true/false.
 
-    def __init__(self, minimum: int, maximum: int, **kwargs):
-        super().__init__(strict=True, validate=validate.Range(minimum, maximum), **kwargs)
+    Query-string parameters are text by nature: declare them with strict=False.
+    """
+
+    def __init__(self, minimum: int, maximum: int, *, strict: bool = True, **kwargs):
+        super().__init__(strict=strict, validate=validate.Range(minimum, maximum), **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool):

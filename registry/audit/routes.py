@@ -31,9 +31,9 @@ class AuditEventSchema(ma.Schema):
 
 
 class AuditQuerySchema(PageQuerySchema):
-    centre_id = Integer(1, 2**62, metadata={"description": "Admins only: one centre's events"})
+    centre_id = Integer(1, 2**62, strict=False, metadata={"description": "Admins only: one centre's events"})
     entity = ma.fields.String(validate=validate.OneOf(ENTITIES))
-    entity_id = Integer(1, 2**62)
+    entity_id = Integer(1, 2**62, strict=False)
     action = ma.fields.String(validate=validate.OneOf(ACTIONS))
     since = ma.fields.AwareDateTime(metadata={"description": "Events at or after this time"})
 

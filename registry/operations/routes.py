@@ -25,7 +25,17 @@ class OperationListQuerySchema(PageQuerySchema, OperationQuerySchema):
 
 
 class OperationPatchSchema(OperationInputSchema):
-    """Any subset of the document's fields; objects and lists given replace the stored ones whole."""
+    """Any subset of the document's fields; objects and lists given replace the stored ones whole.
+
+    Whole-document rules (one patient, levels for spinal regions) are checked on the merged
+    document, not on the patch: these undecorated overrides switch them off here.
+    """
+
+    def one_patient(self, data, **kwargs):
+        pass
+
+    def spinal_regions_need_levels(self, data, **kwargs):
+        pass
 
 
 def _not_found():

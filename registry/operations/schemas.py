@@ -153,11 +153,11 @@ class OperationQuerySchema(ma.Schema):
     approach = Code(v.APPROACH)
     region = Code(v.REGION)
     procedure = Code(v.PROCEDURE)
-    patient_id = Integer(1, 2**62)
+    patient_id = Integer(1, 2**62, strict=False)
     local_ref = Ref()
     updated_since = ma.fields.AwareDateTime(metadata={"description": "Only operations changed at or after this time"})
 
-    @ma.validates_schema
+    @ma.validates_schema(skip_on_field_errors=False)
     def date_range_ordered(self, data, **kwargs):
         if "date_from" in data and "date_to" in data and data["date_from"] > data["date_to"]:
             raise ma.ValidationError("Must not be before date_from.", "date_to")
