@@ -169,6 +169,21 @@ def list_tokens():
             click.echo(f"{row['id']}\t{row['centre_id']}\t{row['role']}\t{row['label'] or '-'}\t{revoked}")
 
 
+# --- demo -----------------------------------------------------------------------------------
+
+@cli.command()
+def demo():
+    """Load the demo registry (the seed case and the cases it cites) and print two tokens."""
+    from registry.demo.load import load_demo
+
+    with database().transaction() as conn:
+        loaded = load_demo(conn)
+    for line in loaded["outcomes"]:
+        click.echo(line)
+    click.echo(f"submitter token ({loaded['submitter_centre']}): {loaded['submitter_token']}")
+    click.echo(f"analyst token: {loaded['analyst_token']}")
+
+
 # --- OpenAPI --------------------------------------------------------------------------------
 
 @cli.command(name="openapi", with_appcontext=False)

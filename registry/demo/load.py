@@ -1,0 +1,36 @@
+"""`registry demo`: load the demo registry through the same rules as the API."""
+
+from registry.auth import ANALYST, SUBMITTER, Principal
+from registry.centres import store as centres
+from registry.demo.cases import LITERATURE_CENTRE, SEED_CENTRE, literature_cases, seed_case
+from registry.follow_ups import store as follow_ups
+from registry.follow_ups.schemas import FollowUpFieldsSchema
+from registry.operations import service as operations
+from registry.operations.schemas import OperationInputSchema
+from registry.tokens import store as tokens
+
+
+def _centre(conn, code: str, name: str) -> dict:
+    return centres.get_centre_by_code(conn, code) or centres.add_centre(conn, code, name)
+
+
+def _submit(conn, centre: dict, cases) -> list[str]:
+    actor = Principal(token_id=None, role="cli", centre_id=centre["id"], centre_code=centre["code"])
+    outcomes = []
+    for document, follow_up_documents in cases:
+        operation, outcome = operations.submit_operation(conn, actor, OperationInputSchema().load(document))
+        outcomes.append(f"{centre['code']} {document['local_ref']}: {outcome}")
+        for follow_up in follow_up_documents:
+            follow_ups.save_follow_up(conn, actor, operation, FollowUpFieldsSchema().load(follow_up))
+    return outcomes
+
+
+def load_demo(conn) -> dict:
+    """Load (or refresh) the demo cases; return what happened and a submitter and an analyst token."""
+    seed_centre = _centre(conn, *SEED_CENTRE)
+    literature_centre = _centre(conn, *LITERATURE_CENTRE)
+    outcomes = _submit(conn, seed_centre, [seed_case()]) + _submit(conn, literature_centre, literature_cases())
+    _, submitter = tokens.issue_token(conn, seed_centre["id"], SUBMITTER, "demo submitter")
+    _, analyst = tokens.issue_token(conn, seed_centre["id"], ANALYST, "demo analyst")
+    return {"outcomes": outcomes, "submitter_token": submitter, "analyst_token": analyst,
+            "submitter_centre": seed_centre["code"]}
