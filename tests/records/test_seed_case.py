@@ -65,3 +65,13 @@ def test_patient_ref_is_echoed_once_and_never_stored(client, tokens, db):
     for table in ("patients", "audit_events", "idempotency_keys"):
         dump = str(db.execute(f"SELECT * FROM {table}").fetchall())
         assert "TJH-P-0001" not in dump, table
+
+
+def test_patient_ref_never_reaches_the_logs(client, tokens, caplog):
+    caplog.set_level("DEBUG")
+    client.post("/v1/operations/", json=seed_case(), headers=tokens.header("submitter_a"))
+    client.post("/v1/operations/", json=seed_case() | {"approach": "sideways"}, headers=tokens.header("submitter_a"))
+    client.get("/v1/patients/?ref=TJH-P-0001", headers=tokens.header("submitter_a"))
+    assert caplog.records, "nothing was logged: the test would prove nothing"
+    assert all("TJH-P-0001" not in record.getMessage() and "TJH-P-0001" not in str(record.__dict__)
+               for record in caplog.records)
