@@ -169,6 +169,19 @@ def list_tokens():
             click.echo(f"{row['id']}\t{row['centre_id']}\t{row['role']}\t{row['label'] or '-'}\t{revoked}")
 
 
+# --- maintenance ------------------------------------------------------------------------------
+
+@cli.command(name="purge-idempotency-keys")
+@click.option("--hours", type=click.IntRange(1), default=24, show_default=True,
+              help="Forget answers to Idempotency-Keys older than this.")
+def purge_idempotency_keys(hours):
+    """Forget stored answers to old Idempotency-Keys (run daily, e.g. from cron)."""
+    with database().transaction() as conn:
+        purged = conn.execute("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => %s)",
+                              (hours,)).rowcount
+    click.echo(f"purged {purged} idempotency keys older than {hours} h")
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 @cli.command()

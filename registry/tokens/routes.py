@@ -6,10 +6,10 @@ from flask_smorest import Blueprint
 
 from registry.auth import ADMIN, authenticate, require
 from registry.db import database
-from registry.pagination import PageQuerySchema, decode_cursor, page, page_schema
+from registry.pagination import decode_cursor, page, page_schema
 from registry.problems import Problem, field_error
 from registry.tokens import store
-from registry.tokens.schemas import IssuedTokenSchema, TokenCreateSchema, TokenSchema
+from registry.tokens.schemas import IssuedTokenSchema, TokenCreateSchema, TokenQuerySchema, TokenSchema
 
 blp = Blueprint("tokens", __name__, url_prefix="/v1/tokens", description="Bearer tokens (admin)")
 TokenPageSchema = page_schema(TokenSchema, "TokenPage")
@@ -19,7 +19,7 @@ TokenPageSchema = page_schema(TokenSchema, "TokenPage")
 class Tokens(MethodView):
     @require(ADMIN)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(PageQuerySchema, location="query")
+    @blp.arguments(TokenQuerySchema, location="query")
     @blp.response(200, TokenPageSchema)
     @blp.alt_response(401, response="UNAUTHORIZED")
     @blp.alt_response(403, response="FORBIDDEN")
@@ -28,7 +28,8 @@ class Tokens(MethodView):
         """List tokens (never their secrets)"""
         after = decode_cursor(query.get("cursor"), 1)
         with database().transaction() as conn:
-            rows = store.list_tokens(conn, after_id=after[0] if after else None, limit=query["limit"] + 1)
+            rows = store.list_tokens(conn, after_id=after[0] if after else None, limit=query["limit"] + 1,
+                                     filters=query)
         return page(rows, query["limit"], lambda row: (row["id"],))
 
     @require(ADMIN)

@@ -3,7 +3,15 @@
 import marshmallow as ma
 from marshmallow import validate
 
+from registry.fields import Integer
+from registry.pagination import PageQuerySchema
 from registry.vocabulary import ROLE
+
+
+class TokenQuerySchema(PageQuerySchema):
+    centre_id = Integer(1, 2**62, strict=False)
+    role = ma.fields.String(validate=validate.OneOf(list(ROLE)))
+    revoked = ma.fields.Boolean(metadata={"description": "true: only revoked tokens; false: only live ones"})
 
 
 class TokenCreateSchema(ma.Schema):

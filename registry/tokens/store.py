@@ -32,10 +32,16 @@ def revoke_token(conn, token_id: int, actor=None) -> dict | None:
     return row
 
 
-def list_tokens(conn, after_id: int | None = None, limit: int | None = None) -> list[dict]:
-    """Tokens in id order, after `after_id` (keyset pagination)."""
+def list_tokens(conn, after_id: int | None = None, limit: int | None = None, filters: dict | None = None
+                ) -> list[dict]:
+    """Tokens in id order, after `after_id` (keyset pagination), optionally by centre, role, revoked."""
+    filters = filters or {}
     return conn.execute(
         f"""SELECT {TOKEN_COLUMNS} FROM tokens WHERE (%(after)s::bigint IS NULL OR id > %(after)s)
+              AND (%(centre_id)s::bigint IS NULL OR centre_id = %(centre_id)s)
+              AND (%(role)s::text IS NULL OR role = %(role)s)
+              AND (%(revoked)s::boolean IS NULL OR (revoked_at IS NOT NULL) = %(revoked)s)
             ORDER BY id LIMIT %(limit)s""",
-        {"after": after_id, "limit": limit},
+        {"after": after_id, "limit": limit, "centre_id": filters.get("centre_id"), "role": filters.get("role"),
+         "revoked": filters.get("revoked")},
     ).fetchall()

@@ -75,3 +75,16 @@ def test_revoked_token_is_refused(client, tokens):
     assert response.status_code == 200
     assert response.json["revoked_at"]
     assert client.get(f"/v1/centres/{tokens.centre_b['id']}", headers=tokens.header("submitter_b")).status_code == 401
+
+
+def test_token_list_filters_by_centre_role_and_revocation(client, tokens):
+    client.delete(f"/v1/tokens/{tokens.id('submitter_b')}", headers=tokens.header("admin"))
+    admin = tokens.header("admin")
+
+    def labels(query):
+        return sorted(row["label"] for row in client.get(f"/v1/tokens/?{query}", headers=admin).json["items"])
+
+    assert labels(f"centre_id={tokens.centre_b['id']}") == ["submitter_b"]
+    assert labels("role=submitter") == ["submitter_a", "submitter_b"]
+    assert labels("revoked=true") == ["submitter_b"]
+    assert labels("revoked=false&role=submitter") == ["submitter_a"]

@@ -71,3 +71,14 @@ def test_openapi_command_writes_the_document(runner, tmp_path):
     result = runner.invoke(cli, ["openapi", "--output", str(target)])
     assert result.exit_code == 0, result.output
     assert target.read_text().startswith("components:")
+
+
+def test_purge_forgets_only_old_idempotency_keys(runner, db, tokens):
+    centre = tokens.centre_a["id"]
+    db.execute("INSERT INTO idempotency_keys (centre_id, key, request_hash, status_code, created_at)"
+               " VALUES (%s, 'old', 'x', 201, now() - interval '2 days'), (%s, 'new', 'y', 201, now())",
+               (centre, centre))
+    result = runner.invoke(cli, ["purge-idempotency-keys", "--hours", "24"])
+    assert result.exit_code == 0, result.output
+    assert "purged 1" in result.output
+    assert [row["key"] for row in db.execute("SELECT key FROM idempotency_keys")] == ["new"]
