@@ -4,8 +4,8 @@ The pool is created closed and opened on first use, which under gunicorn is insi
 after fork (a pool must never cross a fork). `check=` tests a connection before handing it out,
 so after a PostgreSQL restart the dead connections are replaced rather than failing requests;
 while the server is down, callers wait at most `pool_timeout` and get `DatabaseUnavailable`.
-Reconnection attempts give up after RECONNECT_TIMEOUT, so the pool is serving again within a
-couple of seconds of the server's return however long it was away.
+Reconnection attempts give up after RECONNECT_TIMEOUT, so the pool is serving again about a
+second after the server's return however long it was away.
 
 Nothing here keeps session state between transactions (no SET, no temp tables, no advisory
 locks held across requests), so the service runs behind PgBouncer in transaction mode; set
@@ -31,9 +31,10 @@ class DatabaseUnavailable(Exception):
 # psycopg_pool retries a failed connection with exponential backoff (1, 2, 4, 8 s ...) for
 # `reconnect_timeout`, 5 minutes by default, and starts no other attempt meanwhile: after an
 # outage of a minute the next attempt could come a minute after the server was back, all
-# requests answering 503 until then. Giving up after a few seconds caps that gap at about
-# 2 s; the next request that finds no connection starts a fresh attempt at once.
-RECONNECT_TIMEOUT = 5.0
+# requests answering 503 until then. Giving up after 2 s (attempts at 0, 1 and 2 s) caps
+# that gap at about a second; the next request that finds no connection starts a fresh
+# attempt at once.
+RECONNECT_TIMEOUT = 2.0
 
 
 class Database:
