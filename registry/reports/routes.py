@@ -1,0 +1,87 @@
+"""Aggregate reports: GET /v1/reports/{complications,fusion,outcomes,centres,completeness}.
+
+Every report is JSON by default and CSV with `Accept: text/csv` or `format=csv`. Reports
+read through `reports_database()` (a replica when REPORTS_DATABASE_URL is set) in one
+read-only REPEATABLE READ transaction, so all figures of a report come from one snapshot.
+"""
+
+import marshmallow as ma
+from flask import Response, current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from registry.auth import ADMIN, ANALYST, SUBMITTER, authenticate, require
+from registry.db import reports_database
+from registry.reports import schemas, service
+from registry.reports.csv_output import report_csv
+
+blp = Blueprint("reports", __name__, url_prefix="/v1/reports",
+                description="Aggregate reports across centres, with Wilson intervals and suppression of small cells")
+
+CSV_DOC = {"responses": {"200": {"content": {"text/csv": {"schema": {"type": "string"}}}}}}
+
+
+def _answer(report: dict) -> dict | Response:
+    wants_csv = request.args.get("format") == "csv" or (
+        request.args.get("format") is None
+        and request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
+        and request.accept_mimetypes["text/csv"] > request.accept_mimetypes["application/json"])
+    if not wants_csv:
+        return report
+    filename = f"{report['report']}.csv"
+    return Response(report_csv(report), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _run(build, *args):
+    principal = authenticate()
+    threshold = current_app.config["REGISTRY_SETTINGS"].suppression_threshold
+    with reports_database().transaction() as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute("SET LOCAL jit = off")  # compiling costs more than these queries take
+        return _answer(build(conn, *args, principal, threshold))
+
+
+def _report_view(report: str, query_schema, report_schema, summary: str):
+    class ReportView(MethodView):
+        @require(SUBMITTER, ANALYST, ADMIN)
+        @blp.doc(security=[{"bearerAuth": []}], **CSV_DOC)
+        @blp.arguments(query_schema, location="query", unknown=ma.RAISE)
+        @blp.response(200, report_schema)
+        @blp.alt_response(401, response="UNAUTHORIZED")
+        @blp.alt_response(403, response="FORBIDDEN")
+        @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+        def get(self, query):
+            return _run(service.build_report, report, query)
+
+    ReportView.get.__doc__ = summary
+    ReportView.__name__ = f"{report.capitalize()}Report"
+    return ReportView
+
+
+blp.route("/complications")(_report_view(
+    "complications", schemas.ReportQuerySchema, schemas.ComplicationsReportSchema,
+    "Report intraoperative events, postoperative complications, blood loss and duration"))
+blp.route("/fusion")(_report_view(
+    "fusion", schemas.FusionQuerySchema, schemas.FusionReportSchema,
+    "Report fusion, pseudarthrosis, implant failure and revision"))
+blp.route("/outcomes")(_report_view(
+    "outcomes", schemas.ReportQuerySchema, schemas.OutcomesReportSchema,
+    "Report JOA and mJOA before surgery and at latest follow-up, and Hirabayashi recovery"))
+blp.route("/completeness")(_report_view(
+    "completeness", schemas.ReportQuerySchema, schemas.CompletenessReportSchema,
+    "Report the share of operations with each key field and with 12-month follow-up"))
+
+
+@blp.route("/centres")
+class CentresReport(MethodView):
+    @require(SUBMITTER, ANALYST, ADMIN)
+    @blp.doc(security=[{"bearerAuth": []}], **CSV_DOC)
+    @blp.arguments(schemas.CentresQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.response(200, schemas.CentresReportSchema)
+    @blp.alt_response(401, response="UNAUTHORIZED")
+    @blp.alt_response(403, response="FORBIDDEN")
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    def get(self, query):
+        """Compare each centre's rate with the pooled rate (funnel plot)"""
+        return _run(service.build_funnel, query)

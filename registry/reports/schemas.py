@@ -1,0 +1,191 @@
+"""Wire contract of the reports: query strings in, report documents out."""
+
+import marshmallow as ma
+from marshmallow import validate
+
+from registry import vocabulary as v
+from registry.reports.service import FUNNEL_MEASURES
+from registry.reports.store import DIMENSIONS, INTRAOP_EVENT_TYPES
+
+
+class CommaList(ma.fields.List):
+    """A list given as repeated parameters (`?a=x&a=y`), comma-separated (`?a=x,y`), or both."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        items = value if isinstance(value, (list, tuple)) else [value]
+        split = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+        return super()._deserialize(split, attr, data, **kwargs)
+
+
+def _codes(vocabulary, description):
+    return CommaList(ma.fields.String(validate=validate.OneOf(list(vocabulary))),
+                     metadata={"description": description + " (repeat or comma-separate for several)"})
+
+
+class ReportQuerySchema(ma.Schema):
+    """Grouping and filters shared by every report."""
+
+    group_by = CommaList(
+        ma.fields.String(validate=validate.OneOf(list(DIMENSIONS))),
+        validate=validate.Length(max=2, error="Group by at most two dimensions."),
+        metadata={"description": "One or two of: " + ", ".join(DIMENSIONS)
+                  + ". By procedure, an operation counts in each of its procedures' groups."})
+    approach = _codes(v.APPROACH, "Only these approaches")
+    region = _codes(v.REGION, "Only these regions")
+    procedure = _codes(v.PROCEDURE, "Only operations including one of these procedures")
+    diagnosis = _codes(v.DIAGNOSIS, "Only patients with these diagnoses")
+    indication = _codes(v.INDICATION, "Only these indications")
+    instrumented = ma.fields.Boolean(metadata={"description": "Only instrumented (true) or uninstrumented (false)"})
+    levels = CommaList(ma.fields.Integer(validate=validate.Range(0, 30)),
+                       metadata={"description": "Only these vertebra counts"})
+    year = CommaList(ma.fields.Integer(validate=validate.Range(1900, 2200)),
+                     metadata={"description": "Only operations in these years"})
+    centre = CommaList(ma.fields.String(validate=validate.Length(1, 32)),
+                       metadata={"description": "Only these centres (codes); a submitter may name only its own"})
+    date_from = ma.fields.Date(metadata={"description": "Operations on or after this date"})
+    date_to = ma.fields.Date(metadata={"description": "Operations on or before this date"})
+    format = ma.fields.String(validate=validate.OneOf(["json", "csv"]),
+                              metadata={"description": "csv for a CSV download (or send Accept: text/csv)"})
+
+    @ma.validates_schema
+    def dates_in_order(self, data, **kwargs):
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            raise ma.ValidationError("Must not be before date_from.", "date_to")
+
+    @ma.validates("group_by")
+    def distinct_dimensions(self, value, **kwargs):
+        if len(set(value)) != len(value):
+            raise ma.ValidationError("Name each dimension once.")
+
+
+class FusionQuerySchema(ReportQuerySchema):
+    min_months = ma.fields.Integer(load_default=12, validate=validate.Range(0, 1200), metadata={
+        "description": "Follow-ups at or after this many months decide fusion (default 12)"})
+
+
+class CentresQuerySchema(ReportQuerySchema):
+    measure = ma.fields.String(load_default="intraop_event", validate=validate.OneOf(list(FUNNEL_MEASURES)),
+                               metadata={"description": "The rate compared across centres"})
+
+    @ma.validates("group_by")
+    def one_stratum(self, value, **kwargs):
+        if len(value) > 1 or "centre" in value:
+            raise ma.ValidationError("Centres are the rows: group by at most one other dimension (a stratum).")
+
+
+# --- report documents ----------------------------------------------------------------------
+
+class ProportionSchema(ma.Schema):
+    numerator = ma.fields.Integer(allow_none=True)
+    denominator = ma.fields.Integer(allow_none=True)
+    rate = ma.fields.Float(allow_none=True)
+    ci_low = ma.fields.Float(allow_none=True, metadata={"description": "Wilson 95 % interval, lower bound"})
+    ci_high = ma.fields.Float(allow_none=True, metadata={"description": "Wilson 95 % interval, upper bound"})
+    suppressed = ma.fields.String(allow_none=True, metadata={"description": "primary, secondary or null"})
+
+
+class SummarySchema(ma.Schema):
+    n = ma.fields.Integer(allow_none=True)
+    mean = ma.fields.Float(allow_none=True)
+    median = ma.fields.Float(allow_none=True)
+    q1 = ma.fields.Float(allow_none=True, metadata={"description": "First quartile (percentile_cont 0.25)"})
+    q3 = ma.fields.Float(allow_none=True, metadata={"description": "Third quartile (percentile_cont 0.75)"})
+    suppressed = ma.fields.String(allow_none=True)
+
+
+class SuppressionSchema(ma.Schema):
+    applied = ma.fields.Boolean()
+    threshold = ma.fields.Integer()
+
+
+class RowSchema(ma.Schema):
+    group = ma.fields.Dict(metadata={"description": "The group's value of each group_by dimension; null: not recorded"})
+    suppressed = ma.fields.String(allow_none=True, metadata={"description": "primary, secondary or null"})
+    operations = ma.fields.Integer(allow_none=True)
+
+
+def _proportion():
+    return ma.fields.Nested(ProportionSchema)
+
+
+def _summary():
+    return ma.fields.Nested(SummarySchema)
+
+
+class ComplicationsRowSchema(RowSchema):
+    intraop_event = _proportion()
+    instrument_breakage = _proportion()
+    intraop_event_types = ma.fields.Nested(ma.Schema.from_dict(
+        {t: _proportion() for t in INTRAOP_EVENT_TYPES}, name="IntraopEventTypes"))
+    postop_complication = _proportion()
+    major_complication = _proportion()
+    blood_loss_ml = _summary()
+    duration_min = _summary()
+
+
+class FusionRowSchema(RowSchema):
+    fusion_operations = ma.fields.Integer(allow_none=True)
+    fusion = _proportion()
+    pseudarthrosis = _proportion()
+    implant_failure = _proportion()
+    revision = _proportion()
+
+
+class OutcomesRowSchema(RowSchema):
+    joa_preop = _summary()
+    joa_latest = _summary()
+    joa_recovery_rate = _summary()
+    mjoa_preop = _summary()
+    mjoa_latest = _summary()
+
+
+class CompletenessRowSchema(RowSchema):
+    indication = _proportion()
+    approach = _proportion()
+    levels = _proportion()
+    duration_min = _proportion()
+    blood_loss_ml = _proportion()
+    preop_joa = _proportion()
+    follow_up = _proportion()
+    follow_up_12m = _proportion()
+
+
+class FunnelLimitsSchema(ma.Schema):
+    lower_95 = ma.fields.Float(allow_none=True, data_key="lower_95")
+    upper_95 = ma.fields.Float(allow_none=True)
+    lower_998 = ma.fields.Float(allow_none=True, data_key="lower_99.8", attribute="lower_99.8")
+    upper_998 = ma.fields.Float(allow_none=True, data_key="upper_99.8", attribute="upper_99.8")
+
+
+class CentreRowSchema(RowSchema):
+    measure = _proportion()
+    pooled_rate = ma.fields.Float(allow_none=True)
+    pooled_withheld = ma.fields.String(allow_none=True)
+    limits = ma.fields.Nested(FunnelLimitsSchema)
+    position = ma.fields.String(allow_none=True, metadata={
+        "description": "above_99.8, above_95, within, below_95 or below_99.8"})
+
+
+class ReportSchema(ma.Schema):
+    report = ma.fields.String()
+    group_by = ma.fields.List(ma.fields.String())
+    filters = ma.fields.Dict()
+    scope = ma.fields.String(metadata={"description": "'all centres', or the submitter's centre code"})
+    suppression = ma.fields.Nested(SuppressionSchema)
+    method = ma.fields.String(metadata={"description": "fast (pre-aggregated) or scan"})
+
+
+def _report_schema(row_schema, name, **extra):
+    return type(name, (ReportSchema,), {
+        "groups": ma.fields.List(ma.fields.Nested(row_schema)),
+        "total": ma.fields.Nested(row_schema, allow_none=True),
+        **extra,
+    })
+
+
+ComplicationsReportSchema = _report_schema(ComplicationsRowSchema, "ComplicationsReportSchema")
+FusionReportSchema = _report_schema(FusionRowSchema, "FusionReportSchema", min_months=ma.fields.Integer())
+OutcomesReportSchema = _report_schema(OutcomesRowSchema, "OutcomesReportSchema")
+CompletenessReportSchema = _report_schema(CompletenessRowSchema, "CompletenessReportSchema")
+CentresReportSchema = _report_schema(CentreRowSchema, "CentresReportSchema", measure=ma.fields.String(),
+                                     funnel_method=ma.fields.String())

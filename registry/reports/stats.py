@@ -1,0 +1,149 @@
+"""The statistics of the reports: pure functions, no database.
+
+- `wilson_interval`: 95 % Wilson score interval of a proportion (z = 1.959964).
+- `quantile_from_counts`: PostgreSQL's percentile_cont (linear interpolation between the
+  order statistics at (N - 1) * q) over a histogram of exact values.
+- `funnel_limit`: control limit of a funnel plot by the exact binomial with interpolation
+  (Spiegelhalter, Statistics in Medicine 2005;24:1185, appendix A.1.1), switching to the
+  normal approximation when the binomial is wide (n·p·(1-p) > 2500), where the two agree.
+"""
+
+import math
+from fractions import Fraction
+from statistics import NormalDist
+
+Z95 = 1.959964
+FUNNEL_PROBABILITIES = {"95": 0.95, "99.8": 0.998}
+
+
+def wilson_interval(numerator: int, denominator: int, z: float = Z95) -> tuple[float, float] | None:
+    """The Wilson score interval of numerator/denominator; None when the denominator is 0."""
+    if denominator <= 0:
+        return None
+    n = denominator
+    p = numerator / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion(numerator: int, denominator: int) -> dict:
+    """numerator, denominator, rate and Wilson 95 % interval, as the reports show them."""
+    interval = wilson_interval(numerator, denominator)
+    return {
+        "numerator": numerator,
+        "denominator": denominator,
+        "rate": numerator / denominator if denominator else None,
+        "ci_low": interval[0] if interval else None,
+        "ci_high": interval[1] if interval else None,
+    }
+
+
+def quantile_from_counts(counts: list[tuple], q: float):
+    """percentile_cont(q) of a multiset given as sorted (value, count) pairs with count > 0.
+
+    Values may be ints, Decimals or Fractions; the interpolation is done exactly and the
+    result returned as a float (None for an empty multiset).
+    """
+    total = sum(count for _, count in counts)
+    if total == 0:
+        return None
+    position = Fraction(q) * (total - 1) if not isinstance(q, Fraction) else q * (total - 1)
+    lower = math.floor(position)
+    fraction = position - lower
+    low_value = _value_at_rank(counts, lower)
+    if fraction == 0:
+        return float(Fraction(low_value))
+    high_value = _value_at_rank(counts, lower + 1)
+    return float(Fraction(low_value) + fraction * (Fraction(high_value) - Fraction(low_value)))
+
+
+def _value_at_rank(counts: list[tuple], rank: int):
+    seen = 0
+    for value, count in counts:
+        seen += count
+        if rank < seen:
+            return value
+    raise IndexError(rank)
+
+
+def summary_from_counts(counts: list[tuple]) -> dict:
+    """n, mean, median, first and third quartile of a histogram of (value, count) pairs."""
+    counts = sorted((value, count) for value, count in counts if count)
+    n = sum(count for _, count in counts)
+    if n == 0:
+        return {"n": 0, "mean": None, "median": None, "q1": None, "q3": None}
+    total = sum(Fraction(value) * count for value, count in counts)
+    return {
+        "n": n,
+        "mean": float(total / n),
+        "median": quantile_from_counts(counts, Fraction(1, 2)),
+        "q1": quantile_from_counts(counts, Fraction(1, 4)),
+        "q3": quantile_from_counts(counts, Fraction(3, 4)),
+    }
+
+
+def hirabayashi_recovery(preop, latest) -> Fraction | None:
+    """JOA recovery rate (latest - preop) / (17 - preop) x 100, exact; None when preop is 17."""
+    preop, latest = Fraction(preop), Fraction(latest)
+    if preop >= 17:
+        return None
+    return (latest - preop) / (17 - preop) * 100
+
+
+def funnel_limit(pooled_rate: float, n: int, probability: float) -> float | None:
+    """The funnel-plot limit at cumulative `probability` (e.g. 0.975 for the upper 95 % limit).
+
+    Exact binomial B(n, p) with interpolation: r is the smallest count with P(X <= r) >= probability,
+    rho = (P(X <= r) - probability) / P(X = r), limit = (r - rho) / n.
+    """
+    if n <= 0 or pooled_rate is None:
+        return None
+    p = pooled_rate
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    variance = n * p * (1 - p)
+    if variance > 2500:
+        z = NormalDist().inv_cdf(probability)
+        return min(1.0, max(0.0, p + z * math.sqrt(p * (1 - p) / n)))
+    sd = math.sqrt(variance)
+    low = max(0, math.floor(n * p - 12 * sd - 10))
+    high = min(n, math.ceil(n * p + 12 * sd + 10))
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_n = math.lgamma(n + 1)
+    cumulative = 0.0
+    for r in range(low, high + 1):
+        mass = math.exp(log_n - math.lgamma(r + 1) - math.lgamma(n - r + 1) + r * log_p + (n - r) * log_q)
+        cumulative += mass
+        if cumulative >= probability:
+            rho = (cumulative - probability) / mass if mass > 0 else 0.0
+            return min(1.0, max(0.0, (r - rho) / n))
+    return 1.0
+
+
+def funnel_limits(pooled_rate: float | None, n: int) -> dict:
+    """Lower and upper 95 % and 99.8 % funnel limits for a centre with n in its denominator."""
+    limits = {}
+    for name, coverage in FUNNEL_PROBABILITIES.items():
+        tail = (1 - coverage) / 2
+        limits[f"lower_{name}"] = funnel_limit(pooled_rate, n, tail)
+        limits[f"upper_{name}"] = funnel_limit(pooled_rate, n, 1 - tail)
+    return limits
+
+
+def funnel_position(rate: float | None, limits: dict) -> str | None:
+    """Where a centre's rate falls: above_99.8, above_95, within, below_95 or below_99.8."""
+    if rate is None or limits.get("upper_95") is None:
+        return None
+    if rate > limits["upper_99.8"]:
+        return "above_99.8"
+    if rate > limits["upper_95"]:
+        return "above_95"
+    if rate < limits["lower_99.8"]:
+        return "below_99.8"
+    if rate < limits["lower_95"]:
+        return "below_95"
+    return "within"

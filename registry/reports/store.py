@@ -1,0 +1,251 @@
+"""Report queries: additive measures and value histograms per group, from the aggregates of
+migration 0002.
+
+Two ways to the same figures:
+- fast: one dimension (or none), no filter but at most one centre -> `report_tallies` and
+  `report_histograms` plus the pending rows of `report_log` (not yet folded by compaction);
+  cost proportional to the number of groups and distinct values, not to the operations;
+- scan: anything else (two dimensions, filters, a non-default fusion threshold) -> a GROUP BY
+  over `report_operation_measures` (one compact row per operation, no joins).
+
+Dimensions and filters come from the whitelists below and are composed with psycopg.sql;
+values are always bound parameters. A group value of '' means "not recorded".
+"""
+
+from dataclasses import dataclass, field
+
+from psycopg import sql
+
+# Additive measures: the columns of report_tallies and of report_operation_measures.
+INTRAOP_EVENT_TYPES = (
+    "instrument_breakage", "iatrogenic_fracture", "dural_tear", "excessive_bleeding",
+    "neuromonitoring_change", "nerve_injury", "vascular_injury", "implant_malposition",
+    "wrong_level", "other",
+)
+MEASURES = (
+    "operations", "intraop_event", *(f"ev_{t}" for t in INTRAOP_EVENT_TYPES),
+    "postop_complication", "major_complication",
+    "blood_loss_n", "blood_loss_sum", "duration_n", "duration_sum",
+    "fusion_operations", "fusion_assessed", "fusion_fused",
+    "followed", "revision", "instrumented_followed", "implant_failure",
+    "joa_pre_n", "joa_pre_sum", "joa_post_n", "joa_post_sum", "recovery_n",
+    "mjoa_pre_n", "mjoa_pre_sum", "mjoa_post_n", "mjoa_post_sum",
+    "indication_recorded", "approach_recorded", "spinal", "levels_recorded",
+    "cervical", "joa_recorded", "followed_12m",
+)
+METRICS = ("blood_loss", "duration", "joa_pre", "joa_post", "joa_pair", "mjoa_pre", "mjoa_post")
+
+# Group-by dimensions: name -> SQL over report_operation_measures `m` (procedure: `proc`).
+DIMENSIONS = {
+    "approach": sql.SQL("coalesce(m.approach, '')"),
+    "region": sql.SQL("m.region"),
+    "procedure": sql.SQL("proc.code"),
+    "diagnosis": sql.SQL("m.diagnosis"),
+    "indication": sql.SQL("coalesce(m.indication, '')"),
+    "instrumented": sql.SQL("m.instrumented::text"),
+    "levels": sql.SQL("coalesce(m.levels::text, '')"),
+    "year": sql.SQL("m.year::text"),
+    "centre": sql.SQL("m.centre_id::text"),
+}
+UNNEST_PROCEDURES = sql.SQL("CROSS JOIN LATERAL unnest(m.procedures) AS proc (code)")
+
+# Filters: name -> condition over `m`, bound to the parameter of the same name.
+FILTERS = {
+    "approach": sql.SQL("m.approach = ANY(%(approach)s)"),
+    "region": sql.SQL("m.region = ANY(%(region)s)"),
+    "procedure": sql.SQL("m.procedures && %(procedure)s::text[]"),
+    "diagnosis": sql.SQL("m.diagnosis = ANY(%(diagnosis)s)"),
+    "indication": sql.SQL("m.indication = ANY(%(indication)s)"),
+    "instrumented": sql.SQL("m.instrumented = %(instrumented)s"),
+    "levels": sql.SQL("m.levels = ANY(%(levels)s::smallint[])"),
+    "year": sql.SQL("m.year = ANY(%(year)s::smallint[])"),
+    "centre_ids": sql.SQL("m.centre_id = ANY(%(centre_ids)s::bigint[])"),
+    "date_from": sql.SQL("m.operation_date >= %(date_from)s"),
+    "date_to": sql.SQL("m.operation_date <= %(date_to)s"),
+}
+
+# Fusion at a threshold other than the stored 12 months: recomputed from the follow-ups.
+FUSION_AT = {
+    "fusion_assessed": sql.SQL("('fusion' = ANY(m.procedures) AND report_fusion_status("
+                               "m.centre_id, m.operation_id, %(min_months)s) IS NOT NULL)::int"),
+    "fusion_fused": sql.SQL("('fusion' = ANY(m.procedures) AND report_fusion_status("
+                            "m.centre_id, m.operation_id, %(min_months)s) IS NOT DISTINCT FROM 'fused')::int"),
+}
+STORED_FUSION_MONTHS = 12
+
+
+@dataclass
+class Cell:
+    """The sums of the measures of one group, and its value histograms {metric: [(x, y, n)]}."""
+
+    measures: dict
+    histograms: dict = field(default_factory=dict)
+
+
+def fetch_cells(conn, dims: list[str], filters: dict, measures: list[str], metrics: list[str],
+                min_months: int = STORED_FUSION_MONTHS) -> dict:
+    """Cells of every grouping set the report needs.
+
+    Returns {grouping set: {values: Cell}}: for group_by (a, b) the sets (a, b), (a,), (b,) and
+    (); for (a,) the sets (a,) and (); for none, (). `filters` holds only the filters given
+    (centre_ids for a centre scope). Withdrawn-consent patients are never counted.
+    """
+    sets = _grouping_sets(dims)
+    if _fast_path_applies(dims, filters, measures, min_months):
+        scope = filters["centre_ids"][0] if "centre_ids" in filters else 0
+        return _fetch_from_tallies(conn, dims, scope, measures, metrics)
+    result = {grouping: {} for grouping in sets}
+    # An operation counts in each of its procedures' groups, so sets with and without the
+    # procedure dimension are summed by separate scans (the unnest would repeat the others).
+    for with_procedure in (True, False):
+        part = [g for g in sets if ("procedure" in g) == with_procedure]
+        if part:
+            _scan(conn, part, filters, measures, metrics, min_months, with_procedure, result)
+    return result
+
+
+def uses_fast_path(dims, filters, measures, min_months=STORED_FUSION_MONTHS) -> bool:
+    return _fast_path_applies(dims, filters, measures, min_months)
+
+
+def _fast_path_applies(dims, filters, measures, min_months) -> bool:
+    other_filters = set(filters) - {"centre_ids"}
+    one_centre = "centre_ids" not in filters or len(filters["centre_ids"]) == 1
+    fusion_default = min_months == STORED_FUSION_MONTHS or not set(FUSION_AT) & set(measures)
+    return len(dims) <= 1 and not other_filters and one_centre and fusion_default
+
+
+def _grouping_sets(dims: list[str]) -> list[tuple]:
+    if len(dims) == 2:
+        return [tuple(dims), (dims[0],), (dims[1],), ()]
+    if len(dims) == 1:
+        return [tuple(dims), ()]
+    return [()]
+
+
+def _to_number(value):
+    """Sums arrive as Decimal; counts become int, JOA sums stay Decimal."""
+    if value is None:
+        return 0
+    return int(value) if value == int(value) else value
+
+
+def _fetch_from_tallies(conn, dims, scope, measures, metrics) -> dict:
+    wanted = ["all", *dims]
+    sums = sql.SQL(", ").join(sql.SQL("sum({0}) AS {0}").format(sql.Identifier(m)) for m in measures)
+    plain = sql.SQL(", ").join(sql.Identifier(m) for m in measures)
+    signed = sql.SQL(", ").join(sql.SQL("l.sign * l.{0}").format(sql.Identifier(m)) for m in measures)
+    query = sql.SQL("""
+        SELECT dim, value, {sums} FROM (
+            SELECT dim, value, {plain} FROM report_tallies
+            WHERE centre_id = %(scope)s AND dim = ANY(%(dims)s)
+            UNION ALL
+            SELECT d.dim, d.value, {signed} FROM report_log l
+            CROSS JOIN LATERAL report_dimension_values(l.centre_id, l.approach, l.region, l.procedures,
+                l.diagnosis, l.indication, l.instrumented, l.levels, l.year) d
+            WHERE (%(scope)s = 0 OR l.centre_id = %(scope)s) AND d.dim = ANY(%(dims)s)
+        ) cells
+        GROUP BY dim, value
+        HAVING sum(operations) > 0""").format(sums=sums, plain=plain, signed=signed)
+    params = {"scope": scope, "dims": wanted}
+    result = {grouping: {} for grouping in _grouping_sets(dims)}
+    for row in conn.execute(query, params):
+        grouping, key = ((), ()) if row["dim"] == "all" else ((row["dim"],), (row["value"],))
+        result[grouping][key] = Cell({m: _to_number(row[m]) for m in measures})
+    if metrics:
+        rows = conn.execute("""
+            SELECT dim, value, metric, x, y, sum(n) AS n FROM (
+                SELECT dim, value, metric, x, y, n FROM report_histograms
+                WHERE centre_id = %(scope)s AND dim = ANY(%(dims)s) AND metric = ANY(%(metrics)s)
+                UNION ALL
+                SELECT d.dim, d.value, h.metric, h.x, h.y, l.sign FROM report_log l
+                CROSS JOIN LATERAL report_dimension_values(l.centre_id, l.approach, l.region, l.procedures,
+                    l.diagnosis, l.indication, l.instrumented, l.levels, l.year) d
+                CROSS JOIN LATERAL report_metric_values(l.blood_loss_ml, l.duration_min, l.preop_joa,
+                    l.latest_joa, l.preop_mjoa, l.latest_mjoa) h
+                WHERE (%(scope)s = 0 OR l.centre_id = %(scope)s) AND d.dim = ANY(%(dims)s)
+                  AND h.metric = ANY(%(metrics)s)
+            ) counts
+            GROUP BY dim, value, metric, x, y
+            HAVING sum(n) <> 0""", {**params, "metrics": list(metrics)})
+        for row in rows:
+            grouping, key = ((), ()) if row["dim"] == "all" else ((row["dim"],), (row["value"],))
+            cell = result[grouping].get(key)
+            if cell is not None:
+                cell.histograms.setdefault(row["metric"], []).append((row["x"], row["y"], int(row["n"])))
+    return result
+
+
+def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, result) -> None:
+    dims = sorted({d for grouping in sets for d in grouping}, key=lambda d: list(DIMENSIONS).index(d))
+    columns = [DIMENSIONS[d] for d in dims]
+    where = sql.SQL(" AND ").join([sql.SQL("m.counted"), *(FILTERS[name] for name in filters)])
+    join = UNNEST_PROCEDURES if with_procedure else sql.SQL("")
+    grouping_sets = sql.SQL(", ").join(
+        sql.SQL("({})").format(sql.SQL(", ").join(DIMENSIONS[d] for d in grouping)) for grouping in sets)
+    select_dims = sql.SQL("").join(sql.SQL("{} AS {}, ").format(c, sql.Identifier(f"g_{d}"))
+                                   for c, d in zip(columns, dims))
+    grouping_id = (sql.SQL("GROUPING({})").format(sql.SQL(", ").join(columns)) if columns
+                   else sql.SQL("0"))
+
+    def measure(name):
+        expression = (FUSION_AT[name] if name in FUSION_AT and min_months != STORED_FUSION_MONTHS
+                      else sql.SQL("m.{}").format(sql.Identifier(name)))
+        return sql.SQL("sum({}) AS {}").format(expression, sql.Identifier(name))
+
+    query = sql.SQL("""
+        SELECT {select_dims}{grouping_id} AS grouping_id, {measures}
+        FROM report_operation_measures m {join}
+        WHERE {where}
+        GROUP BY GROUPING SETS ({grouping_sets})""").format(
+        select_dims=select_dims, grouping_id=grouping_id,
+        measures=sql.SQL(", ").join(measure(name) for name in measures),
+        join=join, where=where, grouping_sets=grouping_sets)
+    params = {**filters, "min_months": min_months}
+    by_grouping_id = {_grouping_id(dims, grouping): grouping for grouping in sets}
+    for row in conn.execute(query, params):
+        grouping = by_grouping_id[row["grouping_id"]]
+        if not row["operations"]:
+            continue
+        key = tuple(row[f"g_{d}"] for d in grouping)
+        result[grouping][key] = Cell({m: _to_number(row[m]) for m in measures})
+    if not metrics:
+        return
+    histogram_sets = sql.SQL(", ").join(
+        sql.SQL("({})").format(sql.SQL(", ").join([*(DIMENSIONS[d] for d in grouping),
+                                                   sql.SQL("h.metric, h.x, h.y")]))
+        for grouping in sets)
+    query = sql.SQL("""
+        SELECT {select_dims}{grouping_id} AS grouping_id, h.metric, h.x, h.y, count(*) AS n
+        FROM report_operation_measures m {join}
+        CROSS JOIN LATERAL report_metric_values(m.blood_loss_ml, m.duration_min, m.preop_joa,
+            m.latest_joa, m.preop_mjoa, m.latest_mjoa) h
+        WHERE {where} AND h.metric = ANY(%(metrics)s)
+        GROUP BY GROUPING SETS ({histogram_sets})""").format(
+        select_dims=select_dims, grouping_id=grouping_id, join=join, where=where,
+        histogram_sets=histogram_sets)
+    for row in conn.execute(query, {**params, "metrics": list(metrics)}):
+        grouping = by_grouping_id[row["grouping_id"]]
+        key = tuple(row[f"g_{d}"] for d in grouping)
+        cell = result[grouping].get(key)
+        if cell is not None:
+            cell.histograms.setdefault(row["metric"], []).append((row["x"], row["y"], int(row["n"])))
+
+
+def _grouping_id(dims: list[str], grouping: tuple) -> int:
+    """PostgreSQL's GROUPING() bit mask: bit set for each dimension NOT in the grouping set."""
+    mask = 0
+    for d in dims:
+        mask = (mask << 1) | (0 if d in grouping else 1)
+    return mask
+
+
+def centre_codes(conn, centre_ids) -> dict:
+    """{centre id: code} for labelling the centre dimension."""
+    rows = conn.execute("SELECT id, code FROM centres WHERE id = ANY(%s)", (list(centre_ids),))
+    return {row["id"]: row["code"] for row in rows}
+
+
+def centre_ids_by_code(conn, codes) -> dict:
+    rows = conn.execute("SELECT id, code FROM centres WHERE code = ANY(%s)", (list(codes),))
+    return {row["code"]: row["id"] for row in rows}

@@ -1,0 +1,266 @@
+"""A seeded random registry written straight into the base tables, read back as plain
+records, and a reference computation of every report figure in Python (independent of the
+SQL: it works from the raw rows, with the statistics module for quantiles)."""
+
+import datetime as dt
+import math
+import random
+import statistics
+from fractions import Fraction
+
+from registry import vocabulary as v
+
+DIAGNOSES = list(v.DIAGNOSIS)
+REGIONS = ["cervical", "cervical", "lumbar", "thoracic", "femur", "craniocervical", "tibia"]
+APPROACHES = ["posterior", "posterior", "anterior", "combined", None]
+INDICATIONS = ["cervical_spondylotic_myelopathy", "fracture", "spinal_stenosis", None]
+PROCEDURES = ["laminectomy", "fusion", "discectomy", "fracture_fixation", "osteotomy"]
+EVENT_TYPES = list(v.INTRAOP_EVENT)
+GRADES = list(v.CLAVIEN_DINDO_GRADE)
+FUSION = ["fused", "not_fused", "indeterminate", "not_assessed", None]
+IMPLANT = ["intact", "intact", "loosening", "migration", "breakage", "removed", None]
+
+
+def add_patient(conn, rng, centre_id, consent="active"):
+    return conn.execute(
+        "INSERT INTO patients (centre_id, ref_hash, diagnosis, consent) VALUES (%s, %s, %s, %s) RETURNING id",
+        (centre_id, rng.randbytes(16), rng.choice(DIAGNOSES), consent)).fetchone()["id"]
+
+
+def add_operation(conn, rng, centre_id, patient_id, serial):
+    region = rng.choice(REGIONS)
+    levels = None
+    if region in v.SPINAL_REGIONS:
+        start = rng.randrange(1, 20)
+        end = min(len(v.SPINAL_LEVELS) - 2, start + rng.randrange(0, 5))
+        levels = (v.SPINAL_LEVELS[start], v.SPINAL_LEVELS[end])
+    vertebrae = v.level_counts(*levels)[0] if levels else None
+    date = dt.date(2012, 1, 1) + dt.timedelta(days=rng.randrange(0, 365 * 10))
+    procedures = sorted(set(rng.sample(PROCEDURES, rng.choice([1, 1, 2, 3]))))
+    joa = rng.choice([None, None, *[x / 2 for x in range(0, 35)]]) if region.startswith("c") else None
+    row = conn.execute(
+        """INSERT INTO operations (centre_id, patient_id, local_ref, operation_date, indication, region,
+               approach, procedures, level_from, level_to, vertebra_count, instrumented, duration_min,
+               blood_loss_ml, preop_joa, preop_mjoa)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (centre_id, patient_id, f"op-{serial}", date, rng.choice(INDICATIONS), region, rng.choice(APPROACHES),
+         procedures, levels[0] if levels else None, levels[1] if levels else None, vertebrae,
+         rng.random() < 0.4, rng.choice([None, *range(40, 400, 7)]),
+         rng.choice([None, 0, 50, 100, 150, 300, 300, 450, 800, 1200, 2500]), joa,
+         rng.choice([None, *range(0, 19)]) if joa is not None else None)).fetchone()
+    operation_id = row["id"]
+    for position in range(rng.choice([0, 0, 0, 1, 2])):
+        event_type = rng.choice(EVENT_TYPES)
+        conn.execute(
+            "INSERT INTO intraop_events (centre_id, operation_id, position, type, instrument) VALUES (%s, %s, %s, %s, %s)",
+            (centre_id, operation_id, position, event_type,
+             rng.choice(list(v.INSTRUMENT)) if event_type == "instrument_breakage" else None))
+    for position in range(rng.choice([0, 0, 1, 2])):
+        conn.execute(
+            "INSERT INTO postop_complications (centre_id, operation_id, position, type, grade) VALUES (%s, %s, %s, %s, %s)",
+            (centre_id, operation_id, position, rng.choice(list(v.POSTOP_COMPLICATION)), rng.choice(GRADES)))
+    for position in range(rng.choice([0, 0, 1, 2, 3])):
+        conn.execute(
+            "INSERT INTO implants (centre_id, operation_id, position, kind) VALUES (%s, %s, %s, %s)",
+            (centre_id, operation_id, position, rng.choice(list(v.IMPLANT_KIND))))
+    for _ in range(rng.choice([0, 1, 1, 2, 3])):
+        add_follow_up(conn, rng, centre_id, operation_id, date)
+    return operation_id
+
+
+def add_follow_up(conn, rng, centre_id, operation_id, operation_date):
+    months = rng.choice([0, 3, 6, 12, 12, 18, 24, 36, 60])
+    date = operation_date + dt.timedelta(days=months * 30 + rng.randrange(0, 20))
+    revision = rng.random() < 0.1
+    conn.execute(
+        """INSERT INTO follow_ups (centre_id, operation_id, follow_up_date, months_after, fusion_status,
+               implant_status, joa, mjoa, revision_surgery) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        (centre_id, operation_id, date, months, rng.choice(FUSION), rng.choice(IMPLANT),
+         rng.choice([None, *[x / 2 for x in range(0, 35)]]), rng.choice([None, *range(0, 19)]), revision))
+
+
+def generate(conn, centre_ids, seed=5, operations=150, withdrawn_share=0.1):
+    """Patients and operations spread over the centres, in one transaction."""
+    rng = random.Random(seed)
+    with conn.transaction():
+        patients = []
+        for index in range(operations // 2):
+            centre = centre_ids[index % len(centre_ids)] if index % 5 else centre_ids[0]
+            consent = "withdrawn" if rng.random() < withdrawn_share else "active"
+            patients.append((centre, add_patient(conn, rng, centre, consent)))
+        for serial in range(operations):
+            centre, patient = rng.choice(patients)
+            add_operation(conn, rng, centre, patient, serial)
+    return rng
+
+
+# --- reading the registry back as plain records --------------------------------------------
+
+def load(conn):
+    """The registry's base tables as Python records (plain SELECTs, no report logic)."""
+    centres = {r["id"]: r["code"] for r in conn.execute("SELECT id, code FROM centres")}
+    patients = {(r["centre_id"], r["id"]): r for r in conn.execute("SELECT * FROM patients")}
+    operations = []
+    children = {}
+    for table in ("intraop_events", "postop_complications", "implants", "follow_ups"):
+        for row in conn.execute(f"SELECT * FROM {table}"):
+            children.setdefault((table, row["centre_id"], row["operation_id"]), []).append(row)
+    for row in conn.execute("SELECT * FROM operations"):
+        key = (row["centre_id"], row["id"])
+        operations.append({
+            **row,
+            "patient": patients[(row["centre_id"], row["patient_id"])],
+            "centre": centres[row["centre_id"]],
+            "events": children.get(("intraop_events",) + key, []),
+            "complications": children.get(("postop_complications",) + key, []),
+            "implants": children.get(("implants",) + key, []),
+            "follow_ups": children.get(("follow_ups",) + key, []),
+        })
+    return operations
+
+
+# --- the reference computation -----------------------------------------------------------
+
+def group_keys(operation, dims):
+    """Every group the operation belongs to (several when grouped by procedure)."""
+    values = {
+        "approach": [operation["approach"]],
+        "region": [operation["region"]],
+        "procedure": list(operation["procedures"]),
+        "diagnosis": [operation["patient"]["diagnosis"]],
+        "indication": [operation["indication"]],
+        "instrumented": [is_instrumented(operation)],
+        "levels": [operation["vertebra_count"]],
+        "year": [operation["operation_date"].year],
+        "centre": [operation["centre"]],
+    }
+    keys = [()]
+    for d in dims:
+        keys = [key + (value,) for key in keys for value in values[d]]
+    return keys
+
+
+def is_instrumented(operation):
+    return operation["instrumented"] or bool(operation["implants"])
+
+
+def counted(operations):
+    return [o for o in operations if o["patient"]["consent"] == "active"]
+
+
+def groups(operations, dims):
+    result = {}
+    for operation in counted(operations):
+        for key in group_keys(operation, dims):
+            result.setdefault(key, []).append(operation)
+    return result
+
+
+def wilson(x, n):
+    z = 1.959964
+    p = x / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion(x, n):
+    if n == 0:
+        return {"numerator": 0, "denominator": 0, "rate": None, "ci_low": None, "ci_high": None}
+    low, high = wilson(x, n)
+    return {"numerator": x, "denominator": n, "rate": x / n, "ci_low": low, "ci_high": high}
+
+
+def summary(values):
+    values = [Fraction(value) for value in values]
+    if not values:
+        return {"n": 0, "mean": None, "median": None, "q1": None, "q3": None}
+    if len(values) == 1:
+        q1 = median = q3 = float(values[0])
+    else:
+        q1, median, q3 = (float(q) for q in statistics.quantiles(values, n=4, method="inclusive"))
+    return {"n": len(values), "mean": float(sum(values) / len(values)), "median": median, "q1": q1, "q3": q3}
+
+
+def latest(follow_ups, condition):
+    chosen = [f for f in follow_ups if condition(f)]
+    return max(chosen, key=lambda f: (f["follow_up_date"], f["months_after"], f["id"])) if chosen else None
+
+
+def complications(ops):
+    n = len(ops)
+    types = {t: proportion(sum(1 for o in ops if any(e["type"] == t for e in o["events"])), n) for t in EVENT_TYPES}
+    return {
+        "operations": n,
+        "intraop_event": proportion(sum(1 for o in ops if o["events"]), n),
+        "instrument_breakage": types["instrument_breakage"],
+        "intraop_event_types": types,
+        "postop_complication": proportion(sum(1 for o in ops if o["complications"]), n),
+        "major_complication": proportion(
+            sum(1 for o in ops if any(c["grade"] in v.MAJOR_CLAVIEN_DINDO for c in o["complications"])), n),
+        "blood_loss_ml": summary([o["blood_loss_ml"] for o in ops if o["blood_loss_ml"] is not None]),
+        "duration_min": summary([o["duration_min"] for o in ops if o["duration_min"] is not None]),
+    }
+
+
+def fusion(ops, min_months=12):
+    decided = []
+    for o in ops:
+        if "fusion" not in o["procedures"]:
+            continue
+        deciding = latest(o["follow_ups"], lambda f: f["months_after"] >= min_months
+                          and f["fusion_status"] in ("fused", "not_fused"))
+        if deciding:
+            decided.append(deciding["fusion_status"])
+    instrumented_followed = [o for o in ops if is_instrumented(o) and o["follow_ups"]]
+    followed = [o for o in ops if o["follow_ups"]]
+    return {
+        "operations": len(ops),
+        "fusion_operations": sum(1 for o in ops if "fusion" in o["procedures"]),
+        "fusion": proportion(decided.count("fused"), len(decided)),
+        "pseudarthrosis": proportion(decided.count("not_fused"), len(decided)),
+        "implant_failure": proportion(sum(1 for o in instrumented_followed if any(
+            f["implant_status"] in v.IMPLANT_FAILURE_STATUSES for f in o["follow_ups"])), len(instrumented_followed)),
+        "revision": proportion(sum(1 for o in followed if any(f["revision_surgery"] for f in o["follow_ups"])),
+                               len(followed)),
+    }
+
+
+def outcomes(ops):
+    pre, post, recovery, mpre, mpost = [], [], [], [], []
+    for o in ops:
+        last_joa = latest(o["follow_ups"], lambda f: f["joa"] is not None)
+        last_mjoa = latest(o["follow_ups"], lambda f: f["mjoa"] is not None)
+        if o["preop_joa"] is not None:
+            pre.append(o["preop_joa"])
+        if last_joa:
+            post.append(last_joa["joa"])
+        if o["preop_joa"] is not None and last_joa and o["preop_joa"] < 17:
+            a, b = Fraction(o["preop_joa"]), Fraction(last_joa["joa"])
+            recovery.append((b - a) / (17 - a) * 100)
+        if o["preop_mjoa"] is not None:
+            mpre.append(o["preop_mjoa"])
+        if last_mjoa:
+            mpost.append(last_mjoa["mjoa"])
+    return {"operations": len(ops), "joa_preop": summary(pre), "joa_latest": summary(post),
+            "joa_recovery_rate": summary(recovery), "mjoa_preop": summary(mpre), "mjoa_latest": summary(mpost)}
+
+
+def completeness(ops):
+    n = len(ops)
+    spinal = [o for o in ops if o["region"] in v.SPINAL_REGIONS]
+    cervical = [o for o in ops if o["region"] in ("craniocervical", "cervical", "cervicothoracic")]
+    return {
+        "operations": n,
+        "indication": proportion(sum(1 for o in ops if o["indication"]), n),
+        "approach": proportion(sum(1 for o in ops if o["approach"]), n),
+        "levels": proportion(sum(1 for o in spinal if o["vertebra_count"] is not None), len(spinal)),
+        "duration_min": proportion(sum(1 for o in ops if o["duration_min"] is not None), n),
+        "blood_loss_ml": proportion(sum(1 for o in ops if o["blood_loss_ml"] is not None), n),
+        "preop_joa": proportion(sum(1 for o in cervical if o["preop_joa"] is not None), len(cervical)),
+        "follow_up": proportion(sum(1 for o in ops if o["follow_ups"]), n),
+        "follow_up_12m": proportion(sum(1 for o in ops if any(f["months_after"] >= 12 for f in o["follow_ups"])), n),
+    }
+
+
+REFERENCE = {"complications": complications, "fusion": fusion, "outcomes": outcomes, "completeness": completeness}
