@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     for blueprint in (health_blp, vocabularies_blp, centres_blp, tokens_blp, patients_blp, operations_blp,
                       follow_ups_blp, audit_blp):
         api.register_blueprint(blueprint)
+    api.register_blueprint(__import__("registry.submissions.routes", fromlist=["blp"]).blp)
     api.register_blueprint(__import__("registry.reports.routes", fromlist=["blp"]).blp)
     app.extensions["registry_api"] = api
     return app

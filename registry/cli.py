@@ -197,6 +197,22 @@ def demo():
     click.echo(f"analyst token: {loaded['analyst_token']}")
 
 
+# --- bulk import ----------------------------------------------------------------------------
+
+@cli.command(name="import")
+@click.argument("file", type=click.File("rb"))
+@click.option("--centre", "--center", "centre_code", required=True, help="Code of the centre the records belong to.")
+@click.option("--mode", type=click.Choice(["partial", "atomic"]), default="partial", show_default=True,
+              help="partial: store the good records; atomic: store nothing if any record is rejected.")
+@click.option("--format", "file_format", type=click.Choice(["json", "csv"]), default=None,
+              help="Format of FILE (default: from its extension, .csv or .json).")
+def import_records(file, centre_code, mode, file_format):
+    """Submit FILE (a JSON array or CSV, as POST /v1/submissions) for a centre; audited as role `cli`."""
+    from registry.submissions.cli import import_file
+
+    import_file(file, centre_code, mode, file_format)
+
+
 # --- OpenAPI --------------------------------------------------------------------------------
 
 @cli.command(name="openapi", with_appcontext=False)

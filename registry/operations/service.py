@@ -119,7 +119,7 @@ def submit_operation(conn, actor: Principal, document: dict) -> tuple[dict, str]
     operation_id = store.insert_operation(conn, actor.centre_id, patient["id"], columns, children)
     if operation_id is not None:
         audit.record(conn, centre_id=actor.centre_id, action="create", entity="operation", entity_id=operation_id,
-                     changed_fields=[name for name in document if name not in ("patient",)], actor=actor)
+                     changed_fields=created_operation_fields(document), actor=actor)
         return store.get_operation(conn, actor.centre_id, operation_id), "created"
     # the local_ref exists (or a concurrent request just created it): update that one
     operation_id = store.find_operation_id(conn, actor.centre_id, document["local_ref"], for_update=True)
@@ -155,3 +155,22 @@ def delete_operation(conn, actor: Principal, operation_id: int) -> bool:
         audit.record(conn, centre_id=actor.centre_id, action="delete", entity="operation", entity_id=operation_id,
                      actor=actor)
     return deleted
+
+
+# --- for bulk submission (registry.submissions), which resolves patients and existing
+# operations for a whole chunk at once and must apply exactly these rules ----------------------
+
+def check_new_operation_dates(document: dict, patient: dict) -> None:
+    """The date rules of a document about to create an operation (InvalidInput when broken)."""
+    _check_dates(None, None, document, patient, None)
+
+
+def operation_changes(current: dict, document: dict, patient: dict) -> list[str]:
+    """The document fields that resubmitting `document` (with its resolved patient) would change."""
+    columns, children = columns_and_children(document, patient["birth_year"])
+    return _changed_fields(current, columns, children, patient["id"])
+
+
+def created_operation_fields(document: dict) -> list[str]:
+    """The fields the audit trail lists for a created operation (as `submit_operation` records them)."""
+    return [name for name in document if name not in ("patient",)]

@@ -177,3 +177,11 @@ def earliest_operation_year(conn, centre_id: int, patient_id: int) -> int | None
     row = conn.execute("SELECT min(operation_date) AS first FROM operations WHERE centre_id = %s AND patient_id = %s",
                        (centre_id, patient_id)).fetchone()
     return row["first"].year if row["first"] else None
+
+
+def get_operations_by_local_refs(conn, centre_id: int, local_refs: list[str], *, for_update: bool = False
+                                 ) -> dict[str, dict]:
+    """The centre's operation documents with these local_refs, by local_ref (bulk submission)."""
+    rows = conn.execute(f"SELECT {_SELECT} FROM operations WHERE centre_id = %s AND local_ref = ANY(%s) ORDER BY id"
+                        + (" FOR UPDATE" if for_update else ""), (centre_id, local_refs)).fetchall()
+    return {document["local_ref"]: document for document in _documents(conn, centre_id, rows)}

@@ -1,0 +1,135 @@
+"""Set-based writes of new records for bulk submission: one COPY per table per chunk.
+
+Only creations come here — new patients, new operations with their implants, events and
+complications, new follow-ups — already validated and checked by `registry.submissions.service`
+with the record API's own rules. Their rows are the ones the record API would write
+(`columns_and_children`, the follow-up columns) and each creation is audited as it would be.
+Anything that updates a stored record goes through the record API's functions instead.
+
+Functions take a connection and never commit; a failure (say a concurrent request created the
+same local_ref meanwhile) raises, and the caller retries the chunk record by record.
+"""
+
+from flask import g, has_request_context
+from psycopg import sql
+
+from registry.auth import Principal
+from registry.follow_ups import store as follow_ups
+from registry.operations import store as operations
+from registry.patients import store as patients
+
+
+def _copy(conn, table: str, columns: tuple, rows) -> None:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    with conn.cursor().copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _ids(conn, table: str, key: str, centre_id: int, values: list) -> dict:
+    rows = conn.execute(sql.SQL("SELECT id, {key} FROM {table} WHERE centre_id = %s AND {key} = ANY(%s)").format(
+        key=sql.Identifier(key), table=sql.Identifier(table)), (centre_id, values)).fetchall()
+    return {bytes(row[key]) if isinstance(row[key], memoryview) else row[key]: row["id"] for row in rows}
+
+
+class AuditRows:
+    """Audit events gathered for one chunk and appended with one COPY, like `audit.record` would."""
+
+    COLUMNS = ("centre_id", "actor_token_id", "actor_role", "request_id", "action", "entity", "entity_id",
+               "changed_fields")
+
+    def __init__(self, actor: Principal):
+        self.actor = actor
+        self.request_id = g.get("request_id") if has_request_context() else None
+        self.rows = []
+
+    def add(self, action: str, entity: str, entity_id: int, changed_fields) -> None:
+        self.rows.append((self.actor.centre_id, self.actor.token_id, self.actor.role, self.request_id, action,
+                          entity, entity_id, sorted(changed_fields)))
+
+    def write(self, conn) -> None:
+        _copy(conn, "audit_events", self.COLUMNS, self.rows)
+        self.rows = []
+
+
+def insert_patients(conn, actor: Principal, new_patients: dict[bytes, dict], audit: AuditRows) -> dict[bytes, int]:
+    """Create patients (ref hash -> loaded patient fields); their ids by ref hash."""
+    if not new_patients:
+        return {}
+    values = {ref_hash: {name: fields.get(name) for name in patients.PATIENT_FIELDS} | {"genes": fields.get("genes") or []}
+              for ref_hash, fields in new_patients.items()}
+    _copy(conn, "patients", ("centre_id", "ref_hash", *patients.PATIENT_FIELDS),
+          ((actor.centre_id, ref_hash, *(row[name] for name in patients.PATIENT_FIELDS))
+           for ref_hash, row in values.items()))
+    ids = _ids(conn, "patients", "ref_hash", actor.centre_id, list(values))
+    for ref_hash, fields in new_patients.items():
+        # as patients.store.upsert_patient audits a creation
+        audit.add("create", "patient", ids[ref_hash],
+                  [name for name in patients.PATIENT_FIELDS if fields.get(name) not in (None, [])])
+    return ids
+
+
+def insert_operations(conn, actor: Principal, new_operations: list[tuple[int, dict, dict, list]],
+                      audit: AuditRows) -> dict[str, int]:
+    """Create operations from (patient id, columns, children, audited fields); their ids by local_ref."""
+    if not new_operations:
+        return {}
+    _copy(conn, "operations", ("centre_id", "patient_id", *operations.OPERATION_COLUMNS),
+          ((actor.centre_id, patient_id, *(columns[name] for name in operations.OPERATION_COLUMNS))
+           for patient_id, columns, _, _ in new_operations))
+    ids = _ids(conn, "operations", "local_ref", actor.centre_id, [columns["local_ref"] for _, columns, _, _ in new_operations])
+    for table, child_columns in operations.CHILD_COLUMNS.items():
+        _copy(conn, table, ("centre_id", "operation_id", "position", *child_columns),
+              ((actor.centre_id, ids[columns["local_ref"]], position, *(item.get(name) for name in child_columns))
+               for _, columns, children, _ in new_operations for position, item in enumerate(children[table])))
+    for _, columns, _, fields in new_operations:
+        audit.add("create", "operation", ids[columns["local_ref"]], fields)
+    return ids
+
+
+def insert_follow_ups(conn, actor: Principal, new_follow_ups: list[tuple[int, dict]], audit: AuditRows) -> None:
+    """Create follow-ups from (operation id, follow-up columns as `follow_ups.store` computes them)."""
+    if not new_follow_ups:
+        return
+    _copy(conn, "follow_ups", ("centre_id", "operation_id", *follow_ups.FIELDS),
+          ((actor.centre_id, operation_id, *(values[name] for name in follow_ups.FIELDS))
+           for operation_id, values in new_follow_ups))
+    ids = _ids(conn, "follow_ups", "local_ref", actor.centre_id, [values["local_ref"] for _, values in new_follow_ups])
+    for _, values in new_follow_ups:
+        # as follow_ups.store.save_follow_up audits a creation
+        audit.add("create", "follow_up", ids[values["local_ref"]],
+                  [name for name, value in values.items() if value is not None])
+
+
+# as follow_ups.store selects them (joa as a float, the date as `date`)
+_FOLLOW_UP_COLUMNS = [f"f.{name}::float8 AS {name}" if name == "joa" else f"f.{name}"
+                      for name in follow_ups.FIELDS if name != "follow_up_date"]
+
+
+def existing_follow_ups(conn, centre_id: int, local_refs: list[str]) -> dict[str, dict]:
+    """Stored follow-ups with these local_refs, by local_ref, in the shape `save_follow_up` compares."""
+    if not local_refs:
+        return {}
+    rows = conn.execute(
+        f"""SELECT f.id, f.operation_id, {", ".join(_FOLLOW_UP_COLUMNS)}, f.follow_up_date AS date
+            FROM follow_ups f WHERE f.centre_id = %s AND f.local_ref = ANY(%s)""", (centre_id, local_refs)).fetchall()
+    return {row["local_ref"]: row for row in rows}
+
+
+def existing_patients(conn, centre_id: int, ref_hashes: list[bytes]) -> dict[bytes, dict]:
+    """Stored patients with these ref hashes, by hash, locked for the rest of the transaction."""
+    if not ref_hashes:
+        return {}
+    rows = conn.execute(
+        f"SELECT ref_hash, {patients.PATIENT_COLUMNS} FROM patients WHERE centre_id = %s AND ref_hash = ANY(%s)"
+        " ORDER BY id FOR UPDATE", (centre_id, ref_hashes)).fetchall()
+    return {bytes(row.pop("ref_hash")): row for row in rows}
+
+
+def patients_by_id(conn, centre_id: int, ids: list[int]) -> dict[int, dict]:
+    if not ids:
+        return {}
+    rows = conn.execute(f"SELECT {patients.PATIENT_COLUMNS} FROM patients WHERE centre_id = %s AND id = ANY(%s)",
+                        (centre_id, ids)).fetchall()
+    return {row["id"]: row for row in rows}

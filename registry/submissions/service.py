@@ -1,0 +1,362 @@
+"""Bulk submission: many operation documents in one go, each judged by the record API's rules.
+
+Records are read one at a time from the body and handled in chunks of CHUNK_SIZE:
+
+1. each document is validated by `BulkOperationSchema` (the record API's operation schema plus
+   follow-ups) and checked against the rest of the submission (an operation or follow-up
+   `local_ref` sent twice, one patient described two ways);
+2. what the chunk refers to is read in a few set-based queries (patients by ref hash,
+   operations and follow-ups by local_ref), and the cross-record rules are applied with the
+   record API's own functions (birth year before the operation, follow-up dates, a follow-up
+   local_ref owned by another operation);
+3. records that create an operation (the bulk of a back-catalogue) are written together with
+   one COPY per table (`registry.submissions.bulk`); records that change a stored operation
+   go one by one through `operations.service.submit_operation` and `follow_ups.store.save_follow_up`,
+   exactly as the record API; records that change nothing write nothing, so resending a file
+   leaves no new versions and no audit entries.
+
+Every write of a chunk happens inside a savepoint: a chunk the set-based path cannot write (a
+concurrent request took a local_ref meanwhile) is retried record by record, each in its own
+savepoint, so one bad record never poisons the others. In `atomic` mode the whole submission
+sits in one more savepoint, rolled back at the end if any record was rejected; the submission
+and its per-record report are written after that, so they survive.
+
+The caller owns the transaction (a request, or the `registry import` command).
+"""
+
+from typing import Iterable
+
+import marshmallow as ma
+import psycopg
+import psycopg.errors
+
+from registry.auth import Principal
+from registry.follow_ups import store as follow_ups
+from registry.operations import service as operations
+from registry.operations import store as operation_store
+from registry.pagination import encode_cursor
+from registry.patients import store as patients
+from registry.problems import InvalidInput, Problem, field_error, flatten_messages
+from registry.submissions import bulk, csv_layout
+from registry.submissions import store
+from registry.submissions.schemas import BulkOperationSchema
+
+CHUNK_SIZE = 1000
+FIRST_PAGE = 1000  # per-record results returned with the answer; the rest are paged
+
+_SCHEMA = BulkOperationSchema()
+# the record API's follow-up rules (date from months_after and back, columns, comparison)
+_follow_up_columns = follow_ups._columns
+_comparable_follow_up = follow_ups._comparable
+
+
+class Record:
+    """One record of a submission as it goes through: what was sent and what became of it."""
+
+    __slots__ = ("position", "raw", "document", "errors", "local_ref", "outcome", "operation_id", "ref_hash",
+                 "patient_changes")
+
+    def __init__(self, position: int, raw, errors: list):
+        self.position, self.raw, self.errors = position, raw, list(errors)
+        self.document = None
+        self.outcome = self.operation_id = self.ref_hash = self.patient_changes = None
+        local_ref = raw.get("local_ref") if isinstance(raw, dict) else None
+        self.local_ref = local_ref[:100] if isinstance(local_ref, str) else None
+
+    def result(self) -> dict:
+        return {"position": self.position, "local_ref": self.local_ref, "outcome": self.outcome,
+                "operation_id": self.operation_id, "errors": self.errors or None}
+
+
+def submit(conn, actor: Principal, records: Iterable[tuple[int, object, list]], *, format: str, mode: str) -> dict:
+    """Store a submission's records (see the module docstring); return the submission with its first results."""
+    return Ingestion(conn, actor, format, mode).run(records)
+
+
+class Ingestion:
+    def __init__(self, conn, actor: Principal, format: str, mode: str):
+        self.conn, self.actor, self.format, self.mode = conn, actor, format, mode
+        self.location = "csv" if format == "csv" else "json"
+        self.counts = dict.fromkeys(("total", "created", "updated", "unchanged", "rejected"), 0)
+        self.writing = True            # atomic: stops at the first rejected record
+        self.first_page: list[dict] = []
+        self.held: list[dict] = []     # atomic: results kept until we know whether they stand
+        self.seen_operations: dict[str, int] = {}
+        self.seen_follow_ups: dict[str, int] = {}
+        self.seen_patients: dict[bytes, tuple] = {}
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self, records) -> dict:
+        conn = self.conn
+        submission = store.create_submission(conn, self.actor.centre_id, self.actor.token_id, self.format,
+                                             self.mode)
+        self.submission_id = submission["id"]
+        with conn.transaction() as writes:
+            chunk = []
+            for position, raw, errors in records:
+                chunk.append(Record(position, raw, errors))
+                if len(chunk) == CHUNK_SIZE:
+                    self._process(chunk)
+                    chunk = []
+            if chunk:
+                self._process(chunk)
+            if self.mode == "atomic" and self.counts["rejected"]:
+                raise psycopg.Rollback(writes)
+        if self.mode == "atomic":
+            if self.counts["rejected"]:
+                for result in self.held:
+                    if result["outcome"] != "rejected":
+                        result.update(outcome="not_stored", operation_id=None)
+                for outcome in ("created", "updated", "unchanged"):
+                    self.counts[outcome] = 0
+            store.write_records(conn, self.actor.centre_id, self.submission_id, self.held)
+        finished = store.finish_submission(conn, self.actor.centre_id, self.submission_id, self._status(),
+                                           self.counts)
+        return finished | {
+            "records": [record_to_wire(result, self.format) for result in self.first_page],
+            "records_next_cursor": (encode_cursor(self.first_page[-1]["position"])
+                                    if self.counts["total"] > len(self.first_page) else None),
+        }
+
+    def _status(self) -> str:
+        rejected, total = self.counts["rejected"], self.counts["total"]
+        if not rejected:
+            return "accepted"
+        if self.mode == "atomic" or rejected == total:
+            return "rejected"
+        return "partially_accepted"
+
+    def _reject(self, record: Record, errors: list[dict]) -> None:
+        record.outcome, record.operation_id = "rejected", None
+        record.errors = [self._located(error) for error in errors]
+        if self.mode == "atomic":
+            self.writing = False
+
+    def _located(self, error: dict) -> dict:
+        error = dict(error, location=self.location if error.get("location") in (None, "json", "csv") else
+                     error["location"])
+        if self.location == "csv" and error.get("field") and "column" not in error:
+            column = csv_layout.column_for(error["field"])
+            if column:
+                error["column"] = column
+        return error
+
+    def _where(self, position: int) -> str:
+        return f"row {position + 1}" if self.format == "csv" else f"index {position}"
+
+    # --- one chunk --------------------------------------------------------------------------
+
+    def _process(self, chunk: list[Record]) -> None:
+        live = self._validate(chunk)
+        live = self._check_against_submission(live)
+        fast, slow = self._check_against_registry(live)
+        if self.writing:
+            self._write_new(fast, slow)
+            for record in slow:
+                self._write_one(record)
+        for record in fast + slow:
+            if record.outcome is None:
+                record.outcome = "not_stored"
+        self._report(chunk)
+
+    def _validate(self, chunk: list[Record]) -> list[Record]:
+        live = []
+        for record in chunk:
+            if record.errors:
+                self._reject(record, record.errors)
+                continue
+            try:
+                record.document = _SCHEMA.load(record.raw)
+            except ma.ValidationError as error:
+                self._reject(record, flatten_messages(error.messages, self.location))
+                continue
+            live.append(record)
+        return live
+
+    def _check_against_submission(self, live: list[Record]) -> list[Record]:
+        """Each operation and follow-up once per submission, and each patient described one way."""
+        kept = []
+        for record in live:
+            document, errors = record.document, []
+            first = self.seen_operations.setdefault(document["local_ref"], record.position)
+            if first != record.position:
+                errors.append(field_error("local_ref", f"Also at {self._where(first)} of this submission: "
+                                                       "send each operation once."))
+            for index, follow_up in enumerate(document["follow_ups"]):
+                first = self.seen_follow_ups.setdefault(follow_up["local_ref"], (record.position, index))
+                if first != (record.position, index):
+                    errors.append(field_error(f"follow_ups.{index}.local_ref",
+                                              f"Also at {self._where(first[0])}, follow_ups.{first[1]}: "
+                                              "send each follow-up once."))
+            if "patient" in document:
+                record.ref_hash = patients.ref_hash(self.actor.centre_id, document["patient"]["ref"])
+                described = tuple(str(document["patient"].get(name)) for name in patients.PATIENT_FIELDS)
+                first = self.seen_patients.setdefault(record.ref_hash, (described, record.position))
+                if first[0] != described:
+                    errors.append(field_error("patient", f"The patient with this ref is described differently at "
+                                                         f"{self._where(first[1])}: describe a patient one way "
+                                                         "in a submission."))
+            if errors:
+                self._reject(record, errors)
+            else:
+                kept.append(record)
+        return kept
+
+    def _check_against_registry(self, live: list[Record]) -> tuple[list[Record], list[Record]]:
+        """Apply the cross-record rules; split the good records into creations and the rest.
+
+        Returns (fast, slow): `fast` create an operation (and maybe a patient) and go set-based;
+        `slow` change something stored and go through the record API's functions; records that
+        change nothing get their outcome here.
+        """
+        conn, centre_id = self.conn, self.actor.centre_id
+        stored_patients = bulk.existing_patients(conn, centre_id, list({r.ref_hash for r in live if r.ref_hash}))
+        by_id = bulk.patients_by_id(conn, centre_id, list({r.document["patient_id"] for r in live
+                                                           if "patient_id" in r.document}))
+        stored_operations = operation_store.get_operations_by_local_refs(
+            conn, centre_id, [r.document["local_ref"] for r in live], for_update=True) if live else {}
+        stored_follow_ups = bulk.existing_follow_ups(
+            conn, centre_id, [f["local_ref"] for r in live for f in r.document["follow_ups"]])
+        fast, slow = [], []
+        for record in live:
+            document, errors = record.document, []
+            operation = {name: value for name, value in document.items() if name != "follow_ups"}
+            if "patient" in document:
+                patient = stored_patients.get(record.ref_hash)
+                if patient is not None:
+                    record.patient_changes = patients.changed_fields(patient, document["patient"])
+                dated_patient = document["patient"]
+            else:
+                patient = dated_patient = by_id.get(document["patient_id"])
+                if patient is None:
+                    errors.append(field_error("patient_id", "Your centre has no patient with this id."))
+            current = stored_operations.get(document["local_ref"])
+            if current is None and not errors:
+                try:
+                    operations.check_new_operation_dates(operation, dated_patient)
+                except InvalidInput as problem:
+                    errors += problem.errors
+            follow_ups_unchanged = True
+            for index, sent in enumerate(document["follow_ups"]):
+                stored = stored_follow_ups.get(sent["local_ref"])
+                if stored is not None and (current is None or stored["operation_id"] != current["id"]):
+                    errors.append(field_error(f"follow_ups.{index}.local_ref",
+                                              "Used by a follow-up of another operation."))
+                try:
+                    values = _follow_up_columns(document["operation_date"], sent)
+                except InvalidInput as problem:
+                    errors += [dict(error, field=f"follow_ups.{index}.{error['field']}",
+                                    pointer=f"/follow_ups/{index}{error['pointer']}") for error in problem.errors]
+                    continue
+                if stored is None or _comparable_follow_up(stored) != {name: values[name] for name in follow_ups.FIELDS}:
+                    follow_ups_unchanged = False
+            if errors:
+                self._reject(record, errors)
+            elif current is None and not record.patient_changes:
+                fast.append(record)
+            elif (current is not None and patient is not None and not record.patient_changes
+                  and follow_ups_unchanged and not operations.operation_changes(current, operation, patient)):
+                record.outcome, record.operation_id = "unchanged", current["id"]
+            else:
+                slow.append(record)
+        self._patients = {**stored_patients}
+        self._patients_by_id = by_id
+        return fast, slow
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _write_new(self, fast: list[Record], slow: list[Record]) -> None:
+        """Create the `fast` records set-based; if that fails, move them to `slow` (record by record)."""
+        if not fast:
+            return
+        conn, actor = self.conn, self.actor
+        try:
+            with conn.transaction():
+                audit = bulk.AuditRows(actor)
+                new_patients = {}
+                for record in fast:
+                    if record.ref_hash and record.ref_hash not in self._patients:
+                        new_patients.setdefault(record.ref_hash, record.document["patient"])
+                patient_ids = bulk.insert_patients(conn, actor, new_patients, audit)
+                new_operations = []
+                for record in fast:
+                    document = record.document
+                    operation = {name: value for name, value in document.items() if name != "follow_ups"}
+                    if record.ref_hash:
+                        patient_id = patient_ids.get(record.ref_hash) or self._patients[record.ref_hash]["id"]
+                        birth_year = document["patient"].get("birth_year")
+                    else:
+                        patient = self._patients_by_id[document["patient_id"]]
+                        patient_id, birth_year = patient["id"], patient["birth_year"]
+                    columns, children = operations.columns_and_children(operation, birth_year)
+                    new_operations.append((patient_id, columns, children,
+                                           operations.created_operation_fields(operation)))
+                operation_ids = bulk.insert_operations(conn, actor, new_operations, audit)
+                bulk.insert_follow_ups(conn, actor, [
+                    (operation_ids[record.document["local_ref"]],
+                     _follow_up_columns(record.document["operation_date"], follow_up))
+                    for record in fast for follow_up in record.document["follow_ups"]], audit)
+                audit.write(conn)
+        except (psycopg.errors.IntegrityError, psycopg.errors.DataError):
+            slow[:0] = fast
+            fast.clear()
+            return
+        for record in fast:
+            record.outcome, record.operation_id = "created", operation_ids[record.document["local_ref"]]
+
+    def _write_one(self, record: Record) -> None:
+        """Submit one record through the record API's functions, in its own savepoint."""
+        if not self.writing:
+            return
+        document = {name: value for name, value in record.document.items() if name != "follow_ups"}
+        try:
+            with self.conn.transaction():
+                stored, outcome = operations.submit_operation(self.conn, self.actor, document)
+                for index, fields in enumerate(record.document["follow_ups"]):
+                    try:
+                        _, follow_up_outcome = follow_ups.save_follow_up(self.conn, self.actor, stored, fields)
+                    except Problem as problem:
+                        raise InvalidInput([dict(error, field=f"follow_ups.{index}.{error['field']}",
+                                                 pointer=f"/follow_ups/{index}{error['pointer']}")
+                                            for error in problem.errors or [field_error("", problem.description)]])
+                    if follow_up_outcome != "unchanged":
+                        outcome = "updated" if outcome == "unchanged" else outcome
+        except Problem as problem:
+            self._reject(record, problem.errors or [field_error("", problem.description)])
+            return
+        except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as error:
+            constraint = getattr(error.diag, "constraint_name", None) or ""
+            self._reject(record, [field_error(constraint.split("_", 2)[-1] if constraint.startswith("ck_") else "",
+                                              f"Refused by the database ({constraint or error.sqlstate}).")])
+            return
+        if outcome == "unchanged" and record.patient_changes:
+            outcome = "updated"
+        record.outcome, record.operation_id = outcome, stored["id"]
+
+    def _report(self, chunk: list[Record]) -> None:
+        results = []
+        for record in chunk:
+            if record.outcome in self.counts:
+                self.counts[record.outcome] += 1
+            self.counts["total"] += 1
+            result = record.result()
+            results.append(result)
+            if len(self.first_page) < FIRST_PAGE:
+                self.first_page.append(result)
+        if self.mode == "atomic":
+            self.held += results
+        else:
+            store.write_records(self.conn, self.actor.centre_id, self.submission_id, results)
+
+
+def record_to_wire(result: dict, format: str) -> dict:
+    """A stored per-record result as the API shows it: `row` for CSV (header = row 1), `index` for JSON."""
+    wire = {"local_ref": result["local_ref"], "outcome": result["outcome"], "operation_id": result["operation_id"]}
+    if format == "csv":
+        wire["row"] = result["position"] + 1
+    else:
+        wire["index"] = result["position"]
+    if result["errors"]:
+        wire["errors"] = result["errors"]
+    return wire
