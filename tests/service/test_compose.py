@@ -1,0 +1,272 @@
+"""docker-compose.yml and the Dockerfile, checked without a Docker engine.
+
+What a user relies on when running `docker compose up`: PostgreSQL is ready before the schema
+is migrated, the app starts only on a migrated schema, it reaches the compose PostgreSQL with
+a valid production configuration, its health check really tells ready from unavailable, and
+the image serves exactly as `registry serve` does.
+"""
+
+import json
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+
+import psycopg.conninfo
+import pytest
+import yaml
+from werkzeug.serving import make_server
+
+from registry import create_app, serving
+from registry.config import Settings
+from tests.conftest import ROOT, make_settings
+
+UNREACHABLE_DATABASE = "postgresql://postgres@127.0.0.1:1/registry"  # port 1 refuses at once
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = (ROOT / "Dockerfile").read_text()
+    logical, pending = [], ""
+    for line in text.splitlines():
+        if line.lstrip().startswith("#") or not line.strip():
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        logical.append(pending + line.strip())
+        pending = ""
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in logical]
+
+
+def instructions(dockerfile, name: str) -> list[str]:
+    return [arguments for instruction, arguments in dockerfile if instruction == name]
+
+
+def image_environment(dockerfile) -> dict:
+    environment = {}
+    for arguments in instructions(dockerfile, "ENV"):
+        environment.update(pair.split("=", 1) for pair in shlex.split(arguments))
+    return environment
+
+
+def words(command) -> list[str]:
+    """A compose command or healthcheck test as a list of words, in either of its forms."""
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def interpolate(value: str, environ: dict) -> str:
+    """Resolve ${VAR}, ${VAR:-default} and ${VAR:?error} as compose does."""
+
+    def resolve(match):
+        name, operator, argument = match.group(1), match.group(2), match.group(3)
+        if environ.get(name):
+            return environ[name]
+        if operator == ":?":
+            raise LookupError(f"{name}: {argument}")
+        return argument or ""
+
+    return re.sub(r"\$\{(\w+)(?:(:\?|:-)([^}]*))?\}", resolve, value)
+
+
+def service_environment(service: dict, environ: dict) -> dict:
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    return {name: interpolate(str(value), environ) for name, value in environment.items()}
+
+
+def condition(service: dict, dependency: str) -> str | None:
+    depends_on = service.get("depends_on") or {}
+    return depends_on.get(dependency, {}).get("condition") if isinstance(depends_on, dict) else None
+
+
+SECRET = {"REGISTRY_SECRET": "compose-test-secret-0123456789"}
+
+
+# --- the three services -----------------------------------------------------------------------
+
+def test_compose_runs_postgres_then_a_migration_then_the_app(services):
+    assert set(services) == {"postgres", "migrate", "app"}
+
+
+def test_postgres_is_version_15_with_its_data_on_a_named_volume(compose, services):
+    postgres = services["postgres"]
+    assert postgres["image"].split(":")[1].startswith("15")
+    mounts = [mount.split(":") for mount in postgres["volumes"]]
+    data = [source for source, target, *_ in mounts if target == "/var/lib/postgresql/data"]
+    assert data and data[0] in compose["volumes"], "the database must outlive its container"
+
+
+def test_postgres_is_healthy_only_once_it_accepts_tcp_connections(services):
+    # The image's first start runs a temporary server on the Unix socket only; a check over
+    # the socket would let the migration connect (over TCP) too early and fail.
+    test = words(services["postgres"]["healthcheck"]["test"])
+    assert test[0] in ("CMD", "CMD-SHELL")
+    command = shlex.split(" ".join(test[1:]))
+    assert command[0] == "pg_isready"
+    assert "-h" in command or "--host" in command
+
+
+def test_migrate_runs_registry_db_upgrade_once_postgres_is_healthy(services):
+    migrate = services["migrate"]
+    assert words(migrate["command"]) == ["registry", "db", "upgrade"]
+    assert condition(migrate, "postgres") == "service_healthy"
+    assert migrate.get("restart", "no") == "no", "a one-shot job must not be restarted"
+
+
+def test_app_starts_only_after_the_migration_succeeded(services):
+    app = services["app"]
+    assert condition(app, "migrate") == "service_completed_successfully"
+    assert condition(app, "postgres") == "service_healthy"
+
+
+def test_migrate_and_app_run_the_same_image(services):
+    migrate, app = services["migrate"], services["app"]
+    assert migrate.get("image") == app.get("image")
+    assert migrate.get("build") == app.get("build") == "."
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+def test_migrate_and_app_reach_the_compose_postgres(services):
+    postgres = services["postgres"]["environment"]
+    for name in ("migrate", "app"):
+        url = service_environment(services[name], SECRET)["DATABASE_URL"]
+        params = psycopg.conninfo.conninfo_to_dict(url)
+        assert params["host"] == "postgres" and "postgres" in services
+        assert int(params.get("port", 5432)) == 5432
+        assert params["user"] == postgres["POSTGRES_USER"]
+        assert params["password"] == postgres["POSTGRES_PASSWORD"]
+        assert params["dbname"] == postgres["POSTGRES_DB"]
+
+
+@pytest.mark.parametrize("name", ["migrate", "app"])
+def test_service_environment_is_a_valid_production_configuration(services, name):
+    settings = Settings.from_environment(service_environment(services[name], SECRET))
+    assert settings.environment == "production"
+    assert settings.registry_secret == SECRET["REGISTRY_SECRET"].encode()
+
+
+@pytest.mark.parametrize("name", ["migrate", "app"])
+def test_compose_refuses_to_start_without_a_registry_secret(services, name):
+    with pytest.raises(LookupError, match="REGISTRY_SECRET"):
+        service_environment(services[name], {})
+
+
+def test_metrics_directory_is_fresh_at_each_start_and_exists_in_the_image(services, dockerfile):
+    directory = service_environment(services["app"], SECRET)["PROMETHEUS_MULTIPROC_DIR"]
+    # a tmpfs starts empty, so counters of a previous start's workers are not summed in
+    assert directory in [mount.split(":")[0] for mount in services["app"].get("tmpfs", [])]
+    # and `docker run` without compose still finds it
+    assert any(directory in arguments for arguments in instructions(dockerfile, "RUN"))
+
+
+def test_published_port_is_the_one_gunicorn_listens_on(services, dockerfile):
+    bind = {**image_environment(dockerfile), **service_environment(services["app"], SECRET)}["REGISTRY_BIND"]
+    host, port = bind.rsplit(":", 1)
+    assert host == "0.0.0.0", "inside a container, 127.0.0.1 is unreachable from the host"
+    container_ports = [str(mapping).split(":")[-1] for mapping in services["app"]["ports"]]
+    assert port in container_ports
+    assert port in " ".join(instructions(dockerfile, "EXPOSE")).split()
+
+
+# --- health check ----------------------------------------------------------------------------
+
+def serve_in_thread(app):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def run_healthcheck(services, dockerfile, port: int) -> int:
+    test = words(services["app"]["healthcheck"]["test"])
+    assert test[0] == "CMD" and test[1] in ("python", "python3") and test[2] == "-c", \
+        "python:3.11-slim has neither curl nor wget"
+    code = test[3]
+    bind_port = image_environment(dockerfile)["REGISTRY_BIND"].rsplit(":", 1)[1]
+    target = f"127.0.0.1:{bind_port}/readyz"
+    assert target in code
+    code = code.replace(target, f"127.0.0.1:{port}/readyz")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30).returncode
+
+
+def test_app_healthcheck_passes_when_ready(services, dockerfile, database_url):
+    app = create_app(make_settings(), database_url)
+    server = serve_in_thread(app)
+    try:
+        assert run_healthcheck(services, dockerfile, server.server_port) == 0
+    finally:
+        server.shutdown()
+        app.extensions["database"].close()
+
+
+def test_app_healthcheck_fails_when_the_database_is_unreachable(services, dockerfile):
+    app = create_app(make_settings(pool_timeout=1.0), UNREACHABLE_DATABASE)
+    server = serve_in_thread(app)
+    try:
+        assert run_healthcheck(services, dockerfile, server.server_port) != 0
+    finally:
+        server.shutdown()
+        app.extensions["database"].close()
+
+
+# --- the image -------------------------------------------------------------------------------
+
+def test_image_is_python_311_slim(dockerfile):
+    assert instructions(dockerfile, "FROM") == ["python:3.11-slim"]
+
+
+def test_image_runs_as_a_non_root_user(dockerfile):
+    users = instructions(dockerfile, "USER")
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_image_serves_exactly_as_registry_serve_does(services, dockerfile, monkeypatch, tmp_path):
+    cmd = json.loads(instructions(dockerfile, "CMD")[-1])
+    assert cmd == ["gunicorn", "-c", "python:registry.gunicorn_conf", "registry:create_app()"]
+    assert "command" not in services["app"] and "entrypoint" not in services["app"]
+    assert not instructions(dockerfile, "ENTRYPOINT")
+
+    started = []
+
+    class FakeGunicorn:
+        def __init__(self, argv, env):
+            started.append(argv)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(serving.subprocess, "Popen", FakeGunicorn)
+    monkeypatch.setattr(serving.signal, "signal", lambda signum, handler: signal.SIG_DFL)
+    serving.serve(make_settings(data_dir=tmp_path), "postgresql:///registry", bind="127.0.0.1:8000",
+                  workers=1, threads=1)
+    assert started[0][started[0].index("gunicorn"):] == cmd  # after `python -m`
+
+
+def test_image_keeps_the_migrations_beside_the_package(dockerfile):
+    # registry/migrate.py looks for migrations/ next to the package: an install into
+    # site-packages would leave them behind and `registry db upgrade` would find none.
+    copied = " ".join(instructions(dockerfile, "COPY")).split()
+    assert "registry" in copied and "migrations" in copied
+    assert any(re.search(r"pip install (-e|--editable) \.", arguments) for arguments in instructions(dockerfile, "RUN"))
+
+
+def test_every_path_the_image_copies_exists(dockerfile):
+    for arguments in instructions(dockerfile, "COPY"):
+        *sources, _destination = arguments.split()
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: no such file in the repository"
