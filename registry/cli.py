@@ -213,6 +213,23 @@ def import_records(file, centre_code, mode, file_format):
     import_file(file, centre_code, mode, file_format)
 
 
+# --- synthetic data -------------------------------------------------------------------------
+
+@cli.command(name="generate", with_appcontext=False)
+@click.option("--operations", type=click.IntRange(1), required=True, help="How many operations to add.")
+@click.option("--seed", type=int, default=1, show_default=True)
+def generate_registry(operations, seed):
+    """Add a synthetic registry of N operations (benchmarks); never on real data."""
+    import psycopg as pg
+
+    from registry.reports.synthetic import generate
+
+    database_url = _database_url(_settings())
+    migrate.upgrade(database_url)
+    with pg.connect(database_url, autocommit=True) as conn:
+        click.echo(generate(conn, operations, seed, log=click.echo))
+
+
 # --- OpenAPI --------------------------------------------------------------------------------
 
 @cli.command(name="openapi", with_appcontext=False)

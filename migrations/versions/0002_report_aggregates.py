@@ -284,7 +284,9 @@ CREATE TABLE report_histograms (
     x          numeric NOT NULL,
     y          numeric NOT NULL,
     n          bigint NOT NULL,
-    CONSTRAINT report_histograms_pkey PRIMARY KEY (centre_id, dim, value, metric, x, y)
+    -- metric before value: a report reads one or two metrics of every value of a dimension,
+    -- by an index-only scan
+    CONSTRAINT report_histograms_pkey PRIMARY KEY (centre_id, dim, metric, value, x, y) INCLUDE (n)
 );
 
 -- Operations touched by a transaction and not yet refreshed; emptied at its commit.
@@ -332,7 +334,7 @@ BEGIN
     ), histogrammed AS (
         INSERT INTO report_histograms AS t (centre_id, dim, value, metric, x, y, n)
         SELECT * FROM counted
-        ON CONFLICT (centre_id, dim, value, metric, x, y) DO UPDATE SET n = t.n + excluded.n
+        ON CONFLICT (centre_id, dim, metric, value, x, y) DO UPDATE SET n = t.n + excluded.n
     )
     SELECT count(*) INTO folded FROM moved;
     RETURN folded;

@@ -151,10 +151,10 @@ class CompletenessRowSchema(RowSchema):
 
 
 class FunnelLimitsSchema(ma.Schema):
-    lower_95 = ma.fields.Float(allow_none=True, data_key="lower_95")
+    lower_95 = ma.fields.Float(allow_none=True)
     upper_95 = ma.fields.Float(allow_none=True)
-    lower_998 = ma.fields.Float(allow_none=True, data_key="lower_99.8", attribute="lower_99.8")
-    upper_998 = ma.fields.Float(allow_none=True, data_key="upper_99.8", attribute="upper_99.8")
+    lower_998 = ma.fields.Float(allow_none=True, data_key="lower_99.8")
+    upper_998 = ma.fields.Float(allow_none=True, data_key="upper_99.8")
 
 
 class CentreRowSchema(RowSchema):

@@ -12,6 +12,7 @@ Who sees what:
 """
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from registry.auth import SUBMITTER, Principal
 from registry.problems import Problem, InvalidInput, field_error
@@ -62,7 +63,7 @@ def _histogram(cell, metric):
 def _recovery_histogram(cell):
     counts = {}
     for pre, post, n in cell.histograms.get("joa_pair", []):
-        rate = stats.hirabayashi_recovery(pre, post)
+        rate = stats.hirabayashi_recovery(Fraction(pre), Fraction(post))
         counts[rate] = counts.get(rate, 0) + n
     return list(counts.items())
 
@@ -234,11 +235,15 @@ def withheld_by_family(cells: dict, dims: list, families: list, threshold: int) 
             withheld = suppress_one_way(counts(main), threshold, forced=base_cells)
             result[family] = (withheld, total_reason)
         else:
+            # The full grid: absent combinations are zero cells, so a withheld cell may be empty
+            # and the listing does not tell which combinations exist.
+            grid = {(a[0], b[0]): 0 for a in cells[(dims[0],)] for b in cells[(dims[1],)]}
+            grid.update(counts(main))
             rows = suppress_one_way(counts(cells[(dims[0],)]), threshold,
                                     forced={k[0]: r for k, r in base_margins[0].items()})
             columns = suppress_one_way(counts(cells[(dims[1],)]), threshold,
                                        forced={k[0]: r for k, r in base_margins[1].items()})
-            withheld = suppress_two_way(counts(main), threshold,
+            withheld = suppress_two_way(grid, threshold,
                                         row_withheld={k[0]: r for k, r in rows.items()},
                                         column_withheld={k[0]: r for k, r in columns.items()},
                                         total_withheld=total_reason is not None, forced=base_cells)
@@ -291,8 +296,10 @@ def build_report(conn, report: str, query: dict, principal: Principal, threshold
         return {family: (w.get(key) if key != "total" else total) for family, (w, total) in withheld.items()}
 
     groups = []
-    for key in sorted(cells[tuple(dims)], key=lambda k: _sort_key(dims, k)):
-        cell = cells[tuple(dims)][key]
+    empty = store.Cell(dict.fromkeys(spec.measures, 0))
+    listed = set(cells[tuple(dims)]) | set(withheld.get("operations", ({}, None))[0])
+    for key in sorted(listed, key=lambda k: _sort_key(dims, k)):
+        cell = cells[tuple(dims)].get(key, empty)
         reasons = reasons_for(key)
         row = {"group": {d: _label(d, v, codes) for d, v in zip(dims, key)},
                "suppressed": reasons.get("operations")}
@@ -360,10 +367,12 @@ def build_funnel(conn, query: dict, principal: Principal, threshold: int) -> dic
         return stats.proportion(_measure(cell, numerator), _measure(cell, denominator))["rate"], None
 
     groups = []
-    for key in sorted(cells[tuple(dims)], key=lambda k: _sort_key(dims, k)):
+    empty = store.Cell(dict.fromkeys(measures, 0))
+    listed = set(cells[tuple(dims)]) | set(withheld.get("operations", ({}, None))[0])
+    for key in sorted(listed, key=lambda k: _sort_key(dims, k)):
         if submitter and int(key[0]) != principal.centre_id:
             continue
-        cell = cells[tuple(dims)][key]
+        cell = cells[tuple(dims)].get(key, empty)
         reasons = {f: w.get(key) for f, (w, _) in withheld.items()}
         row = {"group": {d: _label(d, v, codes) for d, v in zip(dims, key)},
                "suppressed": reasons.get("operations")}
@@ -372,7 +381,7 @@ def build_funnel(conn, query: dict, principal: Principal, threshold: int) -> dic
         visible = not (reasons.get("operations") or reasons.get(family))
         n = _measure(cell, denominator)
         limits = stats.funnel_limits(pooled, n) if visible and pooled is not None else \
-            {k: None for k in ("lower_95", "upper_95", "lower_99.8", "upper_99.8")}
+            {k: None for k in ("lower_95", "upper_95", "lower_998", "upper_998")}
         row["pooled_rate"] = pooled
         row["pooled_withheld"] = pooled_reason
         row["limits"] = limits

@@ -13,7 +13,7 @@ from fractions import Fraction
 from statistics import NormalDist
 
 Z95 = 1.959964
-FUNNEL_PROBABILITIES = {"95": 0.95, "99.8": 0.998}
+FUNNEL_PROBABILITIES = {"95": 0.95, "998": 0.998}  # 998: 99.8 %
 
 
 def wilson_interval(numerator: int, denominator: int, z: float = Z95) -> tuple[float, float] | None:
@@ -40,23 +40,25 @@ def proportion(numerator: int, denominator: int) -> dict:
     }
 
 
-def quantile_from_counts(counts: list[tuple], q: float):
+def quantile_from_counts(counts: list[tuple], q: Fraction):
     """percentile_cont(q) of a multiset given as sorted (value, count) pairs with count > 0.
 
-    Values may be ints, Decimals or Fractions; the interpolation is done exactly and the
-    result returned as a float (None for an empty multiset).
+    Float values (integers and half points, as the registry stores them) are interpolated in
+    floating point, which is exact for them; Fractions (recovery rates) exactly. None when empty.
     """
     total = sum(count for _, count in counts)
     if total == 0:
         return None
-    position = Fraction(q) * (total - 1) if not isinstance(q, Fraction) else q * (total - 1)
+    position = q * (total - 1)
     lower = math.floor(position)
     fraction = position - lower
     low_value = _value_at_rank(counts, lower)
     if fraction == 0:
-        return float(Fraction(low_value))
+        return float(low_value)
     high_value = _value_at_rank(counts, lower + 1)
-    return float(Fraction(low_value) + fraction * (Fraction(high_value) - Fraction(low_value)))
+    if isinstance(low_value, Fraction):
+        return float(low_value + fraction * (high_value - low_value))
+    return low_value + float(fraction) * (high_value - low_value)
 
 
 def _value_at_rank(counts: list[tuple], rank: int):
@@ -69,15 +71,19 @@ def _value_at_rank(counts: list[tuple], rank: int):
 
 
 def summary_from_counts(counts: list[tuple]) -> dict:
-    """n, mean, median, first and third quartile of a histogram of (value, count) pairs."""
+    """n, mean, median, first and third quartile of a histogram of (value, count) pairs.
+
+    Values are floats holding integers or half points (sums stay exact in a double far beyond
+    any registry's size), or Fractions.
+    """
     counts = sorted((value, count) for value, count in counts if count)
     n = sum(count for _, count in counts)
     if n == 0:
         return {"n": 0, "mean": None, "median": None, "q1": None, "q3": None}
-    total = sum(Fraction(value) * count for value, count in counts)
+    total = sum(value * count for value, count in counts)
     return {
         "n": n,
-        "mean": float(total / n),
+        "mean": float(total / n) if isinstance(total, Fraction) else total / n,
         "median": quantile_from_counts(counts, Fraction(1, 2)),
         "q1": quantile_from_counts(counts, Fraction(1, 4)),
         "q3": quantile_from_counts(counts, Fraction(3, 4)),
@@ -125,7 +131,7 @@ def funnel_limit(pooled_rate: float, n: int, probability: float) -> float | None
 
 
 def funnel_limits(pooled_rate: float | None, n: int) -> dict:
-    """Lower and upper 95 % and 99.8 % funnel limits for a centre with n in its denominator."""
+    """Lower and upper 95 % and 99.8 % (lower_998, upper_998) funnel limits for a denominator n."""
     limits = {}
     for name, coverage in FUNNEL_PROBABILITIES.items():
         tail = (1 - coverage) / 2
@@ -138,11 +144,11 @@ def funnel_position(rate: float | None, limits: dict) -> str | None:
     """Where a centre's rate falls: above_99.8, above_95, within, below_95 or below_99.8."""
     if rate is None or limits.get("upper_95") is None:
         return None
-    if rate > limits["upper_99.8"]:
+    if rate > limits["upper_998"]:
         return "above_99.8"
     if rate > limits["upper_95"]:
         return "above_95"
-    if rate < limits["lower_99.8"]:
+    if rate < limits["lower_998"]:
         return "below_99.8"
     if rate < limits["lower_95"]:
         return "below_95"

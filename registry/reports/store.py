@@ -154,7 +154,7 @@ def _fetch_from_tallies(conn, dims, scope, measures, metrics) -> dict:
         result[grouping][key] = Cell({m: _to_number(row[m]) for m in measures})
     if metrics:
         rows = conn.execute("""
-            SELECT dim, value, metric, x, y, sum(n) AS n FROM (
+            SELECT dim, value, metric, x::float8 AS x, y::float8 AS y, sum(n)::bigint AS n FROM (
                 SELECT dim, value, metric, x, y, n FROM report_histograms
                 WHERE centre_id = %(scope)s AND dim = ANY(%(dims)s) AND metric = ANY(%(metrics)s)
                 UNION ALL
@@ -216,7 +216,8 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
                                                    sql.SQL("h.metric, h.x, h.y")]))
         for grouping in sets)
     query = sql.SQL("""
-        SELECT {select_dims}{grouping_id} AS grouping_id, h.metric, h.x, h.y, count(*) AS n
+        SELECT {select_dims}{grouping_id} AS grouping_id, h.metric, h.x::float8 AS x, h.y::float8 AS y,
+               count(*) AS n
         FROM report_operation_measures m {join}
         CROSS JOIN LATERAL report_metric_values(m.blood_loss_ml, m.duration_min, m.preop_joa,
             m.latest_joa, m.preop_mjoa, m.latest_mjoa) h

@@ -1,6 +1,7 @@
 """Statistical disclosure control of cross-centre reports: which cells to withhold.
 
-Primary suppression withholds every cell whose count is below the threshold. Secondary
+Primary suppression withholds every cell whose count is below the threshold (and above 0:
+an empty cell discloses no one). Secondary
 (complementary) suppression then withholds more cells so that no withheld cell can be
 recovered by subtraction from visible totals:
 
@@ -8,7 +9,9 @@ recovered by subtraction from visible totals:
   the ungrouped report), so withheld cells come at least two at a time, and the smallest
   visible cells are added until the withheld cells together leave each of them a range that
   reaches the threshold: sum - (k - 1) >= threshold, since a listed cell holds at least one;
-- two-way tables: the row and column totals are the one-way reports of the same query, so
+- two-way tables: the caller passes the full grid of row x column values, absent combinations
+  as zero cells, and lists withheld zero cells as withheld: otherwise which cells exist would
+  tell, e.g., that a small cell is the row total minus a cell alone in its column. The row and column totals are the one-way reports of the same query, so
   their suppression is fixed by the one-way rule above. Cells and totals form a bipartite
   graph (rows + total row, columns + total column); a set of withheld entries lets none of
   them be solved from the visible ones exactly when no withheld entry is a bridge of that
@@ -43,10 +46,11 @@ def suppress_one_way(counts: dict, threshold: int, forced: dict | None = None) -
     return withheld
 
 
-def _protect_line(cells: list, counts: dict, withheld: dict, threshold: int) -> bool:
+def _protect_line(cells: list, counts: dict, withheld: dict, threshold: int, exempt=frozenset()) -> bool:
     """Withhold the smallest visible cells of a line until its withheld cells are protected."""
     changed = False
-    visible = sorted((cell for cell in cells if cell not in withheld), key=lambda c: (counts[c], repr(c)))
+    visible = sorted((cell for cell in cells if cell not in withheld and cell not in exempt),
+                     key=lambda c: (counts[c], repr(c)))
     while True:
         hidden = [cell for cell in cells if cell in withheld]
         if not hidden:
@@ -76,17 +80,25 @@ def suppress_two_way(counts: dict, threshold: int, row_withheld: dict, column_wi
         rows[cell[0]].append(cell)
         columns[cell[1]].append(cell)
 
+    # Cells that equal a published figure anyway (alone in a line whose total is visible) are
+    # never withheld as complements: hiding them protects nothing.
+    exempt = set()
     for _ in range(4 * len(counts) + 10):
         changed = False
         for line, margin_withheld in [(cells, row in row_withheld) for row, cells in rows.items()] + \
                                      [(cells, column in column_withheld) for column, cells in columns.items()]:
             if not margin_withheld:
-                changed |= _protect_line(line, counts, withheld, threshold)
+                changed |= _protect_line(line, counts, withheld, threshold, exempt)
         bridge = _find_bridge(counts, withheld, row_withheld, column_withheld, total_withheld)
         if bridge is not None:
-            path = _cheapest_path(bridge, counts, withheld, row_withheld, column_withheld, total_withheld)
-            if path is None:  # no way to hide it inside the table: withhold every cell
-                for cell in counts:
+            path = _cheapest_path(bridge, counts, withheld, row_withheld, column_withheld, total_withheld, exempt)
+            if path is None:
+                kind, cell = bridge[2]
+                if kind == "cell" and withheld.get(cell) == SECONDARY:
+                    del withheld[cell]
+                    exempt.add(cell)
+                    continue
+                for cell in counts:  # no way to hide it inside the table: withhold every cell
                     withheld.setdefault(cell, SECONDARY)
                 return withheld
             for cell in path:
@@ -139,12 +151,12 @@ def _connected(graph, start, goal) -> bool:
     return False
 
 
-def _cheapest_path(bridge, counts, withheld, row_withheld, column_withheld, total_withheld):
+def _cheapest_path(bridge, counts, withheld, row_withheld, column_withheld, total_withheld, exempt=frozenset()):
     """Visible cells to withhold so the bridge lies on a cycle: the cheapest path between its ends."""
     start, goal, label = bridge
     graph = defaultdict(list)
     for (r, c), count in counts.items():
-        if label == ("cell", (r, c)):
+        if label == ("cell", (r, c)) or (r, c) in exempt:
             continue
         cost = 0 if (r, c) in withheld else count + 1
         graph[("row", r)].append((("column", c), cost, (r, c)))
