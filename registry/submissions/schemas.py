@@ -104,4 +104,4 @@ class SubmissionRecordQuerySchema(PageQuerySchema):
     outcome = ma.fields.String(validate=validate.OneOf(OUTCOMES), metadata={
         "description": "Only records with this outcome, e.g. `rejected` to fix and resend them"})
     local_ref = ma.fields.String(validate=validate.Length(min=1, max=100))
-    operation_id = Integer(1, 2**62)
+    operation_id = Integer(1, 2**62, strict=False)

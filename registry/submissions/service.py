@@ -3,7 +3,8 @@
 Records are read one at a time from the body and handled in chunks of CHUNK_SIZE:
 
 1. each document is validated by `BulkOperationSchema` (the record API's operation schema plus
-   follow-ups) and checked against the rest of the submission (an operation or follow-up
+   follow-ups; `registry.submissions.validation`, in worker processes while the previous chunk
+   is written) and checked against the rest of the submission (an operation or follow-up
    `local_ref` sent twice, one patient described two ways);
 2. what the chunk refers to is read in a few set-based queries (patients by ref hash,
    operations and follow-ups by local_ref), and the cross-record rules are applied with the
@@ -26,7 +27,6 @@ The caller owns the transaction (a request, or the `registry import` command).
 
 from typing import Iterable
 
-import marshmallow as ma
 import psycopg
 import psycopg.errors
 
@@ -36,15 +36,12 @@ from registry.operations import service as operations
 from registry.operations import store as operation_store
 from registry.pagination import encode_cursor
 from registry.patients import store as patients
-from registry.problems import InvalidInput, Problem, field_error, flatten_messages
-from registry.submissions import bulk, csv_layout
-from registry.submissions import store
-from registry.submissions.schemas import BulkOperationSchema
+from registry.problems import InvalidInput, Problem, field_error
+from registry.submissions import bulk, csv_layout, store, validation
 
 CHUNK_SIZE = 1000
 FIRST_PAGE = 1000  # per-record results returned with the answer; the rest are paged
 
-_SCHEMA = BulkOperationSchema()
 # the record API's follow-up rules (date from months_after and back, columns, comparison)
 _follow_up_columns = follow_ups._columns
 _comparable_follow_up = follow_ups._comparable
@@ -93,14 +90,15 @@ class Ingestion:
                                              self.mode)
         self.submission_id = submission["id"]
         with conn.transaction() as writes:
-            chunk = []
-            for position, raw, errors in records:
-                chunk.append(Record(position, raw, errors))
-                if len(chunk) == CHUNK_SIZE:
-                    self._process(chunk)
-                    chunk = []
-            if chunk:
-                self._process(chunk)
+            # chunk k+1 is read and validated (in worker processes) while chunk k is written
+            pending = None
+            for chunk in _chunks(records):
+                validating = self._validate_async(chunk, in_parallel=pending is not None)
+                if pending:
+                    self._process(*pending)
+                pending = (chunk, validating)
+            if pending:
+                self._process(*pending)
             if self.mode == "atomic" and self.counts["rejected"]:
                 raise psycopg.Rollback(writes)
         if self.mode == "atomic":
@@ -147,8 +145,8 @@ class Ingestion:
 
     # --- one chunk --------------------------------------------------------------------------
 
-    def _process(self, chunk: list[Record]) -> None:
-        live = self._validate(chunk)
+    def _process(self, chunk: list[Record], validating) -> None:
+        live = self._validated(chunk, validating)
         live = self._check_against_submission(live)
         fast, slow = self._check_against_registry(live)
         if self.writing:
@@ -160,18 +158,24 @@ class Ingestion:
                 record.outcome = "not_stored"
         self._report(chunk)
 
-    def _validate(self, chunk: list[Record]) -> list[Record]:
+    def _validate_async(self, chunk: list[Record], *, in_parallel: bool):
+        """Start validating the chunk's readable records: a future of their (document, errors)."""
+        return validation.submit_chunk([record.raw for record in chunk if not record.errors], self.location,
+                                       in_parallel=in_parallel)
+
+    def _validated(self, chunk: list[Record], validating) -> list[Record]:
+        """The chunk's valid records, the others rejected."""
+        outcomes = iter(validating.result())
         live = []
         for record in chunk:
+            if not record.errors:
+                record.document, errors = next(outcomes)
+                if errors:
+                    record.errors = errors
             if record.errors:
                 self._reject(record, record.errors)
-                continue
-            try:
-                record.document = _SCHEMA.load(record.raw)
-            except ma.ValidationError as error:
-                self._reject(record, flatten_messages(error.messages, self.location))
-                continue
-            live.append(record)
+            else:
+                live.append(record)
         return live
 
     def _check_against_submission(self, live: list[Record]) -> list[Record]:
@@ -348,6 +352,17 @@ class Ingestion:
             self.held += results
         else:
             store.write_records(self.conn, self.actor.centre_id, self.submission_id, results)
+
+
+def _chunks(records: Iterable[tuple[int, object, list]]):
+    chunk = []
+    for position, raw, errors in records:
+        chunk.append(Record(position, raw, errors))
+        if len(chunk) == CHUNK_SIZE:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def record_to_wire(result: dict, format: str) -> dict:

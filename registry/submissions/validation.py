@@ -1,0 +1,127 @@
+"""Validating a chunk of records with the record API's schema, in worker processes when it pays.
+
+Validation is where bulk submission spends its time: `BulkOperationSchema` (the record API's
+`OperationInputSchema` plus follow-ups) costs a few hundred microseconds per document. Two
+things make it cheaper without a second copy of any rule:
+
+- the items of a document that are pure codes and numbers (implants, intraoperative events,
+  postoperative complications, levels, scores, immobilization) repeat across a centre's
+  operations, so their nested schemas remember the answer for an input they have already
+  judged (same input, same schema: same result or same errors);
+- a submission of several chunks has its chunks validated by a small pool of worker processes
+  (one per CPU), while the request's own thread reads the next chunk and writes the previous
+  one: Python validates in parallel with PostgreSQL writing.
+"""
+
+import atexit
+import json
+import multiprocessing
+import os
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import marshmallow as ma
+
+from registry.problems import flatten_messages
+from registry.submissions.schemas import BulkOperationSchema
+
+MEMO_LIMIT = 100_000  # remembered items per nested schema, forgotten all at once beyond
+
+
+class _Remembering:
+    """Stands in for a nested schema: the same input is judged once (see the module docstring)."""
+
+    def __init__(self, schema: ma.Schema):
+        self.schema, self.many, self.answers = schema, schema.many, {}
+
+    def load(self, value, **kwargs):
+        try:
+            key = json.dumps(value, sort_keys=True)
+        except (TypeError, ValueError):
+            return self.schema.load(value, **kwargs)
+        answer = self.answers.get(key)
+        if answer is None:
+            try:
+                answer = (True, self.schema.load(value, **kwargs))
+            except ma.ValidationError as error:
+                answer = (False, error.messages)
+            if len(self.answers) >= MEMO_LIMIT:
+                self.answers.clear()
+            self.answers[key] = answer
+        valid, result = answer
+        if not valid:
+            raise ma.ValidationError(result)
+        return dict(result)  # a copy: callers may add to it
+
+
+def _nested(field: ma.fields.Field) -> ma.fields.Nested | None:
+    if isinstance(field, ma.fields.List) and isinstance(field.inner, ma.fields.Nested):
+        return field.inner
+    return field if isinstance(field, ma.fields.Nested) else None
+
+
+def _is_pure(schema: ma.Schema) -> bool:
+    """No nested schemas, no dates (judged against today) and no identifiers (never repeated)."""
+    return not any(_nested(field) or isinstance(field, (ma.fields.Date, ma.fields.DateTime))
+                   or name in ("ref", "local_ref") for name, field in schema.fields.items())
+
+
+def _remember_pure_items(schema: ma.Schema) -> ma.Schema:
+    for field in schema.fields.values():
+        nested = _nested(field)
+        if nested is None:
+            continue
+        if _is_pure(nested.schema):
+            nested._schema = _Remembering(nested.schema)  # marshmallow's Nested keeps its schema here
+        else:
+            _remember_pure_items(nested.schema)
+    return schema
+
+
+_SCHEMA = _remember_pure_items(BulkOperationSchema())
+
+
+def validate(raw, location: str) -> tuple[dict | None, list[dict]]:
+    """(loaded document, []) or (None, field errors) for one record."""
+    try:
+        return _SCHEMA.load(raw), []
+    except ma.ValidationError as error:
+        return None, flatten_messages(error.messages, location)
+
+
+def validate_chunk(raws: list, location: str) -> list[tuple[dict | None, list[dict]]]:
+    return [validate(raw, location) for raw in raws]
+
+
+# --- worker processes -------------------------------------------------------------------------
+
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def workers() -> int:
+    """Validation processes: one per CPU (REGISTRY_VALIDATION_WORKERS overrides; 0 validates inline)."""
+    configured = os.environ.get("REGISTRY_VALIDATION_WORKERS")
+    return int(configured) if configured else (os.cpu_count() or 1)
+
+
+def _pool_of_this_process() -> ProcessPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            # forkserver: workers are forked from a clean server process, never from this one,
+            # which may have threads and open database connections
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["registry.submissions.validation"])
+            _pool = ProcessPoolExecutor(max_workers=workers(), mp_context=context)
+            atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
+        return _pool
+
+
+def submit_chunk(raws: list, location: str, *, in_parallel: bool) -> Future:
+    """Validate a chunk, in a worker process when `in_parallel` (and workers are allowed)."""
+    if in_parallel and workers() > 0:
+        return _pool_of_this_process().submit(validate_chunk, raws, location)
+    done: Future = Future()
+    done.set_result(validate_chunk(raws, location))
+    return done

@@ -1,0 +1,48 @@
+"""Large submissions are handled chunk by chunk, validated in worker processes, with the same results."""
+
+import json
+
+import pytest
+
+from registry.submissions import reading, service
+from tests.records.helpers import counts
+from tests.submissions.helpers import document
+from tests.submissions.test_json_batches import submit
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(service, "CHUNK_SIZE", 3)
+    monkeypatch.setenv("REGISTRY_VALIDATION_WORKERS", "2")
+
+
+def test_a_submission_of_many_chunks_gives_every_record_its_result(client, tokens, db, small_chunks):
+    batch = [document(n) for n in range(10)]
+    batch[4]["intraop_events"][0]["instrument"] = None
+    batch[7] = document(1)  # sent twice
+    report = submit(client, tokens, batch).json
+    assert [r["outcome"] for r in report["records"]] == ["created"] * 4 + ["rejected"] + ["created"] * 2 + \
+        ["rejected"] + ["created"] * 2
+    assert report["records"][4]["errors"][0]["field"] == "intraop_events.0.instrument"
+    assert "index 1" in report["records"][7]["errors"][0]["message"]
+    assert counts(db)["operations"] == 8
+
+
+def test_an_atomic_submission_of_many_chunks_stores_nothing_when_the_last_record_fails(client, tokens, db,
+                                                                                       small_chunks):
+    batch = [document(n) for n in range(10)]
+    batch[-1]["region"] = "moon"
+    report = submit(client, tokens, batch, mode="atomic").json
+    assert (report["status"], report["rejected"], report["not_stored"]) == ("rejected", 1, 9)
+    assert counts(db)["operations"] == 0
+
+
+def test_the_json_reader_yields_elements_across_read_boundaries(monkeypatch):
+    import io
+
+    monkeypatch.setattr(reading, "READ_SIZE", 7)
+    body = json.dumps([document(n) for n in range(3)] + [1, 2.5, "x", None, True, [1, 2]]).encode()
+    items = [item for _, item, _ in reading.json_records(io.BytesIO(body))]
+    assert items == [document(n) for n in range(3)] + [1, 2.5, "x", None, True, [1, 2]]
+    assert [index for index, _, _ in reading.json_records(io.BytesIO(b" [ 12 , 345 ] "))] == [0, 1]
+    assert [item for _, item, _ in reading.json_records(io.BytesIO(b"[12,345]"))] == [12, 345]
