@@ -31,8 +31,16 @@ def _create_app():
     return create_app(settings, _database_url(settings))
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False,
-             help="Surgical complication registry for sclerosing bone disorders.")
+class RegistryGroup(FlaskGroup):
+    """Flask's CLI group without its --app/--env-file/--debug options, which mean nothing here."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.params = [param for param in self.params if param.name not in ("app", "env_file", "debug")]
+
+
+@click.group(cls=RegistryGroup, create_app=_create_app, add_default_commands=False, add_version_option=False,
+             load_dotenv=False, help="Surgical complication registry for sclerosing bone disorders.")
 def cli():
     pass
 

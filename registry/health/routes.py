@@ -10,6 +10,8 @@ from registry.db import DatabaseUnavailable, database
 from registry.observability import metrics_payload
 from registry.problems import Problem
 
+READINESS_TIMEOUT = 0.8  # seconds
+
 blp = Blueprint("health", __name__, description="Service health and metrics")
 
 
@@ -34,7 +36,8 @@ class Readiness(MethodView):
         """Report whether the database is reachable and its schema at head"""
         expected = current_app.config["SCHEMA_HEAD"]
         try:
-            with database().transaction() as conn:
+            # answer within a probe's usual 1 s budget, whatever DB_POOL_TIMEOUT is
+            with database().transaction(timeout=READINESS_TIMEOUT) as conn:
                 revision = migrate.current_revision(conn)
         except DatabaseUnavailable:
             raise Problem(503, "The database is unreachable.", slug="database-unavailable",
