@@ -10,6 +10,8 @@ Functions take a connection and never commit; a failure (say a concurrent reques
 same local_ref meanwhile) raises, and the caller retries the chunk record by record.
 """
 
+import functools
+
 from flask import g, has_request_context
 from psycopg import sql
 
@@ -17,6 +19,18 @@ from registry.auth import Principal
 from registry.follow_ups import store as follow_ups
 from registry.operations import store as operations
 from registry.patients import store as patients
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_array(values: tuple) -> str:
+    """A text[] literal. psycopg formats a list in Python, five times slower in COPY than
+    this string; the lists here are codes and field names, repeated from row to row."""
+    return "{" + ",".join('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values) + "}"
+
+
+def _arrays(values):
+    """Row values with lists as text[] literals."""
+    return [_text_array(tuple(value)) if isinstance(value, list) else value for value in values]
 
 
 def _copy(conn, table: str, columns: tuple, rows) -> None:
@@ -46,7 +60,7 @@ class AuditRows:
 
     def add(self, action: str, entity: str, entity_id: int, changed_fields) -> None:
         self.rows.append((self.actor.centre_id, self.actor.token_id, self.actor.role, self.request_id, action,
-                          entity, entity_id, sorted(changed_fields)))
+                          entity, entity_id, _text_array(tuple(sorted(changed_fields)))))
 
     def write(self, conn) -> None:
         _copy(conn, "audit_events", self.COLUMNS, self.rows)
@@ -60,7 +74,7 @@ def insert_patients(conn, actor: Principal, new_patients: dict[bytes, dict], aud
     values = {ref_hash: {name: fields.get(name) for name in patients.PATIENT_FIELDS} | {"genes": fields.get("genes") or []}
               for ref_hash, fields in new_patients.items()}
     _copy(conn, "patients", ("centre_id", "ref_hash", *patients.PATIENT_FIELDS),
-          ((actor.centre_id, ref_hash, *(row[name] for name in patients.PATIENT_FIELDS))
+          ((actor.centre_id, ref_hash, *_arrays(row[name] for name in patients.PATIENT_FIELDS))
            for ref_hash, row in values.items()))
     ids = _ids(conn, "patients", "ref_hash", actor.centre_id, list(values))
     for ref_hash, fields in new_patients.items():
@@ -76,7 +90,7 @@ def insert_operations(conn, actor: Principal, new_operations: list[tuple[int, di
     if not new_operations:
         return {}
     _copy(conn, "operations", ("centre_id", "patient_id", *operations.OPERATION_COLUMNS),
-          ((actor.centre_id, patient_id, *(columns[name] for name in operations.OPERATION_COLUMNS))
+          ((actor.centre_id, patient_id, *_arrays(columns[name] for name in operations.OPERATION_COLUMNS))
            for patient_id, columns, _, _ in new_operations))
     ids = _ids(conn, "operations", "local_ref", actor.centre_id, [columns["local_ref"] for _, columns, _, _ in new_operations])
     for table, child_columns in operations.CHILD_COLUMNS.items():

@@ -83,6 +83,8 @@ def json_records(stream: BinaryIO) -> Iterator[tuple[int, object, list]]:
                     if len(buffer) - pos > MAX_RECORD_CHARS or not fill():
                         raise refuse(f"Not valid JSON: {exc.msg}.", index) from None
                     continue
+                except RecursionError:  # thousands of nested [[[ or {{{: the parser gives up
+                    raise refuse("Nested too deeply.", index) from None
                 if end == len(buffer) and fill():
                     continue  # a number or literal may go on in the next read
                 break

@@ -148,9 +148,9 @@ class Ingestion:
     def _process(self, chunk: list[Record], validating) -> None:
         live = self._validated(chunk, validating)
         live = self._check_against_submission(live)
-        fast, slow = self._check_against_registry(live)
+        fast, slow, patients_known = self._check_against_registry(live)
         if self.writing:
-            self._write_new(fast, slow)
+            self._write_new(fast, slow, patients_known)
             for record in slow:
                 self._write_one(record)
         for record in fast + slow:
@@ -165,7 +165,8 @@ class Ingestion:
 
     def _validated(self, chunk: list[Record], validating) -> list[Record]:
         """The chunk's valid records, the others rejected."""
-        outcomes = iter(validating.result())
+        outcomes = iter(validation.outcomes(validating, [record.raw for record in chunk if not record.errors],
+                                            self.location))
         live = []
         for record in chunk:
             if not record.errors:
@@ -207,12 +208,13 @@ class Ingestion:
                 kept.append(record)
         return kept
 
-    def _check_against_registry(self, live: list[Record]) -> tuple[list[Record], list[Record]]:
+    def _check_against_registry(self, live: list[Record]) -> tuple[list[Record], list[Record], dict]:
         """Apply the cross-record rules; split the good records into creations and the rest.
 
-        Returns (fast, slow): `fast` create an operation (and maybe a patient) and go set-based;
-        `slow` change something stored and go through the record API's functions; records that
-        change nothing get their outcome here.
+        Returns (fast, slow, known patients): `fast` create an operation (and maybe a patient)
+        and go set-based; `slow` change something stored and go through the record API's
+        functions; records that change nothing get their outcome here. Known patients are the
+        stored ones the chunk names, by ref hash and by id.
         """
         conn, centre_id = self.conn, self.actor.centre_id
         stored_patients = bulk.existing_patients(conn, centre_id, list({r.ref_hash for r in live if r.ref_hash}))
@@ -264,13 +266,11 @@ class Ingestion:
                 record.outcome, record.operation_id = "unchanged", current["id"]
             else:
                 slow.append(record)
-        self._patients = {**stored_patients}
-        self._patients_by_id = by_id
-        return fast, slow
+        return fast, slow, {"by_ref_hash": stored_patients, "by_id": by_id}
 
     # --- writing ----------------------------------------------------------------------------
 
-    def _write_new(self, fast: list[Record], slow: list[Record]) -> None:
+    def _write_new(self, fast: list[Record], slow: list[Record], patients_known: dict) -> None:
         """Create the `fast` records set-based; if that fails, move them to `slow` (record by record)."""
         if not fast:
             return
@@ -280,7 +280,7 @@ class Ingestion:
                 audit = bulk.AuditRows(actor)
                 new_patients = {}
                 for record in fast:
-                    if record.ref_hash and record.ref_hash not in self._patients:
+                    if record.ref_hash and record.ref_hash not in patients_known["by_ref_hash"]:
                         new_patients.setdefault(record.ref_hash, record.document["patient"])
                 patient_ids = bulk.insert_patients(conn, actor, new_patients, audit)
                 new_operations = []
@@ -288,10 +288,11 @@ class Ingestion:
                     document = record.document
                     operation = {name: value for name, value in document.items() if name != "follow_ups"}
                     if record.ref_hash:
-                        patient_id = patient_ids.get(record.ref_hash) or self._patients[record.ref_hash]["id"]
+                        patient_id = (patient_ids.get(record.ref_hash)
+                                      or patients_known["by_ref_hash"][record.ref_hash]["id"])
                         birth_year = document["patient"].get("birth_year")
                     else:
-                        patient = self._patients_by_id[document["patient_id"]]
+                        patient = patients_known["by_id"][document["patient_id"]]
                         patient_id, birth_year = patient["id"], patient["birth_year"]
                     columns, children = operations.columns_and_children(operation, birth_year)
                     new_operations.append((patient_id, columns, children,

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import marshmallow as ma
 
@@ -121,7 +122,27 @@ def _pool_of_this_process() -> ProcessPoolExecutor:
 def submit_chunk(raws: list, location: str, *, in_parallel: bool) -> Future:
     """Validate a chunk, in a worker process when `in_parallel` (and workers are allowed)."""
     if in_parallel and workers() > 0:
-        return _pool_of_this_process().submit(validate_chunk, raws, location)
+        try:
+            return _pool_of_this_process().submit(validate_chunk, raws, location)
+        except BrokenProcessPool:
+            _forget_pool()
     done: Future = Future()
     done.set_result(validate_chunk(raws, location))
     return done
+
+
+def outcomes(validating: Future, raws: list, location: str) -> list[tuple[dict | None, list[dict]]]:
+    """The result of `submit_chunk`; validated here if a worker process died meanwhile."""
+    try:
+        return validating.result()
+    except BrokenProcessPool:
+        _forget_pool()  # the next submission starts a new pool
+        return validate_chunk(raws, location)
+
+
+def _forget_pool() -> None:
+    global _pool
+    with _pool_lock:
+        broken, _pool = _pool, None
+    if broken is not None:
+        broken.shutdown(wait=False, cancel_futures=True)

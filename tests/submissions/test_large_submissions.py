@@ -46,3 +46,34 @@ def test_the_json_reader_yields_elements_across_read_boundaries(monkeypatch):
     assert items == [document(n) for n in range(3)] + [1, 2.5, "x", None, True, [1, 2]]
     assert [index for index, _, _ in reading.json_records(io.BytesIO(b" [ 12 , 345 ] "))] == [0, 1]
     assert [item for _, item, _ in reading.json_records(io.BytesIO(b"[12,345]"))] == [12, 345]
+
+
+def test_a_chunk_the_set_based_path_cannot_write_is_written_record_by_record(client, tokens, db, monkeypatch):
+    import psycopg.errors
+
+    from registry.submissions import bulk
+
+    def collide(*args, **kwargs):
+        raise psycopg.errors.UniqueViolation("a concurrent request took a local_ref")
+
+    monkeypatch.setattr(bulk, "insert_operations", collide)
+    report = submit(client, tokens, [document(1), document(2)]).json
+    assert [r["outcome"] for r in report["records"]] == ["created", "created"]
+    assert counts(db)["operations"] == counts(db)["follow_ups"] == 2
+    assert db.execute("SELECT count(*) AS n FROM audit_events WHERE entity = 'patient'").fetchone()["n"] == 2
+
+
+def test_a_validation_worker_that_dies_does_not_fail_the_submission(client, tokens, db, small_chunks, monkeypatch):
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from registry.submissions import validation
+
+    def dead_worker(raws, location, *, in_parallel):
+        died = Future()
+        died.set_exception(BrokenProcessPool("a worker was killed"))
+        return died
+
+    monkeypatch.setattr(validation, "submit_chunk", dead_worker)
+    report = submit(client, tokens, [document(n) for n in range(7)]).json
+    assert report["created"] == 7
