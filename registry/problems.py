@@ -6,6 +6,7 @@ system can map the error back to its own record.
 """
 
 import http
+import json
 import logging
 
 import marshmallow as ma
@@ -28,6 +29,7 @@ class FieldProblemSchema(ma.Schema):
     pointer = ma.fields.String(metadata={"description": "JSON pointer to the field, e.g. `/intraop_events/0/instrument`"})
     location = ma.fields.String(metadata={"description": "Where the field was sent: json, query, headers, csv"})
     message = ma.fields.String()
+    column = ma.fields.String(metadata={"description": "CSV submissions: the header of the column at fault"})
 
 
 class ProblemSchema(ma.Schema):
@@ -114,6 +116,11 @@ class RegistryApi(Api):
 
     ERROR_SCHEMA = ProblemSchema
 
+    def _init_spec(self, *args, **kwargs):
+        super()._init_spec(*args, **kwargs)
+        self.ma_plugin.converter.add_attribute_function(nullable_object_is_only_null)
+        self.ma_plugin.converter.add_attribute_function(exclusive_range_bounds)
+
     def handle_http_exception(self, error: HTTPException):
         if isinstance(error, InternalServerError):
             original = getattr(error, "original_exception", None)
@@ -155,12 +162,57 @@ class RegistryApi(Api):
         super()._register_error_handlers()
         self._app.register_error_handler(DatabaseUnavailable, handle_database_unavailable)
         self._app.register_error_handler(psycopg.errors.IntegrityError, handle_integrity_error)
+        self._app.register_error_handler(RecursionError, handle_recursion_error)
+
+
+def nullable_object_is_only_null(self, field, ret=None, **kwargs) -> dict:
+    """Document a nullable nested object as "the object or null", not "any object or null".
+
+    apispec writes `anyOf: [{type: object, nullable: true}, {$ref}]` for OpenAPI 3.0, whose first
+    branch admits every object (`{}` included), so the spec accepted what validation refuses.
+    """
+    any_of = (ret or {}).get("anyOf")
+    if not field.allow_none or not any_of:
+        return {}
+    return {"anyOf": [dict(branch, enum=[None]) if branch == {"type": "object", "nullable": True} else branch
+                      for branch in any_of]}
+
+
+def exclusive_range_bounds(self, field, ret=None, **kwargs) -> dict:
+    """Document `Range(min_inclusive=False)` and `max_inclusive=False` (apispec drops them)."""
+    bounds = {}
+    for validator in field.validators:
+        if isinstance(validator, ma.validate.Range):
+            if validator.min is not None and not validator.min_inclusive:
+                bounds["exclusiveMinimum"] = True
+            if validator.max is not None and not validator.max_inclusive:
+                bounds["exclusiveMaximum"] = True
+    return bounds
 
 
 def handle_database_unavailable(error: DatabaseUnavailable):
     log.warning("database unavailable: %s", error)
     return problem_response(503, "Service Unavailable", "The database is unreachable; retry shortly.",
                             slug="database-unavailable", headers={"Retry-After": "5"})
+
+
+def handle_recursion_error(error: RecursionError):
+    """A JSON body nested deeper than the parser can follow (`[[[[...` thousands deep) is a 400.
+
+    The JSON parser gives up with RecursionError, which nothing else catches: it was a 500.
+    Any other RecursionError still is one.
+    """
+    if request.is_json:
+        try:
+            json.loads(request.get_data(cache=True))
+        except RecursionError:
+            return problem_response(400, "Bad Request", "The JSON body is nested too deeply.",
+                                    errors=[field_error("", "Nested too deeply.")])
+        except ValueError:
+            pass
+    log.error("unhandled error", exc_info=error)
+    return problem_response(500, "Internal Server Error",
+                            "The server failed to answer; the request id identifies it in the logs.")
 
 
 def handle_integrity_error(error: psycopg.errors.IntegrityError):
