@@ -3,12 +3,14 @@
 import marshmallow as ma
 from marshmallow import validate
 
+from registry.fields import Text
+
 
 class CentreCreateSchema(ma.Schema):
     code = ma.fields.String(required=True, validate=validate.Regexp(
         r"^[A-Z0-9][A-Z0-9_-]{1,31}$",
         error="Use 2 to 32 upper-case letters, digits, '-' or '_', starting with a letter or digit."))
-    name = ma.fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = Text(200, min_length=1, required=True)
 
 
 class CentreSchema(CentreCreateSchema):

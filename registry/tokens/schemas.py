@@ -3,7 +3,7 @@
 import marshmallow as ma
 from marshmallow import validate
 
-from registry.fields import Integer
+from registry.fields import Integer, Text
 from registry.pagination import PageQuerySchema
 from registry.vocabulary import ROLE
 
@@ -15,11 +15,9 @@ class TokenQuerySchema(PageQuerySchema):
 
 
 class TokenCreateSchema(ma.Schema):
-    centre_id = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1),
-                                  metadata={"description": "The token's centre"})
+    centre_id = Integer(1, 2**62, required=True, metadata={"description": "The token's centre"})
     role = ma.fields.String(required=True, validate=validate.OneOf(list(ROLE)))
-    label = ma.fields.String(validate=validate.Length(max=200), allow_none=True,
-                             metadata={"description": "Who holds the token"})
+    label = Text(200, allow_none=True, metadata={"description": "Who holds the token"})
 
 
 class TokenSchema(ma.Schema):
