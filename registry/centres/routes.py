@@ -1,5 +1,6 @@
 """Centres: administrators add them; every token can read its own."""
 
+import marshmallow as ma
 import psycopg.errors
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -19,7 +20,7 @@ CentrePageSchema = page_schema(CentreSchema, "CentrePage")
 class Centres(MethodView):
     @require(ADMIN)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(PageQuerySchema, location="query")
+    @blp.arguments(PageQuerySchema, location="query", unknown=ma.RAISE)
     @blp.response(200, CentrePageSchema)
     @blp.alt_response(401, response="UNAUTHORIZED")
     @blp.alt_response(403, response="FORBIDDEN")

@@ -49,7 +49,7 @@ def _reply(follow_up: dict, status: int = 200):
 class OperationFollowUps(MethodView):
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(PageQuerySchema, location="query")
+    @blp.arguments(PageQuerySchema, location="query", unknown=ma.RAISE)
     @blp.response(200, FollowUpPageSchema)
     @document_errors(blp, 401, 403, 404, 422)
     def get(self, query, operation_id):

@@ -60,7 +60,7 @@ def _reply(document: dict, status: int, sent: dict | None = None):
 class Operations(MethodView):
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(OperationListQuerySchema, location="query")
+    @blp.arguments(OperationListQuerySchema, location="query", unknown=ma.RAISE)
     @blp.response(200, OperationPageSchema)
     @document_errors(blp, 401, 403, 422)
     def get(self, query):

@@ -1,5 +1,6 @@
 """Patients of the caller's centre: submitters only; another centre's patient is a 404."""
 
+import marshmallow as ma
 from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -41,7 +42,7 @@ def _locked_patient(conn, patient_id: int) -> dict:
 class Patients(MethodView):
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(PatientListQuerySchema, location="query")
+    @blp.arguments(PatientListQuerySchema, location="query", unknown=ma.RAISE)
     @blp.response(200, PatientPageSchema)
     @document_errors(blp, 401, 403, 422)
     def get(self, query):

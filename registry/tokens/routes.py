@@ -1,5 +1,6 @@
 """Tokens: administrators issue, list and revoke them."""
 
+import marshmallow as ma
 import psycopg.errors
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -19,7 +20,7 @@ TokenPageSchema = page_schema(TokenSchema, "TokenPage")
 class Tokens(MethodView):
     @require(ADMIN)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(TokenQuerySchema, location="query")
+    @blp.arguments(TokenQuerySchema, location="query", unknown=ma.RAISE)
     @blp.response(200, TokenPageSchema)
     @blp.alt_response(401, response="UNAUTHORIZED")
     @blp.alt_response(403, response="FORBIDDEN")
