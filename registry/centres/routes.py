@@ -36,9 +36,11 @@ class Centres(MethodView):
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.arguments(CentreCreateSchema)
     @blp.response(201, CentreSchema)
+    @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(401, response="UNAUTHORIZED")
     @blp.alt_response(403, response="FORBIDDEN")
     @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE")
     @blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def post(self, centre):

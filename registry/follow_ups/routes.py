@@ -7,6 +7,7 @@ from flask_smorest import Blueprint
 
 from registry.auth import SUBMITTER, authenticate, require
 from registry.db import database
+from registry.demo.cases import seed_case
 from registry.follow_ups import store
 from registry.follow_ups.schemas import FollowUpFieldsSchema, FollowUpSchema
 from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
@@ -17,6 +18,8 @@ from registry.problems import InvalidInput, Problem, document_errors, flatten_me
 
 blp = Blueprint("follow_ups", __name__, url_prefix="/v1", description="Follow-ups of operations")
 FollowUpPageSchema = page_schema(FollowUpSchema, "FollowUpPage")
+# The seed case's follow-up at four years, as the example request body of the spec
+EXAMPLE = seed_case()[1][0]
 
 
 class FollowUpPatchSchema(FollowUpFieldsSchema):
@@ -64,11 +67,11 @@ class OperationFollowUps(MethodView):
     @require(SUBMITTER)
     @idempotent
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IDEMPOTENCY_KEY_PARAMETER])
-    @blp.arguments(FollowUpFieldsSchema)
+    @blp.arguments(FollowUpFieldsSchema, example=EXAMPLE)
     @blp.response(201, FollowUpSchema, headers=ETAG_HEADER, description="Created")
     @blp.alt_response(200, schema=FollowUpSchema, success=True,
                       description="A follow-up with this local_ref existed: updated, or unchanged")
-    @document_errors(blp, 401, 403, 404, 409, 415, 422)
+    @document_errors(blp, 400, 401, 403, 404, 409, 413, 415, 422)
     def post(self, fields, operation_id):
         """Record a follow-up of an operation (or update the one with its local_ref)"""
         with database().transaction() as conn:
@@ -92,9 +95,9 @@ class FollowUp(MethodView):
 
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
-    @blp.arguments(FollowUpFieldsSchema)
+    @blp.arguments(FollowUpFieldsSchema, example=EXAMPLE)
     @blp.response(200, FollowUpSchema, headers=ETAG_HEADER)
-    @document_errors(blp, 401, 403, 404, 409, 412, 415, 422, 428)
+    @document_errors(blp, 400, 401, 403, 404, 409, 412, 413, 415, 422, 428)
     def put(self, fields, follow_up_id):
         """Replace a follow-up (If-Match required)"""
         with database().transaction() as conn:
@@ -108,7 +111,7 @@ class FollowUp(MethodView):
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
     @blp.arguments(FollowUpPatchSchema(partial=True))
     @blp.response(200, FollowUpSchema, headers=ETAG_HEADER)
-    @document_errors(blp, 401, 403, 404, 409, 412, 415, 422, 428)
+    @document_errors(blp, 400, 401, 403, 404, 409, 412, 413, 415, 422, 428)
     def patch(self, _changes, follow_up_id):
         """Change some fields of a follow-up (If-Match required)"""
         sent = request.get_json()

@@ -7,6 +7,7 @@ from flask_smorest import Blueprint
 
 from registry.auth import SUBMITTER, authenticate, require
 from registry.db import database
+from registry.demo.cases import seed_case
 from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from registry.operations import service, store
 from registry.operations.schemas import (OperationInputSchema, OperationQuerySchema, OperationSchema)
@@ -17,6 +18,8 @@ from registry.problems import InvalidInput, Problem, document_errors, flatten_me
 blp = Blueprint("operations", __name__, url_prefix="/v1/operations",
                 description="Operations with their implants, intraoperative events and complications")
 OperationPageSchema = page_schema(OperationSchema, "OperationPage")
+# The published seed case, as the example request body of the spec
+EXAMPLE = seed_case()[0]
 _DUMP_ONLY = {name for name, field in OperationSchema().fields.items() if field.dump_only}
 
 
@@ -74,11 +77,11 @@ class Operations(MethodView):
     @require(SUBMITTER)
     @idempotent
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IDEMPOTENCY_KEY_PARAMETER])
-    @blp.arguments(OperationInputSchema)
+    @blp.arguments(OperationInputSchema, example=EXAMPLE)
     @blp.response(201, OperationSchema, headers=ETAG_HEADER, description="Created")
     @blp.alt_response(200, schema=OperationSchema, success=True,
                       description="Your centre had an operation with this local_ref: updated, or unchanged")
-    @document_errors(blp, 401, 403, 415, 422)
+    @document_errors(blp, 400, 401, 403, 413, 415, 422)
     def post(self, document):
         """Submit an operation document: creates it, or updates the one with its local_ref"""
         with database().transaction() as conn:
@@ -102,9 +105,9 @@ class Operation(MethodView):
 
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
-    @blp.arguments(OperationInputSchema)
+    @blp.arguments(OperationInputSchema, example=EXAMPLE)
     @blp.response(200, OperationSchema, headers=ETAG_HEADER)
-    @document_errors(blp, 401, 403, 404, 409, 412, 415, 422, 428)
+    @document_errors(blp, 400, 401, 403, 404, 409, 412, 413, 415, 422, 428)
     def put(self, document, operation_id):
         """Replace an operation document (If-Match required)"""
         with database().transaction() as conn:
@@ -117,7 +120,7 @@ class Operation(MethodView):
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
     @blp.arguments(OperationPatchSchema(partial=True))
     @blp.response(200, OperationSchema, headers=ETAG_HEADER)
-    @document_errors(blp, 401, 403, 404, 409, 412, 415, 422, 428)
+    @document_errors(blp, 400, 401, 403, 404, 409, 412, 413, 415, 422, 428)
     def patch(self, _changes, operation_id):
         """Change some fields of an operation document (If-Match required)"""
         sent = request.get_json()

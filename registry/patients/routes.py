@@ -61,7 +61,7 @@ class Patients(MethodView):
                   description="Created; the reply also echoes your ref, which is never shown again")
     @blp.alt_response(200, schema=PatientSchema, success=True,
                       description="A patient with this ref existed: updated (or unchanged)")
-    @document_errors(blp, 401, 403, 415, 422)
+    @document_errors(blp, 400, 401, 403, 413, 415, 422)
     def post(self, fields):
         """Create a patient, or update the one with this ref"""
         with database().transaction() as conn:
@@ -88,7 +88,7 @@ class Patient(MethodView):
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
     @blp.arguments(PatientFieldsSchema)
     @blp.response(200, PatientSchema, headers=ETAG_HEADER)
-    @document_errors(blp, 401, 403, 404, 412, 415, 422, 428)
+    @document_errors(blp, 400, 401, 403, 404, 412, 413, 415, 422, 428)
     def put(self, fields, patient_id):
         """Replace a patient's fields (If-Match required); consent `withdrawn` removes them from reports"""
         with database().transaction() as conn:
@@ -101,7 +101,7 @@ class Patient(MethodView):
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
     @blp.arguments(PatientPatchSchema(partial=True))
     @blp.response(200, PatientSchema, headers=ETAG_HEADER)
-    @document_errors(blp, 401, 403, 404, 412, 415, 422, 428)
+    @document_errors(blp, 400, 401, 403, 404, 412, 413, 415, 422, 428)
     def patch(self, changes, patient_id):
         """Change some of a patient's fields (If-Match required)"""
         sent = request.get_json()
