@@ -1,6 +1,7 @@
 """Surgical complication registry for sclerosing bone disorders."""
 
-from flask import Flask, current_app, request
+from flask import Flask, Request, current_app, request
+from werkzeug.wsgi import LimitedStream
 
 from registry import db, migrate, observability
 from registry.config import Settings
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         database_url = resolve_database_url(settings)
 
     app = Flask(__name__)
+    app.request_class = RegistryRequest
     app.config.update(
         REGISTRY_SETTINGS=settings,
         MAX_CONTENT_LENGTH=settings.max_content_length,
@@ -58,6 +60,22 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     api.register_blueprint(__import__("registry.reports.routes", fromlist=["blp"]).blp)
     app.extensions["registry_api"] = api
     return app
+
+
+class RegistryRequest(Request):
+    """A request whose chunked body longer than MAX_CONTENT_LENGTH is a 413 when read whole.
+
+    Without Content-Length (chunked transfer), werkzeug stops reading at the limit and only
+    raises 413 on a further read: `get_data()` returned the body cut at the limit, so a JSON
+    body came out as "invalid JSON" and a CSV submission as fewer rows than were sent.
+    """
+
+    def get_data(self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False):
+        data = super().get_data(cache=cache, as_text=as_text, parse_form_data=parse_form_data)
+        stream = self.stream
+        if self.content_length is None and isinstance(stream, LimitedStream) and stream.is_exhausted:
+            stream.read(1)  # past a maximum, werkzeug raises RequestEntityTooLarge
+        return data
 
 
 def accepts(*media_types: str):
