@@ -8,6 +8,8 @@
   normal approximation when the binomial is wide (n·p·(1-p) > 2500), where the two agree.
 """
 
+import bisect
+import itertools
 import math
 from fractions import Fraction
 from statistics import NormalDist
@@ -40,34 +42,28 @@ def proportion(numerator: int, denominator: int) -> dict:
     }
 
 
-def quantile_from_counts(counts: list[tuple], q: Fraction):
+def quantile_from_counts(counts: list[tuple], q: Fraction, cumulative: list[int] | None = None):
     """percentile_cont(q) of a multiset given as sorted (value, count) pairs with count > 0.
 
     Float values (integers and half points, as the registry stores them) are interpolated in
     floating point, which is exact for them; Fractions (recovery rates) exactly. None when empty.
+    `cumulative` (running totals of the counts) may be passed to save recomputing it.
     """
-    total = sum(count for _, count in counts)
+    if cumulative is None:
+        cumulative = list(itertools.accumulate(count for _, count in counts))
+    total = cumulative[-1] if cumulative else 0
     if total == 0:
         return None
     position = q * (total - 1)
     lower = math.floor(position)
     fraction = position - lower
-    low_value = _value_at_rank(counts, lower)
+    low_value = counts[bisect.bisect_right(cumulative, lower)][0]
     if fraction == 0:
         return float(low_value)
-    high_value = _value_at_rank(counts, lower + 1)
+    high_value = counts[bisect.bisect_right(cumulative, lower + 1)][0]
     if isinstance(low_value, Fraction):
         return float(low_value + fraction * (high_value - low_value))
     return low_value + float(fraction) * (high_value - low_value)
-
-
-def _value_at_rank(counts: list[tuple], rank: int):
-    seen = 0
-    for value, count in counts:
-        seen += count
-        if rank < seen:
-            return value
-    raise IndexError(rank)
 
 
 def summary_from_counts(counts: list[tuple]) -> dict:
@@ -76,17 +72,18 @@ def summary_from_counts(counts: list[tuple]) -> dict:
     Values are floats holding integers or half points (sums stay exact in a double far beyond
     any registry's size), or Fractions.
     """
-    counts = sorted((value, count) for value, count in counts if count)
-    n = sum(count for _, count in counts)
+    counts = sorted(pair for pair in counts if pair[1])
+    cumulative = list(itertools.accumulate(count for _, count in counts))
+    n = cumulative[-1] if cumulative else 0
     if n == 0:
         return {"n": 0, "mean": None, "median": None, "q1": None, "q3": None}
     total = sum(value * count for value, count in counts)
     return {
         "n": n,
         "mean": float(total / n) if isinstance(total, Fraction) else total / n,
-        "median": quantile_from_counts(counts, Fraction(1, 2)),
-        "q1": quantile_from_counts(counts, Fraction(1, 4)),
-        "q3": quantile_from_counts(counts, Fraction(3, 4)),
+        "median": quantile_from_counts(counts, Fraction(1, 2), cumulative),
+        "q1": quantile_from_counts(counts, Fraction(1, 4), cumulative),
+        "q3": quantile_from_counts(counts, Fraction(3, 4), cumulative),
     }
 
 

@@ -15,6 +15,7 @@ values are always bound parameters. A group value of '' means "not recorded".
 from dataclasses import dataclass, field
 
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 # Additive measures: the columns of report_tallies and of report_operation_measures.
 INTRAOP_EVENT_TYPES = (
@@ -153,7 +154,7 @@ def _fetch_from_tallies(conn, dims, scope, measures, metrics) -> dict:
         grouping, key = ((), ()) if row["dim"] == "all" else ((row["dim"],), (row["value"],))
         result[grouping][key] = Cell({m: _to_number(row[m]) for m in measures})
     if metrics:
-        rows = conn.execute("""
+        rows = conn.cursor(row_factory=tuple_row).execute("""
             SELECT dim, value, metric, x::float8 AS x, y::float8 AS y, sum(n)::bigint AS n FROM (
                 SELECT dim, value, metric, x, y, n FROM report_histograms
                 WHERE centre_id = %(scope)s AND dim = ANY(%(dims)s) AND metric = ANY(%(metrics)s)
@@ -168,25 +169,24 @@ def _fetch_from_tallies(conn, dims, scope, measures, metrics) -> dict:
             ) counts
             GROUP BY dim, value, metric, x, y
             HAVING sum(n) <> 0""", {**params, "metrics": list(metrics)})
-        for row in rows:
-            grouping, key = ((), ()) if row["dim"] == "all" else ((row["dim"],), (row["value"],))
+        for dim, value, metric, x, y, n in rows:  # thousands of rows: tuples, not dicts
+            grouping, key = ((), ()) if dim == "all" else ((dim,), (value,))
             cell = result[grouping].get(key)
             if cell is not None:
-                cell.histograms.setdefault(row["metric"], []).append((row["x"], row["y"], int(row["n"])))
+                cell.histograms.setdefault(metric, []).append((x, y, n))
     return result
 
 
 def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, result) -> None:
-    dims = sorted({d for grouping in sets for d in grouping}, key=lambda d: list(DIMENSIONS).index(d))
-    columns = [DIMENSIONS[d] for d in dims]
+    """One plain GROUP BY at the finest of `sets` (PostgreSQL runs it in parallel); the coarser
+    sets are summed from it here, which is exact because the other dimensions partition."""
+    finest = max(sets, key=len)
+    columns = [DIMENSIONS[d] for d in finest]
     where = sql.SQL(" AND ").join([sql.SQL("m.counted"), *(FILTERS[name] for name in filters)])
     join = UNNEST_PROCEDURES if with_procedure else sql.SQL("")
-    grouping_sets = sql.SQL(", ").join(
-        sql.SQL("({})").format(sql.SQL(", ").join(DIMENSIONS[d] for d in grouping)) for grouping in sets)
     select_dims = sql.SQL("").join(sql.SQL("{} AS {}, ").format(c, sql.Identifier(f"g_{d}"))
-                                   for c, d in zip(columns, dims))
-    grouping_id = (sql.SQL("GROUPING({})").format(sql.SQL(", ").join(columns)) if columns
-                   else sql.SQL("0"))
+                                   for c, d in zip(columns, finest))
+    group_by = sql.SQL(", ").join(sql.Identifier(f"g_{d}") for d in finest) if finest else None
 
     def measure(name):
         expression = (FUSION_AT[name] if name in FUSION_AT and min_months != STORED_FUSION_MONTHS
@@ -194,51 +194,66 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
         return sql.SQL("sum({}) AS {}").format(expression, sql.Identifier(name))
 
     query = sql.SQL("""
-        SELECT {select_dims}{grouping_id} AS grouping_id, {measures}
+        SELECT {select_dims}{measures}
         FROM report_operation_measures m {join}
         WHERE {where}
-        GROUP BY GROUPING SETS ({grouping_sets})""").format(
-        select_dims=select_dims, grouping_id=grouping_id,
-        measures=sql.SQL(", ").join(measure(name) for name in measures),
-        join=join, where=where, grouping_sets=grouping_sets)
+        {group_by}""").format(
+        select_dims=select_dims, measures=sql.SQL(", ").join(measure(name) for name in measures),
+        join=join, where=where, group_by=sql.SQL("GROUP BY {}").format(group_by) if group_by else sql.SQL(""))
     params = {**filters, "min_months": min_months}
-    by_grouping_id = {_grouping_id(dims, grouping): grouping for grouping in sets}
+    finest_cells = {}
     for row in conn.execute(query, params):
-        grouping = by_grouping_id[row["grouping_id"]]
-        if not row["operations"]:
-            continue
-        key = tuple(row[f"g_{d}"] for d in grouping)
-        result[grouping][key] = Cell({m: _to_number(row[m]) for m in measures})
+        if row["operations"]:
+            finest_cells[tuple(row[f"g_{d}"] for d in finest)] = {m: _to_number(row[m]) for m in measures}
+    for grouping in sets:
+        positions = [finest.index(d) for d in grouping]
+        cells = result[grouping]
+        for key, sums in finest_cells.items():
+            coarse = tuple(key[i] for i in positions)
+            cell = cells.get(coarse)
+            if cell is None:
+                cells[coarse] = Cell(dict(sums))
+            else:
+                for name, value in sums.items():
+                    cell.measures[name] += value
     if not metrics:
         return
-    histogram_sets = sql.SQL(", ").join(
-        sql.SQL("({})").format(sql.SQL(", ").join([*(DIMENSIONS[d] for d in grouping),
-                                                   sql.SQL("h.metric, h.x, h.y")]))
-        for grouping in sets)
-    query = sql.SQL("""
-        SELECT {select_dims}{grouping_id} AS grouping_id, h.metric, h.x::float8 AS x, h.y::float8 AS y,
-               count(*) AS n
+    # one grouped scan per metric: cheaper than expanding every operation into metric rows
+    query = sql.SQL(" UNION ALL ").join(sql.SQL("""
+        SELECT {select_dims}{metric} AS metric, {x} AS x, {y} AS y, count(*) AS n
         FROM report_operation_measures m {join}
-        CROSS JOIN LATERAL report_metric_values(m.blood_loss_ml, m.duration_min, m.preop_joa,
-            m.latest_joa, m.preop_mjoa, m.latest_mjoa) h
-        WHERE {where} AND h.metric = ANY(%(metrics)s)
-        GROUP BY GROUPING SETS ({histogram_sets})""").format(
-        select_dims=select_dims, grouping_id=grouping_id, join=join, where=where,
-        histogram_sets=histogram_sets)
-    for row in conn.execute(query, {**params, "metrics": list(metrics)}):
-        grouping = by_grouping_id[row["grouping_id"]]
-        key = tuple(row[f"g_{d}"] for d in grouping)
-        cell = result[grouping].get(key)
-        if cell is not None:
-            cell.histograms.setdefault(row["metric"], []).append((row["x"], row["y"], int(row["n"])))
+        WHERE {where} AND {x} IS NOT NULL
+        GROUP BY {group_by}x, y""").format(
+        select_dims=select_dims, metric=sql.Literal(name), x=METRIC_VALUES[name][0], y=METRIC_VALUES[name][1],
+        join=join, where=where, group_by=sql.SQL("{}, ").format(group_by) if group_by else sql.SQL(""))
+        for name in metrics)
+    counts = {grouping: {} for grouping in sets}
+    for row in conn.execute(query, params):
+        key = tuple(row[f"g_{d}"] for d in finest)
+        for grouping in sets:
+            coarse = tuple(key[finest.index(d)] for d in grouping)
+            bucket = counts[grouping].setdefault(coarse, {})
+            value = (row["metric"], row["x"], row["y"])
+            bucket[value] = bucket.get(value, 0) + row["n"]
+    for grouping, by_key in counts.items():
+        for key, bucket in by_key.items():
+            cell = result[grouping].get(key)
+            if cell is not None:
+                for (metric, x, y), n in bucket.items():
+                    cell.histograms.setdefault(metric, []).append((x, y, n))
 
 
-def _grouping_id(dims: list[str], grouping: tuple) -> int:
-    """PostgreSQL's GROUPING() bit mask: bit set for each dimension NOT in the grouping set."""
-    mask = 0
-    for d in dims:
-        mask = (mask << 1) | (0 if d in grouping else 1)
-    return mask
+# What each metric contributes to the histograms, as (x, y) over `m` (report_metric_values
+# is the same for the stored histograms).
+METRIC_VALUES = {  # float8 hashes faster than numeric and holds these values exactly
+    "blood_loss": (sql.SQL("m.blood_loss_ml::float8"), sql.SQL("0::float8")),
+    "duration": (sql.SQL("m.duration_min::float8"), sql.SQL("0::float8")),
+    "joa_pre": (sql.SQL("m.preop_joa::float8"), sql.SQL("0::float8")),
+    "joa_post": (sql.SQL("m.latest_joa::float8"), sql.SQL("0::float8")),
+    "joa_pair": (sql.SQL("CASE WHEN m.recovery_n = 1 THEN m.preop_joa::float8 END"), sql.SQL("m.latest_joa::float8")),
+    "mjoa_pre": (sql.SQL("m.preop_mjoa::float8"), sql.SQL("0::float8")),
+    "mjoa_post": (sql.SQL("m.latest_mjoa::float8"), sql.SQL("0::float8")),
+}
 
 
 def centre_codes(conn, centre_ids) -> dict:
