@@ -120,10 +120,8 @@ def list_operations(conn, centre_id: int, filters: dict, after_id: int | None, l
     return _documents(conn, centre_id, rows)
 
 
-def _replace_children(conn, centre_id: int, operation_id: int, children: dict[str, list[dict]]) -> None:
+def _insert_children(conn, centre_id: int, operation_id: int, children: dict[str, list[dict]]) -> None:
     for table, columns in CHILD_COLUMNS.items():
-        conn.execute(sql.SQL("DELETE FROM {} WHERE centre_id = %s AND operation_id = %s").format(
-            sql.Identifier(table)), (centre_id, operation_id))
         items = children[table]
         if not items:
             continue
@@ -137,18 +135,30 @@ def _replace_children(conn, centre_id: int, operation_id: int, children: dict[st
                  for position, item in enumerate(items)])
 
 
-def insert_operation(conn, centre_id: int, patient_id: int, columns: dict, children: dict) -> int | None:
-    """Insert an operation; None when the centre already has one with this local_ref."""
+def _replace_children(conn, centre_id: int, operation_id: int, children: dict[str, list[dict]]) -> None:
+    for table in CHILD_COLUMNS:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE centre_id = %s AND operation_id = %s").format(
+            sql.Identifier(table)), (centre_id, operation_id))
+    _insert_children(conn, centre_id, operation_id, children)
+
+
+def insert_operation(conn, centre_id: int, patient_id: int, columns: dict, children: dict) -> dict | None:
+    """Insert an operation with its children; None when the centre already has one with this local_ref.
+
+    Returns the stored row (the columns given plus id, version and timestamps), so the caller
+    can answer without reading back what it just wrote.
+    """
     row = conn.execute(
         sql.SQL("INSERT INTO operations (centre_id, patient_id, {columns}) VALUES (%s, %s, {values})"
-                " ON CONFLICT (centre_id, local_ref) DO NOTHING RETURNING id").format(
+                " ON CONFLICT (centre_id, local_ref) DO NOTHING"
+                " RETURNING id, centre_id, patient_id, version, created_at, updated_at").format(
             columns=sql.SQL(", ").join(map(sql.Identifier, OPERATION_COLUMNS)),
             values=sql.SQL(", ").join(sql.Placeholder() * len(OPERATION_COLUMNS))),
         (centre_id, patient_id, *(columns[column] for column in OPERATION_COLUMNS))).fetchone()
     if row is None:
         return None
-    _replace_children(conn, centre_id, row["id"], children)
-    return row["id"]
+    _insert_children(conn, centre_id, row["id"], children)  # a new operation has none to replace
+    return columns | row
 
 
 def update_operation(conn, centre_id: int, operation_id: int, patient_id: int, columns: dict,

@@ -75,3 +75,12 @@ def test_patient_ref_never_reaches_the_logs(client, tokens, caplog):
     assert caplog.records, "nothing was logged: the test would prove nothing"
     assert all("TJH-P-0001" not in record.getMessage() and "TJH-P-0001" not in str(record.__dict__)
                for record in caplog.records)
+
+
+def test_the_creation_reply_is_what_a_read_returns(client, tokens):
+    created = client.post("/v1/operations/", json=seed_case(), headers=tokens.header("submitter_a"))
+    read = client.get(created.headers["Location"], headers=tokens.header("submitter_a"))
+    reply = created.json
+    reply["patient"].pop("ref")
+    assert reply == read.json
+    assert created.headers["ETag"] == read.headers["ETag"]
