@@ -116,10 +116,12 @@ def submit_operation(conn, actor: Principal, document: dict) -> tuple[dict, str]
     patient, _ = _resolve_patient(conn, actor, document)
     _check_dates(conn, actor, document, patient, None)
     columns, children = columns_and_children(document, patient["birth_year"])
-    row = store.insert_operation(conn, actor.centre_id, patient["id"], columns, children)
+    with conn.pipeline():  # the child rows and the audit entry go in one round trip
+        row = store.insert_operation(conn, actor.centre_id, patient["id"], columns, children)
+        if row is not None:
+            audit.record(conn, centre_id=actor.centre_id, action="create", entity="operation",
+                         entity_id=row["id"], changed_fields=created_operation_fields(document), actor=actor)
     if row is not None:
-        audit.record(conn, centre_id=actor.centre_id, action="create", entity="operation", entity_id=row["id"],
-                     changed_fields=created_operation_fields(document), actor=actor)
         # the answer is built from what was written: reading it back would cost five queries
         return store.row_to_document(row, children, patient), "created"
     # the local_ref exists (or a concurrent request just created it): update that one
