@@ -201,6 +201,19 @@ def start_gunicorn(url: str, port: int, log) -> subprocess.Popen:
     raise SystemExit("gunicorn did not start; see its log")
 
 
+def peak_worker_memory(server: subprocess.Popen) -> int:
+    """The largest peak resident set (bytes) among gunicorn's workers, from /proc (Linux)."""
+    peak = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(server.pid) and "VmHWM" in fields:
+            peak = max(peak, int(fields["VmHWM"].split()[0]) * 1024)
+    return peak
+
+
 def post(port: int, token: str, body: bytes) -> tuple[float, dict]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
     started = time.perf_counter()
@@ -260,12 +273,14 @@ def run(server_url: str, sizes: list[int], revision: str = "head") -> None:
             assert answer["created"] == size, {k: answer[k] for k in ("created", "updated", "unchanged", "rejected")}
             resend_seconds, again = post(port, token, body)
             assert again["unchanged"] == size, again["status"]
+            peak = peak_worker_memory(server)
         finally:
             server.terminate()
             server.wait(timeout=30)
         print(f"{size:>10,}  {size / copy_seconds:>11,.0f} ops/s  {size / api_seconds:>11,.0f} ops/s  "
               f"{copy_seconds / api_seconds:>8.2f}  {size / resend_seconds:>12,.0f} ops/s"
-              f"   ({len(body) / 1e6:,.1f} MB JSON; API {api_seconds:.1f} s, COPY {copy_seconds:.1f} s)",
+              f"   ({len(body) / 1e6:,.1f} MB JSON; API {api_seconds:.1f} s, COPY {copy_seconds:.1f} s;"
+              f" peak worker RSS {peak / 1e6:,.0f} MB)",
               flush=True)
     for name in ("registry_bench_ingest_api", "registry_bench_ingest_copy", TEMPLATE):
         with psycopg.connect(server_url, autocommit=True) as conn:

@@ -8,9 +8,10 @@ things make it cheaper without a second copy of any rule:
   postoperative complications, levels, scores, immobilization) repeat across a centre's
   operations, so their nested schemas remember the answer for an input they have already
   judged (same input, same schema: same result or same errors);
-- a submission of several chunks has its chunks validated by a small pool of worker processes
-  (one per CPU), while the request's own thread reads the next chunk and writes the previous
-  one: Python validates in parallel with PostgreSQL writing.
+- in a submission of several chunks, each chunk after the first is split between a small pool
+  of worker processes (one per CPU, per gunicorn worker, started on first use), while the
+  request's own thread reads the next chunk and writes the previous one: Python validates in
+  parallel with PostgreSQL writing.
 """
 
 import atexit
@@ -119,22 +120,27 @@ def _pool_of_this_process() -> ProcessPoolExecutor:
         return _pool
 
 
-def submit_chunk(raws: list, location: str, *, in_parallel: bool) -> Future:
-    """Validate a chunk, in a worker process when `in_parallel` (and workers are allowed)."""
-    if in_parallel and workers() > 0:
+def submit_chunk(raws: list, location: str, *, in_parallel: bool) -> list[Future]:
+    """Validate a chunk: split between the worker processes when `in_parallel` (and workers are
+    allowed), else here and now. Pass the answer to `outcomes`."""
+    count = workers() if in_parallel and raws else 0
+    if count > 0:
+        size = -(-len(raws) // count)
         try:
-            return _pool_of_this_process().submit(validate_chunk, raws, location)
+            pool = _pool_of_this_process()
+            return [pool.submit(validate_chunk, raws[start:start + size], location)
+                    for start in range(0, len(raws), size)]
         except BrokenProcessPool:
             _forget_pool()
     done: Future = Future()
     done.set_result(validate_chunk(raws, location))
-    return done
+    return [done]
 
 
-def outcomes(validating: Future, raws: list, location: str) -> list[tuple[dict | None, list[dict]]]:
-    """The result of `submit_chunk`; validated here if a worker process died meanwhile."""
+def outcomes(validating: list[Future], raws: list, location: str) -> list[tuple[dict | None, list[dict]]]:
+    """The results of `submit_chunk`, in order; validated here if a worker process died meanwhile."""
     try:
-        return validating.result()
+        return [outcome for part in validating for outcome in part.result()]
     except BrokenProcessPool:
         _forget_pool()  # the next submission starts a new pool
         return validate_chunk(raws, location)

@@ -72,8 +72,18 @@ def test_a_validation_worker_that_dies_does_not_fail_the_submission(client, toke
     def dead_worker(raws, location, *, in_parallel):
         died = Future()
         died.set_exception(BrokenProcessPool("a worker was killed"))
-        return died
+        return [died]
 
     monkeypatch.setattr(validation, "submit_chunk", dead_worker)
     report = submit(client, tokens, [document(n) for n in range(7)]).json
     assert report["created"] == 7
+
+
+def test_a_chunk_of_only_unreadable_rows(client, tokens, small_chunks):
+    from tests.submissions.helpers import csv_body, csv_row
+
+    good = csv_body([csv_row(n) for n in range(1, 4)])
+    bad_rows = b"OP-x,too,few,cells\r\n" * 3
+    body = good + bad_rows + b"\r\n".join(good.split(b"\r\n")[1:2]).replace(b"OP-1", b"OP-9").replace(b"P-1", b"P-9") + b"\r\n"
+    report = client.post("/v1/submissions/", data=body, content_type="text/csv", headers=tokens.header("submitter_a")).json
+    assert [r["outcome"] for r in report["records"]] == ["created"] * 3 + ["rejected"] * 3 + ["created"]
