@@ -14,7 +14,8 @@ For each batch size the bench makes two fresh databases from one migrated templa
   on a free local port; the batch is sent as one JSON array in one POST /v1/submissions with
   a submitter token over real HTTP, and the clock runs from the first byte sent to the answer
   received (JSON encoding of the batch is done before). Then the same body is sent again: the
-  resend, all `unchanged`, is timed too.
+  resend, all `unchanged`, is timed too; and the batch as CSV (the README's column layout),
+  for a second centre of the same database.
 
 The documents are realistic spinal operations: a patient inline (a quarter of them seen
 before), one to four levels with a screw group per level plus rods, one or two intraoperative
@@ -116,6 +117,32 @@ def documents(count: int, seed: int = 20261125) -> list[dict]:
     return batch
 
 
+def csv_body(batch: list[dict]) -> bytes:
+    """The batch in the CSV layout of registry.submissions.csv_layout (one row per operation)."""
+    import csv
+    import io
+
+    def cells(value, prefix=""):
+        if isinstance(value, dict):
+            return {name: cell for key, item in value.items() for name, cell in cells(item, f"{prefix}{key}.").items()}
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            return {name: cell for index, item in enumerate(value)
+                    for name, cell in cells(item, f"{prefix}{index}.").items()}
+        if isinstance(value, list):
+            return {prefix[:-1]: ";".join(value)} if value else {}
+        if value is None:
+            return {}
+        return {prefix[:-1]: "true" if value is True else "false" if value is False else str(value)}
+
+    rows = [cells(document) for document in batch]
+    columns = sorted({column for row in rows for column in row}, key=lambda column: (column != "local_ref", column))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
 # --- the COPY baseline ------------------------------------------------------------------------
 
 def baseline_rows(batch: list[dict], centre_id: int) -> dict:
@@ -214,11 +241,11 @@ def peak_worker_memory(server: subprocess.Popen) -> int:
     return peak
 
 
-def post(port: int, token: str, body: bytes) -> tuple[float, dict]:
+def post(port: int, token: str, body: bytes, media_type: str = "application/json") -> tuple[float, dict]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
     started = time.perf_counter()
     connection.request("POST", "/v1/submissions/?mode=partial", body=body, headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        "Authorization": f"Bearer {token}", "Content-Type": media_type})
     response = connection.getresponse()
     answer = json.loads(response.read())
     elapsed = time.perf_counter() - started
@@ -239,12 +266,12 @@ def _database(server_url: str, name: str, template: str | None = None) -> str:
     return psycopg.conninfo.make_conninfo(**params)
 
 
-def _centre_and_token(url: str) -> tuple[int, str]:
+def _centre_and_token(url: str, code: str = "BENCH") -> tuple[int, str]:
     from registry.centres.store import add_centre
     from registry.tokens.store import issue_token
 
     with psycopg.connect(url, row_factory=dict_row) as conn:
-        centre = add_centre(conn, "BENCH", "Benchmark centre")
+        centre = add_centre(conn, code, "Benchmark centre")
         _, token = issue_token(conn, centre["id"], "submitter", "bench")
     return centre["id"], token
 
@@ -254,11 +281,12 @@ def run(server_url: str, sizes: list[int], revision: str = "head") -> None:
     migrate.upgrade(template_url, revision)
     print(f"schema at revision {revision}")
     print(f"{'operations':>10}  {'COPY baseline':>17}  {'API (POST JSON)':>17}  {'API/COPY':>8}  "
-          f"{'resend (unchanged)':>18}")
+          f"{'resend (unchanged)':>18}  {'API (POST CSV)':>17}")
     log = open(ROOT / "var" / "bench-ingest-gunicorn.log", "ab")
     for size in sizes:
         batch = documents(size)
         body = json.dumps(batch).encode()
+        csv_text = csv_body(batch)
 
         copy_url = _database(server_url, "registry_bench_ingest_copy", TEMPLATE)
         centre_id, _ = _centre_and_token(copy_url)
@@ -266,6 +294,7 @@ def run(server_url: str, sizes: list[int], revision: str = "head") -> None:
 
         api_url = _database(server_url, "registry_bench_ingest_api", TEMPLATE)
         _, token = _centre_and_token(api_url)
+        _, csv_token = _centre_and_token(api_url, "BENCH-CSV")  # the same records again, as another centre
         port = _free_port()
         server = start_gunicorn(api_url, port, log)
         try:
@@ -273,13 +302,17 @@ def run(server_url: str, sizes: list[int], revision: str = "head") -> None:
             assert answer["created"] == size, {k: answer[k] for k in ("created", "updated", "unchanged", "rejected")}
             resend_seconds, again = post(port, token, body)
             assert again["unchanged"] == size, again["status"]
+            csv_seconds, from_csv = post(port, csv_token, csv_text, "text/csv")
+            assert from_csv["created"] == size, from_csv["status"]
             peak = peak_worker_memory(server)
         finally:
             server.terminate()
             server.wait(timeout=30)
         print(f"{size:>10,}  {size / copy_seconds:>11,.0f} ops/s  {size / api_seconds:>11,.0f} ops/s  "
-              f"{copy_seconds / api_seconds:>8.2f}  {size / resend_seconds:>12,.0f} ops/s"
-              f"   ({len(body) / 1e6:,.1f} MB JSON; API {api_seconds:.1f} s, COPY {copy_seconds:.1f} s;"
+              f"{copy_seconds / api_seconds:>8.2f}  {size / resend_seconds:>12,.0f} ops/s  "
+              f"{size / csv_seconds:>11,.0f} ops/s"
+              f"   ({len(body) / 1e6:,.1f} MB JSON, {len(csv_text) / 1e6:,.1f} MB CSV; API {api_seconds:.1f} s,"
+              f" COPY {copy_seconds:.1f} s;"
               f" peak worker RSS {peak / 1e6:,.0f} MB)",
               flush=True)
     for name in ("registry_bench_ingest_api", "registry_bench_ingest_copy", TEMPLATE):
