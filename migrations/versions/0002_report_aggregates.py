@@ -246,15 +246,16 @@ $$;
 CREATE FUNCTION report_metric_values(
     p_blood_loss_ml integer, p_duration_min integer, p_preop_joa numeric, p_latest_joa numeric,
     p_preop_mjoa smallint, p_latest_mjoa smallint)
-RETURNS TABLE (metric text, x numeric, y numeric) LANGUAGE sql IMMUTABLE AS $$
+RETURNS TABLE (metric text, x float8, y float8) LANGUAGE sql IMMUTABLE AS $$
     SELECT h.metric, h.x, h.y FROM (VALUES
-        ('blood_loss', p_blood_loss_ml::numeric, 0::numeric),
-        ('duration', p_duration_min::numeric, 0::numeric),
-        ('joa_pre', p_preop_joa, 0::numeric),
-        ('joa_post', p_latest_joa, 0::numeric),
-        ('joa_pair', CASE WHEN p_preop_joa < 17 AND p_latest_joa IS NOT NULL THEN p_preop_joa END, p_latest_joa),
-        ('mjoa_pre', p_preop_mjoa::numeric, 0::numeric),
-        ('mjoa_post', p_latest_mjoa::numeric, 0::numeric)) AS h (metric, x, y)
+        ('blood_loss', p_blood_loss_ml::float8, 0::float8),
+        ('duration', p_duration_min::float8, 0::float8),
+        ('joa_pre', p_preop_joa::float8, 0::float8),
+        ('joa_post', p_latest_joa::float8, 0::float8),
+        ('joa_pair', CASE WHEN p_preop_joa < 17 AND p_latest_joa IS NOT NULL THEN p_preop_joa::float8 END,
+                     p_latest_joa::float8),
+        ('mjoa_pre', p_preop_mjoa::float8, 0::float8),
+        ('mjoa_post', p_latest_mjoa::float8, 0::float8)) AS h (metric, x, y)
     WHERE h.x IS NOT NULL
 $$;
 
@@ -281,8 +282,8 @@ CREATE TABLE report_histograms (
     dim        text NOT NULL,
     value      text NOT NULL,
     metric     text NOT NULL,
-    x          numeric NOT NULL,
-    y          numeric NOT NULL,
+    x          float8 NOT NULL,          -- integers and half points: exact in a double
+    y          float8 NOT NULL,
     n          bigint NOT NULL,
     -- metric before value: a report reads one or two metrics of every value of a dimension,
     -- by an index-only scan

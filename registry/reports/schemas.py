@@ -40,7 +40,8 @@ class ReportQuerySchema(ma.Schema):
                        metadata={"description": "Only these vertebra counts"})
     year = CommaList(ma.fields.Integer(validate=validate.Range(1900, 2200)),
                      metadata={"description": "Only operations in these years"})
-    centre = CommaList(ma.fields.String(validate=validate.Length(1, 32)),
+    centre = CommaList(ma.fields.String(validate=validate.Regexp(r"^[A-Z0-9][A-Z0-9_-]{1,31}$",
+                                                                 error="Not a centre code.")),
                        metadata={"description": "Only these centres (codes); a submitter may name only its own"})
     date_from = ma.fields.Date(metadata={"description": "Operations on or after this date"})
     date_to = ma.fields.Date(metadata={"description": "Operations on or before this date"})

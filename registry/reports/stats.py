@@ -101,40 +101,52 @@ def funnel_limit(pooled_rate: float, n: int, probability: float) -> float | None
     Exact binomial B(n, p) with interpolation: r is the smallest count with P(X <= r) >= probability,
     rho = (P(X <= r) - probability) / P(X = r), limit = (r - rho) / n.
     """
-    if n <= 0 or pooled_rate is None:
-        return None
-    p = pooled_rate
+    return _funnel_limits(pooled_rate, n, [probability])[0]
+
+
+def _funnel_limits(p: float | None, n: int, probabilities: list[float]) -> list[float | None]:
+    """funnel_limit for several probabilities in one walk along the binomial distribution."""
+    if n <= 0 or p is None:
+        return [None] * len(probabilities)
     if p <= 0.0:
-        return 0.0
+        return [0.0] * len(probabilities)
     if p >= 1.0:
-        return 1.0
+        return [1.0] * len(probabilities)
     variance = n * p * (1 - p)
     if variance > 2500:
-        z = NormalDist().inv_cdf(probability)
-        return min(1.0, max(0.0, p + z * math.sqrt(p * (1 - p) / n)))
+        return [min(1.0, max(0.0, p + NormalDist().inv_cdf(a) * math.sqrt(p * (1 - p) / n)))
+                for a in probabilities]
     sd = math.sqrt(variance)
     low = max(0, math.floor(n * p - 12 * sd - 10))
     high = min(n, math.ceil(n * p + 12 * sd + 10))
-    log_p, log_q = math.log(p), math.log1p(-p)
-    log_n = math.lgamma(n + 1)
-    cumulative = 0.0
+    # P(X = low) once, then the recurrence P(X = r + 1) = P(X = r) (n - r) / (r + 1) p / (1 - p)
+    mass = math.exp(math.lgamma(n + 1) - math.lgamma(low + 1) - math.lgamma(n - low + 1)
+                    + low * math.log(p) + (n - low) * math.log1p(-p))
+    odds = p / (1 - p)
+    order = sorted(range(len(probabilities)), key=lambda i: probabilities[i])
+    limits = [1.0] * len(probabilities)
+    cumulative, pending = 0.0, 0
     for r in range(low, high + 1):
-        mass = math.exp(log_n - math.lgamma(r + 1) - math.lgamma(n - r + 1) + r * log_p + (n - r) * log_q)
         cumulative += mass
-        if cumulative >= probability:
-            rho = (cumulative - probability) / mass if mass > 0 else 0.0
-            return min(1.0, max(0.0, (r - rho) / n))
-    return 1.0
+        while pending < len(order) and cumulative >= probabilities[order[pending]]:
+            a = probabilities[order[pending]]
+            rho = (cumulative - a) / mass if mass > 0 else 0.0
+            limits[order[pending]] = min(1.0, max(0.0, (r - rho) / n))
+            pending += 1
+        if pending == len(order):
+            break
+        mass *= (n - r) / (r + 1) * odds
+    return limits
 
 
 def funnel_limits(pooled_rate: float | None, n: int) -> dict:
     """Lower and upper 95 % and 99.8 % (lower_998, upper_998) funnel limits for a denominator n."""
-    limits = {}
+    names, probabilities = [], []
     for name, coverage in FUNNEL_PROBABILITIES.items():
         tail = (1 - coverage) / 2
-        limits[f"lower_{name}"] = funnel_limit(pooled_rate, n, tail)
-        limits[f"upper_{name}"] = funnel_limit(pooled_rate, n, 1 - tail)
-    return limits
+        names += [f"lower_{name}", f"upper_{name}"]
+        probabilities += [tail, 1 - tail]
+    return dict(zip(names, _funnel_limits(pooled_rate, n, probabilities)))
 
 
 def funnel_position(rate: float | None, limits: dict) -> str | None:

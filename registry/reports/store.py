@@ -155,7 +155,7 @@ def _fetch_from_tallies(conn, dims, scope, measures, metrics) -> dict:
         result[grouping][key] = Cell({m: _to_number(row[m]) for m in measures})
     if metrics:
         rows = conn.cursor(row_factory=tuple_row).execute("""
-            SELECT dim, value, metric, x::float8 AS x, y::float8 AS y, sum(n)::bigint AS n FROM (
+            SELECT dim, value, metric, x, y, sum(n)::bigint AS n FROM (
                 SELECT dim, value, metric, x, y, n FROM report_histograms
                 WHERE centre_id = %(scope)s AND dim = ANY(%(dims)s) AND metric = ANY(%(metrics)s)
                 UNION ALL

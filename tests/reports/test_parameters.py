@@ -15,6 +15,7 @@ from registry.reports.csv_output import neutralise, report_csv
     ("complications", {"date_from": "2021-01-01", "date_to": "2020-01-01"}, "date_to"),
     ("complications", {"min_months": "12"}, "min_months"),
     ("complications", {"colour": "blue"}, "colour"),
+    ("complications", {"centre": "A\x00B"}, "centre.0"),
     ("complications", {"format": "xml"}, "format"),
     ("fusion", {"min_months": "-1"}, "min_months"),
     ("centres", {"measure": "happiness"}, "measure"),
