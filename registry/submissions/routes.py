@@ -12,7 +12,7 @@ from registry.auth import SUBMITTER, authenticate, require
 from registry.db import database
 from registry.idempotency import HEADER as IDEMPOTENCY_HEADER
 from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
-from registry.pagination import PageQuerySchema, decode_cursor, page, page_schema
+from registry.pagination import decode_cursor, page, page_schema
 from registry.problems import InvalidInput, Problem, document_errors
 from registry.submissions import reading, service, store
 from registry.submissions.schemas import (MODES, BulkOperationSchema, SubmissionListQuerySchema, SubmissionQuerySchema,
