@@ -298,6 +298,13 @@ CREATE TABLE report_dirty (
     CONSTRAINT report_dirty_pkey PRIMARY KEY (txid, centre_id, operation_id)
 );
 
+-- One row per writing transaction: it carries the deferred flush, so the flush runs once per
+-- transaction however many operations it touched (a trigger per dirty row would rescan the
+-- transaction's rows once per row: quadratic in the size of a bulk load).
+CREATE TABLE report_flush_pending (
+    txid  xid8 NOT NULL DEFAULT pg_current_xact_id() CONSTRAINT report_flush_pending_pkey PRIMARY KEY
+);
+
 -- Fold the pending log into the tallies and histograms. One compactor at a time; returns the
 -- number of log rows folded (0 when another session holds the compaction lock).
 CREATE FUNCTION report_compact() RETURNS bigint LANGUAGE plpgsql AS $$
@@ -399,6 +406,7 @@ DECLARE
     centre_ids bigint[];
     operation_ids bigint[];
 BEGIN
+    DELETE FROM report_flush_pending WHERE txid = pg_current_xact_id();
     WITH taken AS (
         DELETE FROM report_dirty WHERE txid = pg_current_xact_id() RETURNING centre_id, operation_id
     )
@@ -412,12 +420,13 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE CONSTRAINT TRIGGER report_dirty_flush AFTER INSERT ON report_dirty
+CREATE CONSTRAINT TRIGGER report_dirty_flush AFTER INSERT ON report_flush_pending
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION report_flush_dirty();
 
 -- Statement triggers on the base tables: note which operations a statement touched.
 CREATE FUNCTION report_mark_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    INSERT INTO report_flush_pending DEFAULT VALUES ON CONFLICT DO NOTHING;
     IF TG_TABLE_NAME = 'patients' THEN
         INSERT INTO report_dirty (centre_id, operation_id)
         SELECT DISTINCT o.centre_id, o.id
@@ -508,6 +517,7 @@ def downgrade() -> None:
 DROP FUNCTION report_rebuild_after_truncate();
 DROP FUNCTION report_rebuild();
 DROP FUNCTION report_mark_dirty();
+DROP TABLE report_flush_pending;
 DROP TABLE report_dirty;
 DROP FUNCTION report_flush_dirty();
 DROP FUNCTION report_refresh_operations(bigint[], bigint[]);
