@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     )
     db.init_app(app, database_url, settings.reports_database_url, settings)
     observability.init_app(app)
-    app.before_request(refuse_unsupported_media_type)
+    app.before_request(check_request_body)
 
     api = RegistryApi(app)
     from registry.audit.routes import blp as audit_blp
@@ -78,18 +78,23 @@ class RegistryRequest(Request):
         return data
 
 
-def accepts(*media_types: str):
-    """Declare the request media types a view takes (default: application/json only)."""
+def accepts(*media_types: str, bulk: bool = False):
+    """Declare the request media types a view takes (default: application/json only).
+
+    A `bulk` view may take bodies up to MAX_CONTENT_LENGTH; every other view takes one record,
+    at most MAX_RECORD_BYTES.
+    """
 
     def decorator(view):
         view.accepted_media_types = media_types
+        view.takes_bulk_bodies = bulk
         return view
 
     return decorator
 
 
-def refuse_unsupported_media_type():
-    """415 for a request body in a media type the endpoint does not take."""
+def check_request_body():
+    """415 for a body in a media type the endpoint does not take; a record-sized limit (413) unless bulk."""
     if request.method not in ("POST", "PUT", "PATCH"):
         return None
     if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", ""):
@@ -97,6 +102,9 @@ def refuse_unsupported_media_type():
     view = current_app.view_functions.get(request.endpoint)
     view_class = getattr(view, "view_class", None)
     handler = getattr(view_class, request.method.lower(), None) if view_class else view
+    if not getattr(handler, "takes_bulk_bodies", False):
+        settings = current_app.config["REGISTRY_SETTINGS"]
+        request.max_content_length = min(settings.max_record_bytes, settings.max_content_length)
     allowed = getattr(handler, "accepted_media_types", (JSON,))
     if request.mimetype not in allowed and not (request.mimetype.endswith("+json") and JSON in allowed):
         raise Problem(415, f"Send the body as {' or '.join(allowed)}.", slug="unsupported-media-type")

@@ -69,7 +69,8 @@ class Settings:
     pool_timeout: float = 3.0                # seconds a request waits for a connection
     prepare_threshold: int | None = 5        # None disables prepared statements (PgBouncer)
     suppression_threshold: int = 5
-    max_content_length: int = 64 * 1024 * 1024
+    max_content_length: int = 256 * 1024 * 1024  # bulk submissions
+    max_record_bytes: int = 1024 * 1024           # every other request body
     log_level: str = "INFO"
 
     @property
@@ -107,7 +108,8 @@ class Settings:
             pool_timeout=_number(environ, "DB_POOL_TIMEOUT", 3.0, 0.1, 300.0),
             prepare_threshold=None if prepare < 0 else prepare,
             suppression_threshold=_integer(environ, "SUPPRESSION_THRESHOLD", 5, 1, 1000),
-            max_content_length=_integer(environ, "MAX_CONTENT_LENGTH", 64 * 1024 * 1024, 1024, 2**40),
+            max_content_length=_integer(environ, "MAX_CONTENT_LENGTH", 256 * 1024 * 1024, 1024, 2**40),
+            max_record_bytes=_integer(environ, "MAX_RECORD_BYTES", 1024 * 1024, 1024, 2**40),
             log_level=log_level,
         )
 

@@ -55,7 +55,7 @@ def _body():
 
 @blp.route("/")
 class Submissions(MethodView):
-    @accepts(JSON, CSV)
+    @accepts(JSON, CSV, bulk=True)
     @require(SUBMITTER)
     @idempotent
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IDEMPOTENCY_KEY_PARAMETER, MODE_PARAMETER],

@@ -93,3 +93,15 @@ def test_unhandled_error_is_500_problem_without_stack_trace(crashing_app):
     assert "secret internal detail" not in response.text
     assert "Traceback" not in response.text
     assert body["detail"]
+
+
+def test_a_single_record_body_is_limited_to_max_record_bytes(database_url, tokens):
+    app = create_app(make_settings(max_record_bytes=4096), database_url)
+    client = app.test_client()
+    big = client.post("/v1/centres/", json={"code": "BIG", "name": "x" * 5000}, headers=tokens.header("admin"))
+    small = client.post("/v1/centres/", json={"code": "SMALL", "name": "x" * 100}, headers=tokens.header("admin"))
+    bulk = client.post("/v1/submissions/", json=[{"local_ref": "x" * 5000}], headers=tokens.header("submitter_a"))
+    app.extensions["database"].close()
+    assert_problem(big, 413)
+    assert small.status_code == 201
+    assert bulk.status_code != 413  # bulk submissions take up to MAX_CONTENT_LENGTH
