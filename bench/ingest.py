@@ -41,6 +41,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from bench.serving import wait_until_healthy
 from registry import migrate
 from registry import vocabulary as v
 
@@ -215,17 +216,7 @@ def start_gunicorn(url: str, port: int, log) -> subprocess.Popen:
                        MAX_CONTENT_LENGTH=str(1 << 30), PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp())
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:registry.gunicorn_conf",
                                "registry:create_app()"], env=environment, cwd=ROOT, stdout=log, stderr=log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return server
-        except OSError:
-            time.sleep(0.2)
-    server.terminate()
-    raise SystemExit("gunicorn did not start; see its log")
+    return wait_until_healthy(server, port, 60)
 
 
 def peak_worker_memory(server: subprocess.Popen) -> int:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import psycopg
 
+from bench.serving import wait_until_healthy
+
 CASES = [
     # (label, path, token)
     ("complications by approach", "/v1/reports/complications?group_by=approach", "analyst"),
@@ -89,17 +91,7 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen:
     server = subprocess.Popen([str(registry), "serve", "--no-migrate", "--bind", f"127.0.0.1:{port}",
                                "--workers", str(workers), "--threads", "1"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return server
-        except OSError:
-            time.sleep(0.2)
-    server.terminate()
-    raise SystemExit("the server did not start")
+    return wait_until_healthy(server, port, 30)
 
 
 def measure(port: int, path: str, token: str, requests: int, warmup: int) -> list[float]:
