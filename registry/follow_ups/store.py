@@ -55,21 +55,23 @@ def list_follow_ups(conn, centre_id: int, operation_id: int, after_id: int | Non
         (centre_id, operation_id, after_id, after_id, limit)).fetchall()
 
 
-def _columns(operation_date: dt.date, fields: dict) -> dict:
+def follow_up_columns(operation_date: dt.date, fields: dict) -> dict:
+    """The follow_ups row for `fields` of a follow-up of an operation on `operation_date` (dates resolved)."""
     date, months = resolve_dates(operation_date, fields)
     values = {name: fields.get(name) for name in FIELDS}
     values.update(follow_up_date=date, months_after=months, revision_surgery=bool(fields.get("revision_surgery")))
     return values
 
 
-def _comparable(row: dict) -> dict:
+def comparable(row: dict) -> dict:
+    """A stored follow-up keyed like `follow_up_columns`, to tell whether a resubmission changes it."""
     return {name: row["date"] if name == "follow_up_date" else row[name] for name in FIELDS}
 
 
 def save_follow_up(conn, actor: Principal, operation: dict, fields: dict, current: dict | None = None
                    ) -> tuple[dict, str]:
     """Create a follow-up of `operation`, or replace `current` (or the one with the same local_ref)."""
-    values = _columns(operation["operation_date"], fields)
+    values = follow_up_columns(operation["operation_date"], fields)
     if current is None and values["local_ref"]:
         existing = conn.execute("SELECT id FROM follow_ups WHERE centre_id = %s AND local_ref = %s FOR UPDATE",
                                 (actor.centre_id, values["local_ref"])).fetchone()
@@ -86,7 +88,7 @@ def save_follow_up(conn, actor: Principal, operation: dict, fields: dict, curren
         audit.record(conn, centre_id=actor.centre_id, action="create", entity="follow_up", entity_id=row["id"],
                      changed_fields=[name for name, value in values.items() if value is not None], actor=actor)
         return get_follow_up(conn, actor.centre_id, row["id"]), "created"
-    old = _comparable(current)
+    old = comparable(current)
     changed = [name for name in FIELDS if old[name] != values[name]]
     if not changed:
         return current, "unchanged"

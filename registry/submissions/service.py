@@ -45,10 +45,6 @@ from registry.submissions import bulk, csv_layout, store, validation
 CHUNK_SIZE = 1000
 FIRST_PAGE = 1000  # per-record results returned with the answer; the rest are paged
 
-# the record API's follow-up rules (date from months_after and back, columns, comparison)
-_follow_up_columns = follow_ups._columns
-_comparable_follow_up = follow_ups._comparable
-
 
 class Record:
     """One record of a submission as it goes through: what was sent and what became of it."""
@@ -277,12 +273,13 @@ class Ingestion:
                     errors.append(field_error(f"follow_ups.{index}.local_ref",
                                               "Used by a follow-up of another operation."))
                 try:
-                    values = _follow_up_columns(document["operation_date"], sent)
+                    values = follow_ups.follow_up_columns(document["operation_date"], sent)
                 except InvalidInput as problem:
                     errors += [dict(error, field=f"follow_ups.{index}.{error['field']}",
                                     pointer=f"/follow_ups/{index}{error['pointer']}") for error in problem.errors]
                     continue
-                if stored is None or _comparable_follow_up(stored) != {name: values[name] for name in follow_ups.FIELDS}:
+                if stored is None or follow_ups.comparable(stored) != {
+                        name: values[name] for name in follow_ups.FIELDS}:
                     follow_ups_unchanged = False
             if errors:
                 self._reject(record, errors)
@@ -327,7 +324,7 @@ class Ingestion:
                 operation_ids = bulk.insert_operations(conn, actor, new_operations, audit)
                 bulk.insert_follow_ups(conn, actor, [
                     (operation_ids[record.document["local_ref"]],
-                     _follow_up_columns(record.document["operation_date"], follow_up))
+                     follow_ups.follow_up_columns(record.document["operation_date"], follow_up))
                     for record in fast for follow_up in record.document["follow_ups"]], audit)
                 audit.write(conn)
         except (psycopg.errors.IntegrityError, psycopg.errors.DataError):
