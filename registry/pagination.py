@@ -50,6 +50,14 @@ def decode_cursor(cursor: str | None, arity: int) -> list | None:
     return key
 
 
+def keyset_page(query: dict, fetch, key: str = "id") -> dict:
+    """One page of a list ordered by `key`: `fetch(after, limit)` returns up to `limit` rows past
+    `after` (None on the first page); `query` carries the caller's `cursor` and `limit`."""
+    after = decode_cursor(query.get("cursor"), 1)
+    rows = fetch(after[0] if after else None, query["limit"] + 1)
+    return page(rows, query["limit"], lambda row: (row[key],))
+
+
 def page(rows: list[dict], limit: int, key) -> dict:
     """Build the envelope from `limit + 1` fetched rows: the extra row says whether more exist."""
     items = rows[:limit]

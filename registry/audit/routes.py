@@ -5,10 +5,11 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import validate
 
+from registry.audit import store
 from registry.auth import ADMIN, SUBMITTER, authenticate, require
 from registry.db import database
 from registry.fields import Integer
-from registry.pagination import PageQuerySchema, decode_cursor, page, page_schema
+from registry.pagination import PageQuerySchema, keyset_page, page_schema
 from registry.problems import document_errors
 
 blp = Blueprint("audit", __name__, url_prefix="/v1/audit", description="Append-only audit trail")
@@ -49,19 +50,5 @@ class AuditEvents(MethodView):
         """Read the audit trail (admins: all centres; submitters: their own)"""
         principal = authenticate()
         centre_id = query.get("centre_id") if principal.role == ADMIN else principal.centre_id
-        after = decode_cursor(query.get("cursor"), 1)
         with database().transaction() as conn:
-            rows = conn.execute(
-                """SELECT id, centre_id, occurred_at, actor_token_id, actor_role, request_id, action, entity,
-                          entity_id, changed_fields
-                   FROM audit_events
-                   WHERE (%(centre_id)s::bigint IS NULL OR centre_id = %(centre_id)s)
-                     AND (%(after)s::bigint IS NULL OR id > %(after)s)
-                     AND (%(entity)s::text IS NULL OR entity = %(entity)s)
-                     AND (%(entity_id)s::bigint IS NULL OR entity_id = %(entity_id)s)
-                     AND (%(action)s::text IS NULL OR action = %(action)s)
-                     AND (%(since)s::timestamptz IS NULL OR occurred_at >= %(since)s)
-                   ORDER BY id LIMIT %(limit)s""",
-                {"centre_id": centre_id, "after": after[0] if after else None, "limit": query["limit"] + 1,
-                 **{name: query.get(name) for name in ("entity", "entity_id", "action", "since")}}).fetchall()
-        return page(rows, query["limit"], lambda row: (row["id"],))
+            return keyset_page(query, lambda after, limit: store.list_events(conn, centre_id, query, after, limit))

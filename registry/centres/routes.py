@@ -9,7 +9,7 @@ from registry.auth import ADMIN, authenticate, require
 from registry.centres import store
 from registry.centres.schemas import CentreCreateSchema, CentreSchema
 from registry.db import database
-from registry.pagination import PageQuerySchema, decode_cursor, page, page_schema
+from registry.pagination import PageQuerySchema, keyset_page, page_schema
 from registry.problems import Problem, field_error
 
 blp = Blueprint("centres", __name__, url_prefix="/v1/centres", description="Centres (hospitals)")
@@ -27,10 +27,8 @@ class Centres(MethodView):
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def get(self, query):
         """List centres"""
-        after = decode_cursor(query.get("cursor"), 1)
         with database().transaction() as conn:
-            rows = store.list_centres(conn, after_id=after[0] if after else None, limit=query["limit"] + 1)
-        return page(rows, query["limit"], lambda row: (row["id"],))
+            return keyset_page(query, lambda after, limit: store.list_centres(conn, after_id=after, limit=limit))
 
     @require(ADMIN)
     @blp.doc(security=[{"bearerAuth": []}])

@@ -12,7 +12,7 @@ from registry.follow_ups import store
 from registry.follow_ups.schemas import FollowUpFieldsSchema, FollowUpSchema
 from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from registry.operations import store as operations
-from registry.pagination import PageQuerySchema, decode_cursor, page, page_schema
+from registry.pagination import PageQuerySchema, keyset_page, page_schema
 from registry.preconditions import ETAG_HEADER, IF_MATCH_PARAMETER, etag, require_if_match
 from registry.problems import InvalidInput, Problem, document_errors, flatten_messages
 
@@ -57,12 +57,10 @@ class OperationFollowUps(MethodView):
     @document_errors(blp, 401, 403, 404, 422)
     def get(self, query, operation_id):
         """List the follow-ups of an operation"""
-        after = decode_cursor(query.get("cursor"), 1)
         with database().transaction() as conn:
             _operation(conn, operation_id)
-            rows = store.list_follow_ups(conn, authenticate().centre_id, operation_id, after[0] if after else None,
-                                         query["limit"] + 1)
-        return page(rows, query["limit"], lambda row: (row["id"],))
+            return keyset_page(query, lambda after, limit: store.list_follow_ups(
+                conn, authenticate().centre_id, operation_id, after, limit))
 
     @require(SUBMITTER)
     @idempotent

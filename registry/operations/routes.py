@@ -11,7 +11,7 @@ from registry.demo.cases import seed_case
 from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from registry.operations import service, store
 from registry.operations.schemas import (OperationInputSchema, OperationQuerySchema, OperationSchema)
-from registry.pagination import PageQuerySchema, decode_cursor, page, page_schema
+from registry.pagination import PageQuerySchema, keyset_page, page_schema
 from registry.preconditions import ETAG_HEADER, IF_MATCH_PARAMETER, etag, require_if_match
 from registry.problems import InvalidInput, Problem, document_errors, flatten_messages
 
@@ -68,11 +68,9 @@ class Operations(MethodView):
     @document_errors(blp, 401, 403, 422)
     def get(self, query):
         """List your centre's operations"""
-        after = decode_cursor(query.get("cursor"), 1)
         with database().transaction() as conn:
-            rows = store.list_operations(conn, authenticate().centre_id, query, after[0] if after else None,
-                                         query["limit"] + 1)
-        return page(rows, query["limit"], lambda row: (row["id"],))
+            return keyset_page(query, lambda after, limit: store.list_operations(
+                conn, authenticate().centre_id, query, after, limit))
 
     @require(SUBMITTER)
     @idempotent

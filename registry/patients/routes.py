@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from registry.auth import SUBMITTER, authenticate, require
 from registry.db import database
 from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
-from registry.pagination import PageQuerySchema, decode_cursor, page, page_schema
+from registry.pagination import PageQuerySchema, keyset_page, page_schema
 from registry.patients import store
 from registry.patients.schemas import PatientFieldsSchema, PatientInputSchema, PatientQuerySchema, PatientSchema
 from registry.preconditions import ETAG_HEADER, IF_MATCH_PARAMETER, etag, require_if_match
@@ -47,11 +47,9 @@ class Patients(MethodView):
     @document_errors(blp, 401, 403, 422)
     def get(self, query):
         """List your centre's patients"""
-        after = decode_cursor(query.get("cursor"), 1)
         with database().transaction() as conn:
-            rows = store.list_patients(conn, authenticate().centre_id, query, after[0] if after else None,
-                                       query["limit"] + 1)
-        return page(rows, query["limit"], lambda row: (row["id"],))
+            return keyset_page(query, lambda after, limit: store.list_patients(
+                conn, authenticate().centre_id, query, after, limit))
 
     @require(SUBMITTER)
     @idempotent

@@ -12,7 +12,7 @@ from registry.auth import SUBMITTER, authenticate, require
 from registry.db import database
 from registry.idempotency import HEADER as IDEMPOTENCY_HEADER
 from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
-from registry.pagination import decode_cursor, page, page_schema
+from registry.pagination import keyset_page, page_schema
 from registry.problems import InvalidInput, Problem, document_errors
 from registry.submissions import reading, service, store
 from registry.submissions.schemas import (MODES, BulkOperationSchema, SubmissionListQuerySchema, SubmissionQuerySchema,
@@ -81,11 +81,9 @@ class Submissions(MethodView):
     @document_errors(blp, 401, 403, 422)
     def get(self, query):
         """List your centre's submissions, newest first"""
-        before = decode_cursor(query.get("cursor"), 1)
-        with database().transaction() as conn:
-            rows = store.list_submissions(conn, authenticate().centre_id, query, before[0] if before else None,
-                                          query["limit"] + 1)
-        return page(rows, query["limit"], lambda row: (row["id"],))
+        with database().transaction() as conn:  # newest first: the cursor is the last id seen
+            return keyset_page(query, lambda before, limit: store.list_submissions(
+                conn, authenticate().centre_id, query, before, limit))
 
 
 @blp.route("/<int:submission_id>")
@@ -112,14 +110,12 @@ class SubmissionRecords(MethodView):
     @document_errors(blp, 401, 403, 404, 422)
     def get(self, query, submission_id):
         """List what became of each record of a submission (e.g. `outcome=rejected` to fix and resend)"""
-        after = decode_cursor(query.get("cursor"), 1)
         centre_id = authenticate().centre_id
         with database().transaction() as conn:
             submission = store.get_submission(conn, centre_id, submission_id)
             if submission is None:
                 raise _not_found()
-            rows = store.list_records(conn, centre_id, submission_id, query, after[0] if after else None,
-                                      query["limit"] + 1)
-        listed = page(rows, query["limit"], lambda row: (row["position"],))
+            listed = keyset_page(query, lambda after, limit: store.list_records(
+                conn, centre_id, submission_id, query, after, limit), key="position")
         listed["items"] = [service.record_to_wire(row, submission["format"]) for row in listed["items"]]
         return listed

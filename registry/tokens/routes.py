@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 
 from registry.auth import ADMIN, authenticate, require
 from registry.db import database
-from registry.pagination import decode_cursor, page, page_schema
+from registry.pagination import keyset_page, page_schema
 from registry.problems import Problem, field_error
 from registry.tokens import store
 from registry.tokens.schemas import IssuedTokenSchema, TokenCreateSchema, TokenQuerySchema, TokenSchema
@@ -27,11 +27,9 @@ class Tokens(MethodView):
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def get(self, query):
         """List tokens (never their secrets)"""
-        after = decode_cursor(query.get("cursor"), 1)
         with database().transaction() as conn:
-            rows = store.list_tokens(conn, after_id=after[0] if after else None, limit=query["limit"] + 1,
-                                     filters=query)
-        return page(rows, query["limit"], lambda row: (row["id"],))
+            return keyset_page(query, lambda after, limit: store.list_tokens(conn, after_id=after, limit=limit,
+                                                                             filters=query))
 
     @require(ADMIN)
     @blp.doc(security=[{"bearerAuth": []}])
