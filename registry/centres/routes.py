@@ -10,7 +10,7 @@ from registry.centres import store
 from registry.centres.schemas import CentreCreateSchema, CentreSchema
 from registry.db import database
 from registry.pagination import PageQuerySchema, keyset_page, page_schema
-from registry.problems import Problem, field_error
+from registry.problems import Problem, document_errors, field_error
 
 blp = Blueprint("centres", __name__, url_prefix="/v1/centres", description="Centres (hospitals)")
 CentrePageSchema = page_schema(CentreSchema, "CentrePage")
@@ -22,9 +22,7 @@ class Centres(MethodView):
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.arguments(PageQuerySchema, location="query", unknown=ma.RAISE)
     @blp.response(200, CentrePageSchema)
-    @blp.alt_response(401, response="UNAUTHORIZED")
-    @blp.alt_response(403, response="FORBIDDEN")
-    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    @document_errors(blp, 401, 403, 422)
     def get(self, query):
         """List centres"""
         with database().transaction() as conn:
@@ -34,13 +32,7 @@ class Centres(MethodView):
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.arguments(CentreCreateSchema)
     @blp.response(201, CentreSchema)
-    @blp.alt_response(400, response="BAD_REQUEST")
-    @blp.alt_response(401, response="UNAUTHORIZED")
-    @blp.alt_response(403, response="FORBIDDEN")
-    @blp.alt_response(409, response="CONFLICT")
-    @blp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE")
-    @blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE")
-    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    @document_errors(blp, 400, 401, 403, 409, 413, 415, 422)
     def post(self, centre):
         """Add a centre"""
         try:
@@ -55,8 +47,7 @@ class Centres(MethodView):
 class Centre(MethodView):
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.response(200, CentreSchema)
-    @blp.alt_response(401, response="UNAUTHORIZED")
-    @blp.alt_response(404, response="NOT_FOUND")
+    @document_errors(blp, 401, 404)
     def get(self, centre_id):
         """Read a centre (admins any, others their own)"""
         principal = authenticate()

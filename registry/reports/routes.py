@@ -12,6 +12,7 @@ from flask_smorest import Blueprint
 
 from registry.auth import ADMIN, ANALYST, SUBMITTER, authenticate, require
 from registry.db import reports_database
+from registry.problems import document_errors
 from registry.reports import schemas, service
 from registry.reports.csv_output import report_csv
 
@@ -51,9 +52,7 @@ def _report_view(report: str, query_schema, report_schema, summary: str):
         @blp.arguments(query_schema, location="query", unknown=ma.RAISE)
         @blp.response(200, report_schema)
         @blp.alt_response(200, **CSV_RESPONSE)
-        @blp.alt_response(401, response="UNAUTHORIZED")
-        @blp.alt_response(403, response="FORBIDDEN")
-        @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+        @document_errors(blp, 401, 403, 422)
         def get(self, query):
             return _run(service.build_report, report, query)
 
@@ -83,9 +82,7 @@ class CentresReport(MethodView):
     @blp.arguments(schemas.CentresQuerySchema, location="query", unknown=ma.RAISE)
     @blp.response(200, schemas.CentresReportSchema)
     @blp.alt_response(200, **CSV_RESPONSE)
-    @blp.alt_response(401, response="UNAUTHORIZED")
-    @blp.alt_response(403, response="FORBIDDEN")
-    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    @document_errors(blp, 401, 403, 422)
     def get(self, query):
         """Compare each centre's rate with the pooled rate (funnel plot)"""
         return _run(service.build_funnel, query)

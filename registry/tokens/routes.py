@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from registry.auth import ADMIN, authenticate, require
 from registry.db import database
 from registry.pagination import keyset_page, page_schema
-from registry.problems import Problem, field_error
+from registry.problems import Problem, document_errors, field_error
 from registry.tokens import store
 from registry.tokens.schemas import IssuedTokenSchema, TokenCreateSchema, TokenQuerySchema, TokenSchema
 
@@ -22,9 +22,7 @@ class Tokens(MethodView):
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.arguments(TokenQuerySchema, location="query", unknown=ma.RAISE)
     @blp.response(200, TokenPageSchema)
-    @blp.alt_response(401, response="UNAUTHORIZED")
-    @blp.alt_response(403, response="FORBIDDEN")
-    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    @document_errors(blp, 401, 403, 422)
     def get(self, query):
         """List tokens (never their secrets)"""
         with database().transaction() as conn:
@@ -35,12 +33,7 @@ class Tokens(MethodView):
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.arguments(TokenCreateSchema)
     @blp.response(201, IssuedTokenSchema)
-    @blp.alt_response(400, response="BAD_REQUEST")
-    @blp.alt_response(401, response="UNAUTHORIZED")
-    @blp.alt_response(403, response="FORBIDDEN")
-    @blp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE")
-    @blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE")
-    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    @document_errors(blp, 400, 401, 403, 413, 415, 422)
     def post(self, request):
         """Issue a token; the response is the only time its secret is shown"""
         try:
@@ -58,9 +51,7 @@ class Token(MethodView):
     @require(ADMIN)
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.response(200, TokenSchema)
-    @blp.alt_response(401, response="UNAUTHORIZED")
-    @blp.alt_response(403, response="FORBIDDEN")
-    @blp.alt_response(404, response="NOT_FOUND")
+    @document_errors(blp, 401, 403, 404)
     def delete(self, token_id):
         """Revoke a token (it answers 401 from now on)"""
         with database().transaction() as conn:
