@@ -14,7 +14,8 @@ How it fits together (README "Reports" has the user-facing version):
   many statements refreshes each operation once.
 - A refresh locks the operations' fact rows first (in key order) and recomputes them from a
   snapshot taken after the locks are granted, so two writers of one operation serialise and
-  neither works from stale data. It appends the change as signed rows (-old, +new) to
+  neither works from stale data; the row is rewritten in place (an UPDATE, never a DELETE and
+  INSERT), so a refresh queued on the lock gets the newest version. It appends the change as signed rows (-old, +new) to
   `report_log`: an append-only log, so concurrent writers never update a shared row and
   cannot deadlock on aggregates.
 - `report_compact()` folds the log into `report_tallies` (additive measures per centre and
@@ -70,6 +71,14 @@ MEASURES = (
        ("cervical", "bigint"), ("joa_recorded", "bigint"), ("followed_12m", "bigint")]
 )
 
+# The columns of report_operations after its key (the refresh rewrites them in place).
+FACT_COLUMNS = (
+    "patient_id", "counted", "operation_date", "year", "approach", "region", "indication", "diagnosis",
+    "instrumented", "vertebra_count", "procedures", "duration_min", "blood_loss_ml", "intraop_types",
+    "postop_any", "postop_major", "fusion_status_12m", "followed", "followed_12m", "implant_failure",
+    "revision", "preop_joa", "latest_joa", "preop_mjoa", "latest_mjoa",
+)
+
 # The tables whose rows feed an operation's facts, and the operation key of each row.
 SOURCES = {
     "operations": "centre_id, id",
@@ -96,6 +105,7 @@ def upgrade() -> None:
     plain_sums = ",\n            ".join(f"sum(m.{n})" for n in names)
     column_list = ", ".join(names)
     add_excluded = ",\n            ".join(f"{n} = t.{n} + excluded.{n}" for n in names)
+    fact_updates = ",\n            ".join(f"{n} = excluded.{n}" for n in FACT_COLUMNS)
 
     op.execute(f"""
 -- One row per operation: its dimensions and what the reports count about it.
@@ -368,36 +378,53 @@ DECLARE
 BEGIN
     -- Lock first, in key order; the statements below take their snapshot after the locks
     -- are granted, so a concurrent refresh of the same operation has committed by then.
+    -- A fact row is updated in place while its operation exists (never deleted and inserted
+    -- again), so a refresh queued on the lock is handed the newest version of the row.
     PERFORM 1 FROM report_operations f
     WHERE (f.centre_id, f.operation_id) IN (SELECT * FROM unnest(p_centre_ids, p_operation_ids))
     ORDER BY f.centre_id, f.operation_id
     FOR UPDATE;
 
-    SELECT array_agg(coalesce(n.centre_id, f.centre_id)), array_agg(coalesce(n.operation_id, f.operation_id))
-    INTO changed_centres, changed_operations
-    FROM (SELECT * FROM report_operation_facts
-          WHERE (centre_id, operation_id) IN (SELECT * FROM unnest(p_centre_ids, p_operation_ids))) n
-    FULL JOIN (SELECT * FROM report_operations
-               WHERE (centre_id, operation_id) IN (SELECT * FROM unnest(p_centre_ids, p_operation_ids))) f
-        ON f.centre_id = n.centre_id AND f.operation_id = n.operation_id
-    WHERE ROW(n.*) IS DISTINCT FROM ROW(f.*);
-    IF changed_centres IS NULL THEN
-        RETURN;
-    END IF;
+    -- One statement: the facts view is evaluated once; the old measures are logged from the
+    -- rows as they were (every part of a statement sees the same snapshot).
+    WITH fresh AS MATERIALIZED (
+        SELECT * FROM report_operation_facts
+        WHERE (centre_id, operation_id) IN (SELECT * FROM unnest(p_centre_ids, p_operation_ids))
+    ), stored AS MATERIALIZED (
+        SELECT * FROM report_operations
+        WHERE (centre_id, operation_id) IN (SELECT * FROM unnest(p_centre_ids, p_operation_ids))
+    ), changed AS MATERIALIZED (
+        SELECT coalesce(n.centre_id, f.centre_id) AS centre_id,
+               coalesce(n.operation_id, f.operation_id) AS operation_id,
+               n.operation_id IS NULL AS gone
+        FROM fresh n FULL JOIN stored f ON f.centre_id = n.centre_id AND f.operation_id = n.operation_id
+        WHERE ROW(n.*) IS DISTINCT FROM ROW(f.*)
+    ), logged_old AS (
+        INSERT INTO report_log
+        SELECT -1, m.* FROM report_operation_measures m
+        JOIN changed c ON c.centre_id = m.centre_id AND c.operation_id = m.operation_id
+        WHERE m.counted
+    ), removed AS (
+        DELETE FROM report_operations r USING changed c
+        WHERE c.gone AND r.centre_id = c.centre_id AND r.operation_id = c.operation_id
+    ), written AS (
+        INSERT INTO report_operations
+        SELECT n.* FROM fresh n
+        JOIN changed c ON c.centre_id = n.centre_id AND c.operation_id = n.operation_id
+        ON CONFLICT (centre_id, operation_id) DO UPDATE SET
+            {fact_updates}
+        RETURNING centre_id, operation_id
+    )
+    SELECT array_agg(centre_id), array_agg(operation_id) INTO changed_centres, changed_operations
+    FROM written;
 
-    INSERT INTO report_log
-    SELECT -1, m.* FROM report_operation_measures m
-    WHERE m.counted
-      AND (m.centre_id, m.operation_id) IN (SELECT * FROM unnest(changed_centres, changed_operations));
-    DELETE FROM report_operations
-    WHERE (centre_id, operation_id) IN (SELECT * FROM unnest(changed_centres, changed_operations));
-    INSERT INTO report_operations
-    SELECT * FROM report_operation_facts
-    WHERE (centre_id, operation_id) IN (SELECT * FROM unnest(changed_centres, changed_operations));
-    INSERT INTO report_log
-    SELECT 1, m.* FROM report_operation_measures m
-    WHERE m.counted
-      AND (m.centre_id, m.operation_id) IN (SELECT * FROM unnest(changed_centres, changed_operations));
+    -- The new measures, from the rows just written.
+    IF changed_centres IS NOT NULL THEN
+        INSERT INTO report_log
+        SELECT 1, m.* FROM report_operation_measures m
+        WHERE m.counted
+          AND (m.centre_id, m.operation_id) IN (SELECT * FROM unnest(changed_centres, changed_operations));
+    END IF;
 END $$;
 
 -- At commit (deferred): refresh every operation this transaction touched, once.

@@ -147,3 +147,38 @@ def test_a_transaction_refreshes_each_operation_once_at_commit(db, registry):
         assert db.execute("SELECT count(*) AS n FROM report_dirty").fetchone()["n"] == 1
     signs = [r["sign"] for r in db.execute("SELECT sign FROM report_log WHERE id > %s ORDER BY id", (before,))]
     assert signs in ([-1, 1], [])  # one refresh (none if the flag was already set)
+
+
+def test_many_writers_of_one_operation_serialise(db, client, tokens, registry, database_url):
+    """Writers queued on one operation's fact row each refresh it in turn: none works from a
+    stale row, none inserts a second row for it, and the log nets out to the final state."""
+    operation = db.execute("SELECT centre_id, id FROM operations ORDER BY id LIMIT 1").fetchone()
+    errors = []
+    start = threading.Barrier(6)
+
+    def writer(seed):
+        rng = random.Random(seed)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            start.wait()
+            for step in range(30):
+                try:
+                    # children of the operation: the writers share no base row, only the fact row
+                    if rng.random() < 0.6:
+                        conn.execute("INSERT INTO intraop_events (centre_id, operation_id, position, type)"
+                                     " VALUES (%s, %s, %s, %s)",
+                                     (operation["centre_id"], operation["id"], 100 * (seed + 1) + step,
+                                      rng.choice(["dural_tear", "other", "wrong_level"])))
+                    else:
+                        conn.execute("DELETE FROM intraop_events WHERE centre_id = %s AND operation_id = %s"
+                                     " AND position >= %s AND position < %s",
+                                     (operation["centre_id"], operation["id"], 100 * (seed + 1), 100 * (seed + 2)))
+                except Exception as exc:  # noqa: BLE001 - reported below
+                    errors.append(repr(exc))
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert_aggregates_exact(db, client, tokens)
