@@ -484,7 +484,10 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Recompute every fact, tally and histogram from the base tables.
+-- Recompute every fact, tally and histogram from the base tables. Each centre's cells are
+-- aggregated from the facts; the all-centres cells (centre_id 0) are then summed from them,
+-- not aggregated again from every operation (half the rows to group). Histogram rows are
+-- written in primary-key order, so their index is filled left to right.
 CREATE FUNCTION report_rebuild() RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     operations_counted bigint;
@@ -494,24 +497,33 @@ BEGIN
     DELETE FROM report_dirty WHERE txid = pg_current_xact_id();
     INSERT INTO report_operations SELECT * FROM report_operation_facts;
     INSERT INTO report_tallies (centre_id, dim, value, {column_list})
-    SELECT s.scope, d.dim, d.value,
+    SELECT m.centre_id, d.dim, d.value,
             {plain_sums}
     FROM report_operation_measures m
     CROSS JOIN LATERAL report_dimension_values(m.centre_id, m.approach, m.region, m.procedures,
         m.diagnosis, m.indication, m.instrumented, m.levels, m.year) d
-    CROSS JOIN LATERAL (VALUES (0::bigint), (m.centre_id)) s (scope)
     WHERE m.counted
-    GROUP BY s.scope, d.dim, d.value;
+    GROUP BY m.centre_id, d.dim, d.value;
+    INSERT INTO report_tallies (centre_id, dim, value, {column_list})
+    SELECT 0, m.dim, m.value,
+            {plain_sums}
+    FROM report_tallies m
+    GROUP BY m.dim, m.value;
     INSERT INTO report_histograms (centre_id, dim, value, metric, x, y, n)
-    SELECT s.scope, d.dim, d.value, h.metric, h.x, h.y, count(*)
+    SELECT m.centre_id, d.dim, d.value, h.metric, h.x, h.y, count(*)
     FROM report_operation_measures m
     CROSS JOIN LATERAL report_dimension_values(m.centre_id, m.approach, m.region, m.procedures,
         m.diagnosis, m.indication, m.instrumented, m.levels, m.year) d
-    CROSS JOIN LATERAL (VALUES (0::bigint), (m.centre_id)) s (scope)
     CROSS JOIN LATERAL report_metric_values(m.blood_loss_ml, m.duration_min, m.preop_joa,
         m.latest_joa, m.preop_mjoa, m.latest_mjoa) h
     WHERE m.counted
-    GROUP BY s.scope, d.dim, d.value, h.metric, h.x, h.y;
+    GROUP BY m.centre_id, d.dim, h.metric, d.value, h.x, h.y
+    ORDER BY m.centre_id, d.dim, h.metric, d.value, h.x, h.y;
+    INSERT INTO report_histograms (centre_id, dim, value, metric, x, y, n)
+    SELECT 0, h.dim, h.value, h.metric, h.x, h.y, sum(h.n)
+    FROM report_histograms h
+    GROUP BY h.dim, h.metric, h.value, h.x, h.y
+    ORDER BY h.dim, h.metric, h.value, h.x, h.y;
     SELECT count(*) INTO operations_counted FROM report_operations WHERE counted;
     RETURN operations_counted;
 END $$;
