@@ -14,6 +14,8 @@ intraoperative event, follow-ups at 3 to 60 months, 1 % of patients with consent
 import datetime as dt
 import io
 import math
+import multiprocessing
+import queue
 import random
 import time
 
@@ -57,15 +59,18 @@ DAYS = (dt.date(2025, 12, 31) - FIRST_DAY).days
 def _text(value) -> str:
     if value is None:
         return "\\N"
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is bool:
         return "t" if value else "f"
-    if isinstance(value, (list, tuple)):
+    if kind is list or kind is tuple:
         return "{" + ",".join(value) + "}"
     return str(value)
 
 
 def _line(*values) -> str:
-    return "\t".join(_text(value) for value in values) + "\n"
+    return "\t".join(map(_text, values)) + "\n"
 
 
 def _rounded_blood_loss(rng) -> int | None:
@@ -87,8 +92,11 @@ def centre_count(operations: int) -> int:
 
 
 def generate(conn: psycopg.Connection, operations: int, seed: int = 1, log=print) -> dict:
-    """Load `operations` operations (plus patients and children) into an empty registry."""
-    rng = random.Random(seed)
+    """Load `operations` operations (plus patients and children) into an empty registry.
+
+    The rows are made in a worker process while this one copies the previous batch in, so
+    making rows (Python) and storing them (the server) overlap.
+    """
     centres = centre_count(operations)
     started = time.perf_counter()
     scalars = conn.cursor(row_factory=psycopg.rows.tuple_row)
@@ -100,38 +108,31 @@ def generate(conn: psycopg.Connection, operations: int, seed: int = 1, log=print
             for index in range(centres):
                 copy.write(_line(first_centre + index, f"BENCH-{index + 1:03d}", f"Bench centre {index + 1}"))
         centre_ids = list(range(first_centre, first_centre + centres))
-        weights = [1 / (rank + 1) ** 0.8 for rank in range(centres)]  # a few big centres, many small
         ids = {table: scalars.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
                for table in ("patients", "operations", "intraop_events", "postop_complications",
                              "implants", "follow_ups")}
         counts = dict.fromkeys(ids, 0)
-        done = 0
-        while done < operations:
-            batch = min(CHUNK, operations - done)
-            buffers = {table: io.StringIO() for table in ids}
-            patients_of_centre = {}
-            for _ in range(batch):
-                centre = rng.choices(centre_ids, weights)[0]
-                known = patients_of_centre.setdefault(centre, [])
-                if known and rng.random() < 0.25:
-                    patient, diagnosis = rng.choice(known)
-                else:
-                    ids["patients"] += 1  # ref_hash is bytea: \\x + hex in COPY text format
-                    patient, diagnosis = ids["patients"], rng.choice(DIAGNOSES)
-                    known.append((patient, diagnosis))
-                    buffers["patients"].write(_line(
-                        centre, patient, "\\\\x" + rng.randbytes(16).hex(), rng.choice(["male", "female"]),
-                        rng.randrange(1930, 2015), diagnosis,
-                        "withdrawn" if rng.random() < 0.01 else "active"))
-                ids["operations"] += 1
-                operation = ids["operations"]
-                _operation(rng, buffers, ids, centre, patient, operation)
-            for table, buffer in buffers.items():
-                with conn.cursor().copy(f"COPY {table} ({COLUMNS[table]}) FROM STDIN") as copy:
-                    copy.write(buffer.getvalue())
-                counts[table] += buffer.getvalue().count("\n")
-            done += batch
-            log(f"  {done:,} operations written ({time.perf_counter() - started:.0f} s)")
+        context = multiprocessing.get_context("spawn")  # no inherited connections or threads
+        batches = context.Queue(maxsize=2)
+        maker = context.Process(target=_make_batches, args=(batches, operations, seed, centre_ids, ids),
+                                daemon=True)
+        maker.start()
+        try:
+            while True:
+                done, data = _next_batch(batches, maker)
+                if done is None:
+                    ids = data
+                    break
+                for table, text in data.items():
+                    with conn.cursor().copy(f"COPY {table} ({COLUMNS[table]}) FROM STDIN") as copy:
+                        copy.write(text)
+                    counts[table] += text.count(b"\n")
+                log(f"  {done:,} operations written ({time.perf_counter() - started:.0f} s)")
+            maker.join()
+        finally:
+            if maker.is_alive():
+                maker.terminate()
+                maker.join()
         for table, last in ids.items():
             conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), %s)", (max(last, 1),))
         conn.execute("SELECT setval(pg_get_serial_sequence('centres', 'id'), %s)", (first_centre + centres - 1,))
@@ -142,9 +143,51 @@ def generate(conn: psycopg.Connection, operations: int, seed: int = 1, log=print
         conn.execute("SET LOCAL work_mem = '256MB'")
         conn.execute("SET LOCAL max_parallel_workers_per_gather = 2")
         counted = scalars.execute("SELECT report_rebuild()").fetchone()[0]
+    rebuilt = time.perf_counter()
+    log(f"  report aggregates rebuilt in {rebuilt - loaded:.0f} s ({counted:,} counted operations)")
     conn.execute("VACUUM ANALYZE")  # all-visible pages: the reports' index-only scans
-    log(f"  report aggregates rebuilt in {time.perf_counter() - loaded:.0f} s ({counted:,} counted operations)")
+    log(f"  vacuumed and analysed in {time.perf_counter() - rebuilt:.0f} s")
     return {"centres": centres, **counts, "seconds": time.perf_counter() - started}
+
+
+def _next_batch(batches, maker):
+    while True:
+        try:
+            return batches.get(timeout=5)
+        except queue.Empty:
+            if not maker.is_alive():
+                raise RuntimeError(f"the row maker exited with code {maker.exitcode}") from None
+
+
+def _make_batches(batches, operations: int, seed: int, centre_ids: list, ids: dict) -> None:
+    """In the worker process: put (operations done, {table: COPY text}) per batch, then
+    (None, the last id of each table)."""
+    rng = random.Random(seed)
+    weights = [1 / (rank + 1) ** 0.8 for rank in range(len(centre_ids))]  # a few big centres, many small
+    done = 0
+    while done < operations:
+        batch = min(CHUNK, operations - done)
+        buffers = {table: io.StringIO() for table in ids}
+        patients_of_centre = {}
+        for _ in range(batch):
+            centre = rng.choices(centre_ids, weights)[0]
+            known = patients_of_centre.setdefault(centre, [])
+            if known and rng.random() < 0.25:
+                patient, diagnosis = rng.choice(known)
+            else:
+                ids["patients"] += 1  # ref_hash is bytea: \\x + hex in COPY text format
+                patient, diagnosis = ids["patients"], rng.choice(DIAGNOSES)
+                known.append((patient, diagnosis))
+                buffers["patients"].write(_line(
+                    centre, patient, "\\\\x" + rng.randbytes(16).hex(), rng.choice(["male", "female"]),
+                    rng.randrange(1930, 2015), diagnosis,
+                    "withdrawn" if rng.random() < 0.01 else "active"))
+            ids["operations"] += 1
+            operation = ids["operations"]
+            _operation(rng, buffers, ids, centre, patient, operation)
+        done += batch
+        batches.put((done, {table: buffer.getvalue().encode() for table, buffer in buffers.items()}))
+    batches.put((None, ids))
 
 
 COLUMNS = {
