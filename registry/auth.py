@@ -62,16 +62,27 @@ def authenticate() -> Principal:
     return g.principal
 
 
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 def require(*roles: str):
     """Decorate a view so only tokens of these roles reach it (403 for other roles)."""
 
     def decorator(view):
-        @wraps(view)
-        def wrapper(*args, **kwargs):
+        def checked(*args, **kwargs):
             principal = authenticate()
             if principal.role not in roles:
                 raise Problem(403, f"This needs a token with role {' or '.join(roles)}.", slug="forbidden")
             return view(*args, **kwargs)
+
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            if request.method in _WRITES:
+                # A write is one transaction, the token lookup included: one connection
+                # checkout and one commit per request.
+                with database().request_transaction():
+                    return checked(*args, **kwargs)
+            return checked(*args, **kwargs)
 
         return wrapper
 

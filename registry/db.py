@@ -94,6 +94,10 @@ class Database:
     @contextmanager
     def request_transaction(self) -> Iterator[psycopg.Connection]:
         """Make this request's `transaction()` calls share one transaction, committed at the end."""
+        shared = g.get("request_transaction")
+        if shared is not None and shared[0] is self:
+            yield shared[1]
+            return
         with self.transaction() as conn:
             g.request_transaction = (self, conn)
             try:

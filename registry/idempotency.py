@@ -70,11 +70,12 @@ def idempotent(view):
         key = request.headers.get(HEADER)
         if key is None:
             return view(*args, **kwargs)
-        if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-            raise InvalidInput([field_error(HEADER, f"Must be 1–{MAX_KEY_LENGTH} printable characters.", "headers")])
-        principal = authenticate()
-        fingerprint = _request_fingerprint()
         with database().request_transaction() as conn:
+            principal = authenticate()
+            if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+                raise InvalidInput([field_error(HEADER, f"Must be 1–{MAX_KEY_LENGTH} printable characters.",
+                                                "headers")])
+            fingerprint = _request_fingerprint()
             claimed = conn.execute(
                 """INSERT INTO idempotency_keys (centre_id, key, request_hash) VALUES (%s, %s, %s)
                    ON CONFLICT DO NOTHING RETURNING key""",

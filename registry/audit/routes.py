@@ -43,7 +43,7 @@ class AuditQuerySchema(PageQuerySchema):
 class AuditEvents(MethodView):
     @require(ADMIN, SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(AuditQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.arguments(AuditQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, page_schema(AuditEventSchema, "AuditEventPage"))
     @document_errors(blp, 401, 403, 422)
     def get(self, query):

@@ -20,7 +20,7 @@ CentrePageSchema = page_schema(CentreSchema, "CentrePage")
 class Centres(MethodView):
     @require(ADMIN)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(PageQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.arguments(PageQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, CentrePageSchema)
     @document_errors(blp, 401, 403, 422)
     def get(self, query):
@@ -30,7 +30,7 @@ class Centres(MethodView):
 
     @require(ADMIN)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(CentreCreateSchema)
+    @blp.arguments(CentreCreateSchema())
     @blp.response(201, CentreSchema)
     @document_errors(blp, 400, 401, 403, 409, 413, 415, 422)
     def post(self, centre):

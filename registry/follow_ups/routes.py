@@ -52,7 +52,7 @@ def _reply(follow_up: dict, status: int = 200):
 class OperationFollowUps(MethodView):
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(PageQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.arguments(PageQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, FollowUpPageSchema)
     @document_errors(blp, 401, 403, 404, 422)
     def get(self, query, operation_id):
@@ -65,7 +65,7 @@ class OperationFollowUps(MethodView):
     @require(SUBMITTER)
     @idempotent
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IDEMPOTENCY_KEY_PARAMETER])
-    @blp.arguments(FollowUpFieldsSchema, example=EXAMPLE)
+    @blp.arguments(FollowUpFieldsSchema(), example=EXAMPLE)
     @blp.response(201, FollowUpSchema, headers=ETAG_HEADER, description="Created")
     @blp.alt_response(200, schema=FollowUpSchema, success=True,
                       description="A follow-up with this local_ref existed: updated, or unchanged")
@@ -93,7 +93,7 @@ class FollowUp(MethodView):
 
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
-    @blp.arguments(FollowUpFieldsSchema, example=EXAMPLE)
+    @blp.arguments(FollowUpFieldsSchema(), example=EXAMPLE)
     @blp.response(200, FollowUpSchema, headers=ETAG_HEADER)
     @document_errors(blp, 400, 401, 403, 404, 409, 412, 413, 415, 422, 428)
     def put(self, fields, follow_up_id):

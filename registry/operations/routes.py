@@ -63,7 +63,7 @@ def _reply(document: dict, status: int, sent: dict | None = None):
 class Operations(MethodView):
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(OperationListQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.arguments(OperationListQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, OperationPageSchema)
     @document_errors(blp, 401, 403, 422)
     def get(self, query):
@@ -75,7 +75,7 @@ class Operations(MethodView):
     @require(SUBMITTER)
     @idempotent
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IDEMPOTENCY_KEY_PARAMETER])
-    @blp.arguments(OperationInputSchema, example=EXAMPLE)
+    @blp.arguments(OperationInputSchema(), example=EXAMPLE)
     @blp.response(201, OperationSchema, headers=ETAG_HEADER, description="Created")
     @blp.alt_response(200, schema=OperationSchema, success=True,
                       description="Your centre had an operation with this local_ref: updated, or unchanged")
@@ -103,7 +103,7 @@ class Operation(MethodView):
 
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
-    @blp.arguments(OperationInputSchema, example=EXAMPLE)
+    @blp.arguments(OperationInputSchema(), example=EXAMPLE)
     @blp.response(200, OperationSchema, headers=ETAG_HEADER)
     @document_errors(blp, 400, 401, 403, 404, 409, 412, 413, 415, 422, 428)
     def put(self, document, operation_id):

@@ -42,7 +42,7 @@ def _locked_patient(conn, patient_id: int) -> dict:
 class Patients(MethodView):
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(PatientListQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.arguments(PatientListQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, PatientPageSchema)
     @document_errors(blp, 401, 403, 422)
     def get(self, query):
@@ -54,7 +54,7 @@ class Patients(MethodView):
     @require(SUBMITTER)
     @idempotent
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IDEMPOTENCY_KEY_PARAMETER])
-    @blp.arguments(PatientInputSchema)
+    @blp.arguments(PatientInputSchema())
     @blp.response(201, PatientSchema, headers=ETAG_HEADER,
                   description="Created; the reply also echoes your ref, which is never shown again")
     @blp.alt_response(200, schema=PatientSchema, success=True,
@@ -84,7 +84,7 @@ class Patient(MethodView):
 
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
-    @blp.arguments(PatientFieldsSchema)
+    @blp.arguments(PatientFieldsSchema())
     @blp.response(200, PatientSchema, headers=ETAG_HEADER)
     @document_errors(blp, 400, 401, 403, 404, 412, 413, 415, 422, 428)
     def put(self, fields, patient_id):

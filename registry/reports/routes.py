@@ -49,7 +49,7 @@ def _report_view(report: str, query_schema, report_schema, summary: str):
     class ReportView(MethodView):
         @require(SUBMITTER, ANALYST, ADMIN)
         @blp.doc(security=[{"bearerAuth": []}])
-        @blp.arguments(query_schema, location="query", unknown=ma.RAISE)
+        @blp.arguments(query_schema(), location="query", unknown=ma.RAISE)
         @blp.response(200, report_schema)
         @blp.alt_response(200, **CSV_RESPONSE)
         @document_errors(blp, 401, 403, 422)
@@ -79,7 +79,7 @@ blp.route("/completeness")(_report_view(
 class CentresReport(MethodView):
     @require(SUBMITTER, ANALYST, ADMIN)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(schemas.CentresQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.arguments(schemas.CentresQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, schemas.CentresReportSchema)
     @blp.alt_response(200, **CSV_RESPONSE)
     @document_errors(blp, 401, 403, 422)

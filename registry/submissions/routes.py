@@ -60,7 +60,7 @@ class Submissions(MethodView):
     @idempotent
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IDEMPOTENCY_KEY_PARAMETER, MODE_PARAMETER],
              requestBody=_REQUEST_BODY)
-    @blp.arguments(SubmissionQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.arguments(SubmissionQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(201, SubmissionReportSchema, description="Submitted: see `status` and each record's `outcome`")
     @document_errors(blp, 401, 403, 413, 415, 422)
     def post(self, query):
@@ -76,7 +76,7 @@ class Submissions(MethodView):
 
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(SubmissionListQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.arguments(SubmissionListQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, page_schema(SubmissionSchema, "SubmissionPage"))
     @document_errors(blp, 401, 403, 422)
     def get(self, query):
@@ -105,7 +105,7 @@ class Submission(MethodView):
 class SubmissionRecords(MethodView):
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(SubmissionRecordQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.arguments(SubmissionRecordQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, page_schema(SubmissionRecordSchema, "SubmissionRecordPage"))
     @document_errors(blp, 401, 403, 404, 422)
     def get(self, query, submission_id):

@@ -20,7 +20,7 @@ TokenPageSchema = page_schema(TokenSchema, "TokenPage")
 class Tokens(MethodView):
     @require(ADMIN)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(TokenQuerySchema, location="query", unknown=ma.RAISE)
+    @blp.arguments(TokenQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, TokenPageSchema)
     @document_errors(blp, 401, 403, 422)
     def get(self, query):
@@ -31,7 +31,7 @@ class Tokens(MethodView):
 
     @require(ADMIN)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(TokenCreateSchema)
+    @blp.arguments(TokenCreateSchema())
     @blp.response(201, IssuedTokenSchema)
     @document_errors(blp, 400, 401, 403, 413, 415, 422)
     def post(self, request):
