@@ -120,25 +120,45 @@ def list_operations(conn, centre_id: int, filters: dict, after_id: int | None, l
     return _documents(conn, centre_id, rows)
 
 
+# Composed once: statements built per call cost more Python time than the insert itself.
+_INSERT_CHILD = {
+    table: sql.SQL("INSERT INTO {table} (centre_id, operation_id, position, {columns})"
+                   " VALUES (%s, %s, %s, {values})").format(
+        table=sql.Identifier(table), columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        values=sql.SQL(", ").join(sql.Placeholder() * len(columns))).as_string()
+    for table, columns in CHILD_COLUMNS.items()
+}
+_DELETE_CHILDREN = {
+    table: sql.SQL("DELETE FROM {} WHERE centre_id = %s AND operation_id = %s").format(sql.Identifier(table)).as_string()
+    for table in CHILD_COLUMNS
+}
+_INSERT_OPERATION = (
+    sql.SQL("INSERT INTO operations (centre_id, patient_id, {columns}) VALUES (%s, %s, {values})"
+            " ON CONFLICT (centre_id, local_ref) DO NOTHING"
+            " RETURNING id, centre_id, patient_id, version, created_at, updated_at").format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, OPERATION_COLUMNS)),
+        values=sql.SQL(", ").join(sql.Placeholder() * len(OPERATION_COLUMNS)))).as_string()
+_UPDATE_OPERATION = (
+    sql.SQL("UPDATE operations SET patient_id = %s, {assignments}, version = version + 1, updated_at = now()"
+            " WHERE centre_id = %s AND id = %s").format(
+        assignments=sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(column))
+                                       for column in OPERATION_COLUMNS))).as_string()
+
+
 def _insert_children(conn, centre_id: int, operation_id: int, children: dict[str, list[dict]]) -> None:
     for table, columns in CHILD_COLUMNS.items():
         items = children[table]
         if not items:
             continue
         with conn.cursor() as cur:
-            cur.executemany(
-                sql.SQL("INSERT INTO {table} (centre_id, operation_id, position, {columns})"
-                        " VALUES (%s, %s, %s, {values})").format(
-                    table=sql.Identifier(table), columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
-                    values=sql.SQL(", ").join(sql.Placeholder() * len(columns))),
-                [(centre_id, operation_id, position, *(item.get(column) for column in columns))
-                 for position, item in enumerate(items)])
+            cur.executemany(_INSERT_CHILD[table],
+                            [(centre_id, operation_id, position, *(item.get(column) for column in columns))
+                             for position, item in enumerate(items)])
 
 
 def _replace_children(conn, centre_id: int, operation_id: int, children: dict[str, list[dict]]) -> None:
     for table in CHILD_COLUMNS:
-        conn.execute(sql.SQL("DELETE FROM {} WHERE centre_id = %s AND operation_id = %s").format(
-            sql.Identifier(table)), (centre_id, operation_id))
+        conn.execute(_DELETE_CHILDREN[table], (centre_id, operation_id))
     _insert_children(conn, centre_id, operation_id, children)
 
 
@@ -148,13 +168,8 @@ def insert_operation(conn, centre_id: int, patient_id: int, columns: dict, child
     Returns the stored row (the columns given plus id, version and timestamps), so the caller
     can answer without reading back what it just wrote.
     """
-    row = conn.execute(
-        sql.SQL("INSERT INTO operations (centre_id, patient_id, {columns}) VALUES (%s, %s, {values})"
-                " ON CONFLICT (centre_id, local_ref) DO NOTHING"
-                " RETURNING id, centre_id, patient_id, version, created_at, updated_at").format(
-            columns=sql.SQL(", ").join(map(sql.Identifier, OPERATION_COLUMNS)),
-            values=sql.SQL(", ").join(sql.Placeholder() * len(OPERATION_COLUMNS))),
-        (centre_id, patient_id, *(columns[column] for column in OPERATION_COLUMNS))).fetchone()
+    row = conn.execute(_INSERT_OPERATION,
+                       (centre_id, patient_id, *(columns[column] for column in OPERATION_COLUMNS))).fetchone()
     if row is None:
         return None
     _insert_children(conn, centre_id, row["id"], children)  # a new operation has none to replace
@@ -163,12 +178,8 @@ def insert_operation(conn, centre_id: int, patient_id: int, columns: dict, child
 
 def update_operation(conn, centre_id: int, operation_id: int, patient_id: int, columns: dict,
                      children: dict) -> None:
-    conn.execute(
-        sql.SQL("UPDATE operations SET patient_id = %s, {assignments}, version = version + 1, updated_at = now()"
-                " WHERE centre_id = %s AND id = %s").format(
-            assignments=sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(column))
-                                           for column in OPERATION_COLUMNS)),
-        (patient_id, *(columns[column] for column in OPERATION_COLUMNS), centre_id, operation_id))
+    conn.execute(_UPDATE_OPERATION,
+                 (patient_id, *(columns[column] for column in OPERATION_COLUMNS), centre_id, operation_id))
     _replace_children(conn, centre_id, operation_id, children)
 
 
