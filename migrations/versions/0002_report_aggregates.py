@@ -20,8 +20,8 @@ How it fits together (README "Reports" has the user-facing version):
   cannot deadlock on aggregates.
 - `report_compact()` folds the log into `report_tallies` (additive measures per centre and
   dimension value; centre_id 0 is all centres) and `report_histograms` (exact value counts,
-  from which quartiles are exact). One compactor at a time (advisory lock); writers call it
-  opportunistically at commit once enough log rows are pending. Reports read
+  from which quartiles are exact). One compactor at a time (advisory lock); a writer runs it
+  at commit when its log rows take an id past a multiple of COMPACT_WHEN_PENDING. Reports read
   tallies + pending log rows, so figures are exact whether or not the log was folded.
 - `report_rebuild()` recomputes everything from the base tables (bulk loads, repairs).
 
@@ -300,8 +300,9 @@ CREATE TABLE report_histograms (
     CONSTRAINT report_histograms_pkey PRIMARY KEY (centre_id, dim, metric, value, x, y) INCLUDE (n)
 );
 
--- Operations touched by a transaction and not yet refreshed; emptied at its commit.
-CREATE TABLE report_dirty (
+-- Operations touched by a transaction and not yet refreshed; emptied at its commit. Its rows
+-- never outlive their transaction, so the table is UNLOGGED (no WAL to write at each commit).
+CREATE UNLOGGED TABLE report_dirty (
     txid          xid8 NOT NULL DEFAULT pg_current_xact_id(),
     centre_id     bigint NOT NULL,
     operation_id  bigint NOT NULL,
@@ -310,8 +311,8 @@ CREATE TABLE report_dirty (
 
 -- One row per writing transaction: it carries the deferred flush, so the flush runs once per
 -- transaction however many operations it touched (a trigger per dirty row would rescan the
--- transaction's rows once per row: quadratic in the size of a bulk load).
-CREATE TABLE report_flush_pending (
+-- transaction's rows once per row: quadratic in the size of a bulk load). UNLOGGED too.
+CREATE UNLOGGED TABLE report_flush_pending (
     txid  xid8 NOT NULL DEFAULT pg_current_xact_id() CONSTRAINT report_flush_pending_pkey PRIMARY KEY
 );
 
@@ -358,23 +359,32 @@ BEGIN
     RETURN folded;
 END $$;
 
--- Called by writers at commit: fold the log when enough is pending. Only under READ COMMITTED:
--- a compactor's snapshot must postdate the previous compactor's commit.
-CREATE FUNCTION report_maybe_compact() RETURNS void LANGUAGE plpgsql AS $$
+-- Called by a writer at commit with the number of log rows it just wrote: fold the log when
+-- those rows took an id past a multiple of {COMPACT_WHEN_PENDING}, so about once per that many rows, without
+-- counting the log at every commit. Only under READ COMMITTED: a compactor's snapshot must
+-- postdate the previous compactor's commit.
+CREATE FUNCTION report_maybe_compact(p_logged bigint) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    last_id bigint;
 BEGIN
-    IF current_setting('transaction_isolation') = 'read committed'
-       AND (SELECT count(*) FROM (SELECT 1 FROM report_log LIMIT {COMPACT_WHEN_PENDING}) pending)
-           >= {COMPACT_WHEN_PENDING} THEN
+    IF p_logged = 0 OR current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN;
+    END IF;
+    last_id := currval(pg_get_serial_sequence('report_log', 'id'));
+    IF last_id / {COMPACT_WHEN_PENDING} > (last_id - p_logged) / {COMPACT_WHEN_PENDING} THEN
         PERFORM report_compact();
     END IF;
 END $$;
 
--- Recompute the facts of these operations and log the change of their measures.
+-- Recompute the facts of these operations and log the change of their measures; returns the
+-- number of log rows written.
 CREATE FUNCTION report_refresh_operations(p_centre_ids bigint[], p_operation_ids bigint[])
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     changed_centres bigint[];
     changed_operations bigint[];
+    logged_before bigint;
+    logged_after bigint := 0;
 BEGIN
     -- Lock first, in key order; the statements below take their snapshot after the locks
     -- are granted, so a concurrent refresh of the same operation has committed by then.
@@ -404,6 +414,7 @@ BEGIN
         SELECT -1, m.* FROM report_operation_measures m
         JOIN changed c ON c.centre_id = m.centre_id AND c.operation_id = m.operation_id
         WHERE m.counted
+        RETURNING 1
     ), removed AS (
         DELETE FROM report_operations r USING changed c
         WHERE c.gone AND r.centre_id = c.centre_id AND r.operation_id = c.operation_id
@@ -415,8 +426,9 @@ BEGIN
             {fact_updates}
         RETURNING centre_id, operation_id
     )
-    SELECT array_agg(centre_id), array_agg(operation_id) INTO changed_centres, changed_operations
-    FROM written;
+    SELECT (SELECT array_agg(centre_id) FROM written), (SELECT array_agg(operation_id) FROM written),
+           (SELECT count(*) FROM logged_old)
+    INTO changed_centres, changed_operations, logged_before;
 
     -- The new measures, from the rows just written.
     IF changed_centres IS NOT NULL THEN
@@ -424,7 +436,9 @@ BEGIN
         SELECT 1, m.* FROM report_operation_measures m
         WHERE m.counted
           AND (m.centre_id, m.operation_id) IN (SELECT * FROM unnest(changed_centres, changed_operations));
+        GET DIAGNOSTICS logged_after = ROW_COUNT;
     END IF;
+    RETURN logged_before + logged_after;
 END $$;
 
 -- At commit (deferred): refresh every operation this transaction touched, once.
@@ -432,6 +446,7 @@ CREATE FUNCTION report_flush_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     centre_ids bigint[];
     operation_ids bigint[];
+    logged bigint;
 BEGIN
     DELETE FROM report_flush_pending WHERE txid = pg_current_xact_id();
     WITH taken AS (
@@ -441,8 +456,8 @@ BEGIN
            array_agg(operation_id ORDER BY centre_id, operation_id)
     INTO centre_ids, operation_ids FROM taken;
     IF centre_ids IS NOT NULL THEN
-        PERFORM report_refresh_operations(centre_ids, operation_ids);
-        PERFORM report_maybe_compact();
+        logged := report_refresh_operations(centre_ids, operation_ids);
+        PERFORM report_maybe_compact(logged);
     END IF;
     RETURN NULL;
 END $$;
@@ -560,7 +575,7 @@ DROP TABLE report_flush_pending;
 DROP TABLE report_dirty;
 DROP FUNCTION report_flush_dirty();
 DROP FUNCTION report_refresh_operations(bigint[], bigint[]);
-DROP FUNCTION report_maybe_compact();
+DROP FUNCTION report_maybe_compact(bigint);
 DROP FUNCTION report_compact();
 DROP TABLE report_histograms;
 DROP TABLE report_tallies;

@@ -182,3 +182,19 @@ def test_many_writers_of_one_operation_serialise(db, client, tokens, registry, d
         thread.join()
     assert errors == []
     assert_aggregates_exact(db, client, tokens)
+
+
+def test_a_writer_folds_the_log_once_enough_is_pending(db, client, tokens, registry):
+    """The commit whose log rows pass a multiple of 2,000 ids folds the whole log."""
+    with db.transaction():
+        db.execute("""INSERT INTO operations (centre_id, patient_id, local_ref, operation_date, region, procedures,
+                                              instrumented, blood_loss_ml)
+                      SELECT o.centre_id, o.patient_id, 'bulk-' || g, o.operation_date, o.region, o.procedures,
+                             o.instrumented, g % 900
+                      FROM (SELECT o.* FROM operations o JOIN patients p
+                            ON p.centre_id = o.centre_id AND p.id = o.patient_id
+                            WHERE p.consent = 'active' LIMIT 1) o, generate_series(1, 2100) g""")
+    assert db.execute("SELECT count(*) AS n FROM report_log").fetchone()["n"] == 0
+    assert db.execute("SELECT sum(operations) AS n FROM report_tallies WHERE centre_id = 0 AND dim = 'all'"
+                      ).fetchone()["n"] >= 2100
+    assert_aggregates_exact(db, client, tokens)
