@@ -71,6 +71,7 @@ class Settings:
     suppression_threshold: int = 5
     max_content_length: int = 256 * 1024 * 1024  # bulk submissions
     max_record_bytes: int = 1024 * 1024           # every other request body
+    validation_workers: int | None = None    # bulk validation processes; None: one per CPU, 0: none
     log_level: str = "INFO"
 
     @property
@@ -110,6 +111,8 @@ class Settings:
             suppression_threshold=_integer(environ, "SUPPRESSION_THRESHOLD", 5, 1, 1000),
             max_content_length=_integer(environ, "MAX_CONTENT_LENGTH", 256 * 1024 * 1024, 1024, 2**40),
             max_record_bytes=_integer(environ, "MAX_RECORD_BYTES", 1024 * 1024, 1024, 2**40),
+            validation_workers=(_integer(environ, "REGISTRY_VALIDATION_WORKERS", 0, 0, 256)
+                                if environ.get("REGISTRY_VALIDATION_WORKERS") else None),
             log_level=log_level,
         )
 

@@ -24,6 +24,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import marshmallow as ma
+from flask import current_app, has_app_context
 
 from registry.problems import flatten_messages
 from registry.submissions.schemas import BulkOperationSchema
@@ -103,9 +104,9 @@ _pool_lock = threading.Lock()
 
 
 def workers() -> int:
-    """Validation processes: one per CPU (REGISTRY_VALIDATION_WORKERS overrides; 0 validates inline)."""
-    configured = os.environ.get("REGISTRY_VALIDATION_WORKERS")
-    return int(configured) if configured else (os.cpu_count() or 1)
+    """Validation processes: one per CPU unless the settings say (REGISTRY_VALIDATION_WORKERS; 0 validates inline)."""
+    configured = current_app.config["REGISTRY_SETTINGS"].validation_workers if has_app_context() else None
+    return (os.cpu_count() or 1) if configured is None else configured
 
 
 def _pool_of_this_process() -> ProcessPoolExecutor:

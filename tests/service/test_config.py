@@ -27,6 +27,7 @@ def test_development_secret_is_generated_once_and_kept(tmp_path):
     ({"SUPPRESSION_THRESHOLD": "0"}, "SUPPRESSION_THRESHOLD must be between"),
     ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL must be"),
     ({"REGISTRY_ENV": "staging"}, "REGISTRY_ENV must be one of"),
+    ({"REGISTRY_VALIDATION_WORKERS": "-1"}, "REGISTRY_VALIDATION_WORKERS must be between"),
 ])
 def test_unusable_configuration_is_refused_with_a_clear_message(tmp_path, environ, message):
     with pytest.raises(ConfigurationError, match=message):
@@ -36,3 +37,9 @@ def test_unusable_configuration_is_refused_with_a_clear_message(tmp_path, enviro
 def test_prepared_statements_can_be_disabled_for_pgbouncer(tmp_path):
     settings = Settings.from_environment({"REGISTRY_DATA_DIR": str(tmp_path), "DB_PREPARE_THRESHOLD": "-1"})
     assert settings.prepare_threshold is None
+
+
+def test_bulk_validation_uses_one_process_per_cpu_unless_configured(tmp_path):
+    assert Settings.from_environment({"REGISTRY_DATA_DIR": str(tmp_path)}).validation_workers is None
+    settings = Settings.from_environment({"REGISTRY_DATA_DIR": str(tmp_path), "REGISTRY_VALIDATION_WORKERS": "0"})
+    assert settings.validation_workers == 0

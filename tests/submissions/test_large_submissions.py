@@ -5,15 +5,20 @@ import json
 import pytest
 
 from registry.submissions import reading, service
+from tests.conftest import make_settings
 from tests.records.helpers import counts
 from tests.submissions.helpers import document
 from tests.submissions.test_json_batches import submit
 
 
 @pytest.fixture
+def settings():
+    return make_settings(validation_workers=2)
+
+
+@pytest.fixture
 def small_chunks(monkeypatch):
     monkeypatch.setattr(service, "CHUNK_SIZE", 3)
-    monkeypatch.setenv("REGISTRY_VALIDATION_WORKERS", "2")
 
 
 def test_a_submission_of_many_chunks_gives_every_record_its_result(client, tokens, db, small_chunks):
