@@ -69,6 +69,7 @@ class Settings:
     pool_timeout: float = 3.0                # seconds a request waits for a connection
     prepare_threshold: int | None = 5        # None disables prepared statements (PgBouncer)
     suppression_threshold: int = 5
+    report_timeout: float = 30.0             # seconds a report's queries may run (gunicorn's timeout is 60)
     max_content_length: int = 256 * 1024 * 1024  # bulk submissions
     max_record_bytes: int = 1024 * 1024           # every other request body
     validation_workers: int | None = None    # bulk validation processes; None: one per CPU, 0: none
@@ -109,6 +110,7 @@ class Settings:
             pool_timeout=_number(environ, "DB_POOL_TIMEOUT", 3.0, 0.1, 300.0),
             prepare_threshold=None if prepare < 0 else prepare,
             suppression_threshold=_integer(environ, "SUPPRESSION_THRESHOLD", 5, 1, 1000),
+            report_timeout=_number(environ, "REPORT_TIMEOUT", 30.0, 0.001, 3600.0),
             max_content_length=_integer(environ, "MAX_CONTENT_LENGTH", 256 * 1024 * 1024, 1024, 2**40),
             max_record_bytes=_integer(environ, "MAX_RECORD_BYTES", 1024 * 1024, 1024, 2**40),
             validation_workers=(_integer(environ, "REGISTRY_VALIDATION_WORKERS", 0, 0, 256)

@@ -6,13 +6,14 @@ read-only REPEATABLE READ transaction, so all figures of a report come from one 
 """
 
 import marshmallow as ma
+import psycopg
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from registry.auth import ADMIN, ANALYST, SUBMITTER, authenticate, require
 from registry.db import reports_database
-from registry.problems import document_errors
+from registry.problems import Problem, document_errors
 from registry.reports import schemas, service
 from registry.reports.csv_output import report_csv
 
@@ -38,11 +39,20 @@ def _answer(report: dict) -> dict | Response:
 
 def _run(build, *args):
     principal = authenticate()
-    threshold = current_app.config["REGISTRY_SETTINGS"].suppression_threshold
+    settings = current_app.config["REGISTRY_SETTINGS"]
     with reports_database().transaction() as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.execute("SET LOCAL jit = off")  # compiling costs more than these queries take
-        return _answer(build(conn, *args, principal, threshold))
+        # A report that scans a large registry is stopped with an answer, not by gunicorn
+        # killing the worker at its own timeout.
+        conn.execute(f"SET LOCAL statement_timeout = {int(settings.report_timeout * 1000)}")
+        try:
+            return _answer(build(conn, *args, principal, settings.suppression_threshold))
+        except psycopg.errors.QueryCanceled:
+            raise Problem(503, f"The report took longer than {settings.report_timeout:g} s and was stopped. "
+                               "Reports grouped by one dimension with no filter but a centre are fast at any "
+                               "size; two dimensions, date ranges and other filters scan every operation.",
+                          slug="report-timeout") from None
 
 
 def _report_view(report: str, query_schema, report_schema, summary: str):
@@ -52,7 +62,7 @@ def _report_view(report: str, query_schema, report_schema, summary: str):
         @blp.arguments(query_schema(), location="query", unknown=ma.RAISE)
         @blp.response(200, report_schema)
         @blp.alt_response(200, **CSV_RESPONSE)
-        @document_errors(blp, 401, 403, 422)
+        @document_errors(blp, 401, 403, 422, 503)
         def get(self, query):
             return _run(service.build_report, report, query)
 
@@ -82,7 +92,7 @@ class CentresReport(MethodView):
     @blp.arguments(schemas.CentresQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, schemas.CentresReportSchema)
     @blp.alt_response(200, **CSV_RESPONSE)
-    @document_errors(blp, 401, 403, 422)
+    @document_errors(blp, 401, 403, 422, 503)
     def get(self, query):
         """Compare each centre's rate with the pooled rate (funnel plot)"""
         return _run(service.build_funnel, query)
