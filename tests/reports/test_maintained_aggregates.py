@@ -72,6 +72,15 @@ def mutate(conn, rng, centre_ids, steps):
                 conn.execute("SELECT report_compact()")
 
 
+def run_writers(writer, count: int) -> None:
+    """writer(seed) in `count` threads at once, until all are done."""
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def assert_aggregates_exact(db, client, tokens):
     facts = db.execute("SELECT * FROM report_operations ORDER BY centre_id, operation_id").fetchall()
     recomputed = db.execute("SELECT * FROM report_operation_facts ORDER BY centre_id, operation_id").fetchall()
@@ -126,11 +135,7 @@ def test_concurrent_writers_keep_aggregates_exact(db, client, tokens, registry, 
                 except Exception as exc:  # noqa: BLE001 - reported below
                     errors.append(repr(exc))
 
-    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_writers(writer, 4)
     assert errors == []
     assert_aggregates_exact(db, client, tokens)
 
@@ -175,11 +180,7 @@ def test_many_writers_of_one_operation_serialise(db, client, tokens, registry, d
                 except Exception as exc:  # noqa: BLE001 - reported below
                     errors.append(repr(exc))
 
-    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_writers(writer, 6)
     assert errors == []
     assert_aggregates_exact(db, client, tokens)
 
