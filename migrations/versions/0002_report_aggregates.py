@@ -143,8 +143,10 @@ CREATE INDEX report_operations_date_idx ON report_operations (operation_date);
 
 -- The fusion status that decides an operation's fusion outcome: the latest follow-up at
 -- >= min_months months that says fused or not fused (ties: later months, then later id).
+-- PARALLEL SAFE (it only reads): a report scan that calls it per operation (fusion at another
+-- min_months) can run in parallel workers.
 CREATE FUNCTION report_fusion_status(p_centre_id bigint, p_operation_id bigint, p_min_months integer)
-RETURNS text LANGUAGE sql STABLE AS $$
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT f.fusion_status FROM follow_ups f
     WHERE f.centre_id = p_centre_id AND f.operation_id = p_operation_id
       AND f.months_after >= p_min_months AND f.fusion_status IN ('fused', 'not_fused')
@@ -236,7 +238,7 @@ FROM report_operations f;
 CREATE FUNCTION report_dimension_values(
     p_centre_id bigint, p_approach text, p_region text, p_procedures text[], p_diagnosis text,
     p_indication text, p_instrumented boolean, p_levels smallint, p_year smallint)
-RETURNS TABLE (dim text, value text) LANGUAGE sql IMMUTABLE AS $$
+RETURNS TABLE (dim text, value text) LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT d.dim, d.value FROM (VALUES
         ('all', ''),
         ('approach', coalesce(p_approach, '')),
@@ -256,7 +258,7 @@ $$;
 CREATE FUNCTION report_metric_values(
     p_blood_loss_ml integer, p_duration_min integer, p_preop_joa numeric, p_latest_joa numeric,
     p_preop_mjoa smallint, p_latest_mjoa smallint)
-RETURNS TABLE (metric text, x float8, y float8) LANGUAGE sql IMMUTABLE AS $$
+RETURNS TABLE (metric text, x float8, y float8) LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT h.metric, h.x, h.y FROM (VALUES
         ('blood_loss', p_blood_loss_ml::float8, 0::float8),
         ('duration', p_duration_min::float8, 0::float8),
