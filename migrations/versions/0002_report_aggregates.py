@@ -143,15 +143,20 @@ CREATE INDEX report_operations_date_idx ON report_operations (operation_date);
 
 -- The fusion status that decides an operation's fusion outcome: the latest follow-up at
 -- >= min_months months that says fused or not fused (ties: later months, then later id).
--- PARALLEL SAFE (it only reads): a report scan that calls it per operation (fusion at another
--- min_months) can run in parallel workers.
-CREATE FUNCTION report_fusion_status(p_centre_id bigint, p_operation_id bigint, p_min_months integer)
-RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
+-- A table function (zero or one row) so that a report scan joining it LATERAL gets it inlined
+-- into its plan, as if written there; PARALLEL SAFE (it only reads), so such a scan (fusion at
+-- another min_months) can run in parallel workers. report_fusion_status is the scalar form.
+CREATE FUNCTION report_fusion_decision(p_centre_id bigint, p_operation_id bigint, p_min_months integer)
+RETURNS TABLE (status text) LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT f.fusion_status FROM follow_ups f
     WHERE f.centre_id = p_centre_id AND f.operation_id = p_operation_id
       AND f.months_after >= p_min_months AND f.fusion_status IN ('fused', 'not_fused')
     ORDER BY f.follow_up_date DESC, f.months_after DESC, f.id DESC
     LIMIT 1
+$$;
+CREATE FUNCTION report_fusion_status(p_centre_id bigint, p_operation_id bigint, p_min_months integer)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT status FROM report_fusion_decision(p_centre_id, p_operation_id, p_min_months)
 $$;
 
 -- The one definition of an operation's facts, computed from the base tables.
@@ -587,5 +592,6 @@ DROP FUNCTION report_dimension_values(bigint, text, text, text[], text, text, bo
 DROP VIEW report_operation_measures;
 DROP VIEW report_operation_facts;
 DROP FUNCTION report_fusion_status(bigint, bigint, integer);
+DROP FUNCTION report_fusion_decision(bigint, bigint, integer);
 DROP TABLE report_operations;
 """)

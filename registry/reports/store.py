@@ -65,12 +65,15 @@ FILTERS = {
     "date_to": sql.SQL("m.operation_date <= %(date_to)s"),
 }
 
-# Fusion at a threshold other than the stored 12 months: recomputed from the follow-ups.
+# Fusion at a threshold other than the stored 12 months: recomputed from the follow-ups, for
+# fusion operations only (report_fusion_decision is inlined into the scan's plan; OFFSET 0
+# keeps the subquery whole, so its WHERE skips the look-up for other operations).
+FUSION_AT_JOIN = sql.SQL("""LEFT JOIN LATERAL (
+        SELECT d.status FROM report_fusion_decision(m.centre_id, m.operation_id, %(min_months)s) d
+        WHERE 'fusion' = ANY(m.procedures) OFFSET 0) fusion_at ON true""")
 FUSION_AT = {
-    "fusion_assessed": sql.SQL("('fusion' = ANY(m.procedures) AND report_fusion_status("
-                               "m.centre_id, m.operation_id, %(min_months)s) IS NOT NULL)::int"),
-    "fusion_fused": sql.SQL("('fusion' = ANY(m.procedures) AND report_fusion_status("
-                            "m.centre_id, m.operation_id, %(min_months)s) IS NOT DISTINCT FROM 'fused')::int"),
+    "fusion_assessed": sql.SQL("(fusion_at.status IS NOT NULL)::int"),
+    "fusion_fused": sql.SQL("(fusion_at.status IS NOT DISTINCT FROM 'fused')::int"),
 }
 STORED_FUSION_MONTHS = 12
 
@@ -184,12 +187,13 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
     columns = [DIMENSIONS[d] for d in finest]
     where = sql.SQL(" AND ").join([sql.SQL("m.counted"), *(FILTERS[name] for name in filters)])
     join = UNNEST_PROCEDURES if with_procedure else sql.SQL("")
+    fusion_at = min_months != STORED_FUSION_MONTHS and bool(set(FUSION_AT) & set(measures))
     select_dims = sql.SQL("").join(sql.SQL("{} AS {}, ").format(c, sql.Identifier(f"g_{d}"))
                                    for c, d in zip(columns, finest))
     group_by = sql.SQL(", ").join(sql.Identifier(f"g_{d}") for d in finest) if finest else None
 
     def measure(name):
-        expression = (FUSION_AT[name] if name in FUSION_AT and min_months != STORED_FUSION_MONTHS
+        expression = (FUSION_AT[name] if name in FUSION_AT and fusion_at
                       else sql.SQL("m.{}").format(sql.Identifier(name)))
         return sql.SQL("sum({}) AS {}").format(expression, sql.Identifier(name))
 
@@ -199,7 +203,7 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
         WHERE {where}
         {group_by}""").format(
         select_dims=select_dims, measures=sql.SQL(", ").join(measure(name) for name in measures),
-        join=join, where=where, group_by=sql.SQL("GROUP BY {}").format(group_by) if group_by else sql.SQL(""))
+        join=sql.SQL(" ").join([join, FUSION_AT_JOIN]) if fusion_at else join, where=where, group_by=sql.SQL("GROUP BY {}").format(group_by) if group_by else sql.SQL(""))
     params = {**filters, "min_months": min_months}
     finest_cells = {}
     for row in conn.execute(query, params):
