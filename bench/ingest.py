@@ -148,7 +148,7 @@ def csv_body(batch: list[dict]) -> bytes:
 
 def baseline_rows(batch: list[dict], centre_id: int) -> dict:
     """The rows the registry stores for `batch`, computed with the registry's own functions."""
-    from registry.follow_ups.store import _columns as follow_up_columns
+    from registry.follow_ups.store import follow_up_columns
     from registry.operations.service import columns_and_children
     from registry.patients.store import PATIENT_FIELDS
     from registry.submissions.schemas import BulkOperationSchema

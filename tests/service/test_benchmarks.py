@@ -1,0 +1,41 @@
+"""The benchmarks of bench/ still run: each is driven end to end at a toy size.
+
+Their figures mean nothing here (they are read from the documented `python -m bench.*` runs);
+what is checked is that every command the README gives for them works against the code as it
+is, and prints its table.
+"""
+
+import psycopg
+
+from bench import generate, ingest, load, reports
+from tests.conftest import _with_database
+
+
+def test_ingest_bench_prints_operations_per_second(server_url, capsys):
+    ingest.run(server_url, [3])
+    printed = capsys.readouterr().out
+    assert "COPY baseline" in printed
+    assert printed.count("ops/s") == 4  # COPY, API JSON, resend, API CSV
+
+
+def test_load_bench_prints_its_three_services(server_url, capsys):
+    assert load.main(["--database-url", server_url, "--duration", "1", "--warmup", "0.5",
+                      "--clients", "2", "--client-processes", "1"]) == 0
+    printed = capsys.readouterr().out
+    for service in ("constant", "raw insert", "registry"):
+        assert f"\n{service} " in printed
+    assert "registry / raw insert throughput" in printed
+
+
+def test_report_bench_runs_on_a_generated_registry(server_url, capsys):
+    url = _with_database(server_url, "registry_bench_smoke")
+    try:
+        generate.main(["--operations", "500", "--database-url", url, "--fresh"])
+        reports.main(["--database-url", url, "--requests", "2", "--scan-requests", "1", "--warmup", "1",
+                      "--plain-runs", "1"])
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS registry_bench_smoke WITH (FORCE)")
+    printed = capsys.readouterr().out
+    assert "complications by approach " in printed and "plain GROUP BY" in printed
+    assert '"failures": []' in printed
