@@ -273,6 +273,7 @@ def run(server_url: str, sizes: list[int], revision: str = "head") -> None:
     print(f"schema at revision {revision}")
     print(f"{'operations':>10}  {'COPY baseline':>17}  {'API (POST JSON)':>17}  {'API/COPY':>8}  "
           f"{'resend (unchanged)':>18}  {'API (POST CSV)':>17}")
+    (ROOT / "var").mkdir(exist_ok=True)
     log = open(ROOT / "var" / "bench-ingest-gunicorn.log", "ab")
     for size in sizes:
         batch = documents(size)
