@@ -69,6 +69,11 @@ class Database:
                 self.pool.open(wait=False)
                 self._opened = True
 
+    def _request_connection(self) -> psycopg.Connection | None:
+        """The connection of this request's shared transaction on this database, if one is open."""
+        shared = g.get("request_transaction") if has_request_context() else None
+        return shared[1] if shared is not None and shared[0] is self else None
+
     @contextmanager
     def transaction(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
         """A connection inside one transaction: committed when the block ends, rolled back on error.
@@ -78,9 +83,9 @@ class Database:
         Inside `request_transaction()` every call joins the request's one transaction instead,
         so a wrapper (the idempotency record) commits or rolls back together with the view.
         """
-        shared = g.get("request_transaction") if has_request_context() else None
-        if shared is not None and shared[0] is self:
-            yield shared[1]
+        shared = self._request_connection()
+        if shared is not None:
+            yield shared
             return
         self._ensure_open()
         try:
@@ -93,10 +98,13 @@ class Database:
 
     @contextmanager
     def request_transaction(self) -> Iterator[psycopg.Connection]:
-        """Make this request's `transaction()` calls share one transaction, committed at the end."""
-        shared = g.get("request_transaction")
-        if shared is not None and shared[0] is self:
-            yield shared[1]
+        """Make this request's `transaction()` calls share one transaction, committed at the end.
+
+        Inside another `request_transaction()` of this database it joins that one.
+        """
+        shared = self._request_connection()
+        if shared is not None:
+            yield shared
             return
         with self.transaction() as conn:
             g.request_transaction = (self, conn)

@@ -15,9 +15,9 @@ How it fits together (README "Reports" has the user-facing version):
 - A refresh locks the operations' fact rows first (in key order) and recomputes them from a
   snapshot taken after the locks are granted, so two writers of one operation serialise and
   neither works from stale data; the row is rewritten in place (an UPDATE, never a DELETE and
-  INSERT), so a refresh queued on the lock gets the newest version. It appends the change as signed rows (-old, +new) to
-  `report_log`: an append-only log, so concurrent writers never update a shared row and
-  cannot deadlock on aggregates.
+  INSERT), so a refresh queued on the lock gets the newest version. It appends the change as
+  signed rows (-old, +new) to `report_log`: an append-only log, so concurrent writers never
+  update a shared row and cannot deadlock on aggregates.
 - `report_compact()` folds the log into `report_tallies` (additive measures per centre and
   dimension value; centre_id 0 is all centres) and `report_histograms` (exact value counts,
   from which quartiles are exact). One compactor at a time (advisory lock); a writer runs it
@@ -367,9 +367,9 @@ BEGIN
 END $$;
 
 -- Called by a writer at commit with the number of log rows it just wrote: fold the log when
--- those rows took an id past a multiple of {COMPACT_WHEN_PENDING}, so about once per that many rows, without
--- counting the log at every commit. Only under READ COMMITTED: a compactor's snapshot must
--- postdate the previous compactor's commit.
+-- those rows took an id past a multiple of {COMPACT_WHEN_PENDING}, so about once per that many
+-- rows, without counting the log at every commit. Only under READ COMMITTED: a compactor's
+-- snapshot must postdate the previous compactor's commit.
 CREATE FUNCTION report_maybe_compact(p_logged bigint) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     last_id bigint;
