@@ -17,10 +17,12 @@ DIMENSIONS = ["approach", "region", "procedure", "diagnosis", "indication", "ins
 def mutate(conn, rng, centre_ids, steps):
     """Random writes, each its own transaction (some of several statements)."""
     for step in range(steps):
-        operation = conn.execute(
-            "SELECT centre_id, id, operation_date FROM operations ORDER BY random() LIMIT 1").fetchone()
         action = rng.randrange(12)
         with conn.transaction():
+            # locked against deletion by another writer until this write commits (a writer that
+            # picked an operation being deleted gets none, and creates one instead)
+            operation = conn.execute("SELECT centre_id, id, operation_date FROM operations"
+                                     " ORDER BY random() LIMIT 1 FOR KEY SHARE").fetchone()
             if action == 0 or operation is None:
                 centre = rng.choice(centre_ids)
                 patient = dataset.add_patient(conn, rng, centre)
