@@ -28,6 +28,8 @@ def test_development_secret_is_generated_once_and_kept(tmp_path):
     ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL must be"),
     ({"REGISTRY_ENV": "staging"}, "REGISTRY_ENV must be one of"),
     ({"REGISTRY_VALIDATION_WORKERS": "-1"}, "REGISTRY_VALIDATION_WORKERS must be between"),
+    ({"REPORT_TIMEOUT": "0"}, "REPORT_TIMEOUT must be between"),
+    ({"REPORT_TIMEOUT": "soon"}, "REPORT_TIMEOUT must be a number"),
 ])
 def test_unusable_configuration_is_refused_with_a_clear_message(tmp_path, environ, message):
     with pytest.raises(ConfigurationError, match=message):
