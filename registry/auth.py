@@ -80,7 +80,7 @@ def require(*roles: str):
             if request.method in _WRITES:
                 # A write is one transaction, the token lookup included: one connection
                 # checkout and one commit per request.
-                with database().request_transaction():
+                with database().request_transaction(pipelined=getattr(view, "pipelined", False)):
                     return checked(*args, **kwargs)
             return checked(*args, **kwargs)
 

@@ -1,9 +1,15 @@
 """Database access: one connection pool per worker process, one transaction per unit of work.
 
 The pool is created closed and opened on first use, which under gunicorn is inside the worker
-after fork (a pool must never cross a fork). `check=` tests a connection before handing it out,
-so after a PostgreSQL restart the dead connections are replaced rather than failing requests;
-while the server is down, callers wait at most `pool_timeout` and get `DatabaseUnavailable`.
+after fork (a pool must never cross a fork). A connection idle for a while is tested before it
+is handed out, so after a PostgreSQL restart the dead connections are replaced rather than
+failing requests; while the server is down, callers wait at most `pool_timeout` and get
+`DatabaseUnavailable`.
+
+Round trips to the server are most of a single-record write's cost (each is a few hundred
+microseconds of CPU on the two sides), so a write view may run its request transaction in
+pipeline mode (`@pipelined`): statements whose results it does not read (audit entries, child
+rows, the idempotency answer) travel with the next one it does read, or with the COMMIT.
 Reconnection attempts give up after RECONNECT_TIMEOUT, so the pool is serving again about a
 second after the server's return however long it was away.
 
@@ -13,6 +19,8 @@ DB_PREPARE_THRESHOLD=-1 there if the pooler cannot carry prepared statements.
 """
 
 import threading
+import time
+import weakref
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -36,12 +44,54 @@ class DatabaseUnavailable(Exception):
 # attempt at once.
 RECONNECT_TIMEOUT = 2.0
 
+# A connection back in the pool for less than this is handed out again untested: testing costs
+# a round trip per request, and a server restart takes longer than this, so a connection that
+# predates one is always tested.
+CHECK_WHEN_IDLE_FOR = 1.0
+
+
+class _CheckWhenIdle:
+    """Pool callbacks: note when a connection comes back; test it only after CHECK_WHEN_IDLE_FOR."""
+
+    def __init__(self):
+        self._returned_at = weakref.WeakKeyDictionary()
+
+    def returned(self, conn: psycopg.Connection) -> None:
+        self._returned_at[conn] = time.monotonic()
+
+    def check(self, conn: psycopg.Connection) -> None:
+        returned_at = self._returned_at.get(conn)
+        if returned_at is None or time.monotonic() - returned_at >= CHECK_WHEN_IDLE_FOR:
+            ConnectionPool.check_connection(conn)
+
+
+@contextmanager
+def batched(conn: psycopg.Connection) -> Iterator[None]:
+    """Send the block's statements in one round trip: a pipeline, unless one is running already
+    (leaving a nested pipeline would cost a round trip of its own)."""
+    if conn.pgconn.pipeline_status:
+        yield
+    else:
+        with conn.pipeline():
+            yield
+
+
+def pipelined(view):
+    """Mark a write view whose request transaction runs in pipeline mode (see module docstring).
+
+    Only for views that use no COPY (not allowed in pipeline mode) and catch no error of a
+    particular statement: in pipeline mode an error surfaces when a later result is read.
+    """
+    view.pipelined = True
+    return view
+
 
 class Database:
     """A lazily opened connection pool and the transaction helper built on it."""
 
     def __init__(self, url: str, settings: Settings, name: str = "main"):
         self.url = url
+        checks = _CheckWhenIdle()
         self.pool = ConnectionPool(
             url,
             min_size=settings.pool_min_size,
@@ -49,7 +99,8 @@ class Database:
             timeout=settings.pool_timeout,
             open=False,
             name=name,
-            check=ConnectionPool.check_connection,
+            check=checks.check,
+            reset=checks.returned,
             reconnect_timeout=RECONNECT_TIMEOUT,
             kwargs={
                 "row_factory": dict_row,
@@ -97,10 +148,11 @@ class Database:
             raise DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else "database error") from exc
 
     @contextmanager
-    def request_transaction(self) -> Iterator[psycopg.Connection]:
+    def request_transaction(self, pipelined: bool = False) -> Iterator[psycopg.Connection]:
         """Make this request's `transaction()` calls share one transaction, committed at the end.
 
-        Inside another `request_transaction()` of this database it joins that one.
+        Inside another `request_transaction()` of this database it joins that one. `pipelined`
+        runs the transaction in pipeline mode, its COMMIT sent with the statements still queued.
         """
         shared = self._request_connection()
         if shared is not None:
@@ -109,7 +161,12 @@ class Database:
         with self.transaction() as conn:
             g.request_transaction = (self, conn)
             try:
-                yield conn
+                if pipelined:
+                    with conn.pipeline():
+                        yield conn
+                        conn.commit()  # inside the pipeline: one round trip with the queued statements
+                else:
+                    yield conn
             finally:
                 g.pop("request_transaction", None)
 

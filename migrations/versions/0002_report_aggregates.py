@@ -96,16 +96,71 @@ def _quoted(codes) -> str:
     return ", ".join("'" + code + "'" for code in codes)
 
 
+# 0003 replaces this function and restores it on downgrade, hence a template of its own.
+COMPACT_FUNCTION = """
+-- Fold the pending log into the tallies and histograms. One compactor at a time; returns the
+-- number of log rows folded (0 when another session holds the compaction lock).
+CREATE FUNCTION report_compact() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    folded bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock({lock_id}) THEN
+        RETURN 0;
+    END IF;
+    WITH moved AS (
+        DELETE FROM report_log RETURNING *
+    ), cells AS (
+        SELECT s.scope, d.dim, d.value,
+            {signed_sums}
+        FROM moved m
+        CROSS JOIN LATERAL report_dimension_values(m.centre_id, m.approach, m.region, m.procedures,
+            m.diagnosis, m.indication, m.instrumented, m.levels, m.year) d
+        CROSS JOIN LATERAL (VALUES (0::bigint), (m.centre_id)) s (scope)
+        GROUP BY s.scope, d.dim, d.value
+    ), tallied AS (
+        INSERT INTO report_tallies AS t (centre_id, dim, value, {column_list})
+        SELECT * FROM cells
+        ON CONFLICT (centre_id, dim, value) DO UPDATE SET
+            {add_excluded}
+    ), counted AS (
+        SELECT s.scope, d.dim, d.value, h.metric, h.x, h.y, sum(m.sign) AS n
+        FROM moved m
+        CROSS JOIN LATERAL report_dimension_values(m.centre_id, m.approach, m.region, m.procedures,
+            m.diagnosis, m.indication, m.instrumented, m.levels, m.year) d
+        CROSS JOIN LATERAL (VALUES (0::bigint), (m.centre_id)) s (scope)
+        CROSS JOIN LATERAL report_metric_values(m.blood_loss_ml, m.duration_min, m.preop_joa,
+            m.latest_joa, m.preop_mjoa, m.latest_mjoa) h
+        GROUP BY s.scope, d.dim, d.value, h.metric, h.x, h.y
+        HAVING sum(m.sign) <> 0
+    ), histogrammed AS (
+        INSERT INTO report_histograms AS t (centre_id, dim, value, metric, x, y, n)
+        SELECT * FROM counted
+        ON CONFLICT (centre_id, dim, metric, value, x, y) DO UPDATE SET n = t.n + excluded.n
+    )
+    SELECT count(*) INTO folded FROM moved;
+    RETURN folded;
+END $$;
+"""
+
+
+def compact_function() -> str:
+    names = [name for name, _ in MEASURES]
+    return COMPACT_FUNCTION.format(
+        lock_id=COMPACTION_LOCK_ID,
+        signed_sums=",\n            ".join(f"sum(m.sign * m.{n})" for n in names),
+        column_list=", ".join(names),
+        add_excluded=",\n            ".join(f"{n} = t.{n} + excluded.{n}" for n in names))
+
+
 def upgrade() -> None:
     event_flags = ",\n    ".join(
         f"('{t}' = ANY(f.intraop_types))::int AS ev_{t}" for t in INTRAOP_EVENT_TYPES)
     measure_columns = ",\n    ".join(f"{name} {kind} NOT NULL DEFAULT 0" for name, kind in MEASURES)
     names = [name for name, _ in MEASURES]
-    signed_sums = ",\n            ".join(f"sum(m.sign * m.{n})" for n in names)
     plain_sums = ",\n            ".join(f"sum(m.{n})" for n in names)
     column_list = ", ".join(names)
-    add_excluded = ",\n            ".join(f"{n} = t.{n} + excluded.{n}" for n in names)
     fact_updates = ",\n            ".join(f"{n} = excluded.{n}" for n in FACT_COLUMNS)
+    compact_sql = compact_function()
 
     op.execute(f"""
 -- One row per operation: its dimensions and what the reports count about it.
@@ -323,49 +378,7 @@ CREATE UNLOGGED TABLE report_flush_pending (
     txid  xid8 NOT NULL DEFAULT pg_current_xact_id() CONSTRAINT report_flush_pending_pkey PRIMARY KEY
 );
 
--- Fold the pending log into the tallies and histograms. One compactor at a time; returns the
--- number of log rows folded (0 when another session holds the compaction lock).
-CREATE FUNCTION report_compact() RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    folded bigint;
-BEGIN
-    IF NOT pg_try_advisory_xact_lock({COMPACTION_LOCK_ID}) THEN
-        RETURN 0;
-    END IF;
-    WITH moved AS (
-        DELETE FROM report_log RETURNING *
-    ), cells AS (
-        SELECT s.scope, d.dim, d.value,
-            {signed_sums}
-        FROM moved m
-        CROSS JOIN LATERAL report_dimension_values(m.centre_id, m.approach, m.region, m.procedures,
-            m.diagnosis, m.indication, m.instrumented, m.levels, m.year) d
-        CROSS JOIN LATERAL (VALUES (0::bigint), (m.centre_id)) s (scope)
-        GROUP BY s.scope, d.dim, d.value
-    ), tallied AS (
-        INSERT INTO report_tallies AS t (centre_id, dim, value, {column_list})
-        SELECT * FROM cells
-        ON CONFLICT (centre_id, dim, value) DO UPDATE SET
-            {add_excluded}
-    ), counted AS (
-        SELECT s.scope, d.dim, d.value, h.metric, h.x, h.y, sum(m.sign) AS n
-        FROM moved m
-        CROSS JOIN LATERAL report_dimension_values(m.centre_id, m.approach, m.region, m.procedures,
-            m.diagnosis, m.indication, m.instrumented, m.levels, m.year) d
-        CROSS JOIN LATERAL (VALUES (0::bigint), (m.centre_id)) s (scope)
-        CROSS JOIN LATERAL report_metric_values(m.blood_loss_ml, m.duration_min, m.preop_joa,
-            m.latest_joa, m.preop_mjoa, m.latest_mjoa) h
-        GROUP BY s.scope, d.dim, d.value, h.metric, h.x, h.y
-        HAVING sum(m.sign) <> 0
-    ), histogrammed AS (
-        INSERT INTO report_histograms AS t (centre_id, dim, value, metric, x, y, n)
-        SELECT * FROM counted
-        ON CONFLICT (centre_id, dim, metric, value, x, y) DO UPDATE SET n = t.n + excluded.n
-    )
-    SELECT count(*) INTO folded FROM moved;
-    RETURN folded;
-END $$;
-
+{compact_sql}
 -- Called by a writer at commit with the number of log rows it just wrote: fold the log when
 -- those rows took an id past a multiple of {COMPACT_WHEN_PENDING}, so about once per that many
 -- rows, without counting the log at every commit. Only under READ COMMITTED: a compactor's

@@ -6,7 +6,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from registry.auth import SUBMITTER, authenticate, require
-from registry.db import database
+from registry.db import database, pipelined
 from registry.demo.cases import seed_case
 from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from registry.operations import service, store
@@ -73,6 +73,7 @@ class Operations(MethodView):
                 conn, authenticate().centre_id, query, after, limit))
 
     @require(SUBMITTER)
+    @pipelined
     @idempotent
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IDEMPOTENCY_KEY_PARAMETER])
     @blp.arguments(OperationInputSchema(), example=EXAMPLE)
@@ -102,6 +103,7 @@ class Operation(MethodView):
         return _reply(document, 200)
 
     @require(SUBMITTER)
+    @pipelined
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
     @blp.arguments(OperationInputSchema(), example=EXAMPLE)
     @blp.response(200, OperationSchema, headers=ETAG_HEADER)
@@ -115,6 +117,7 @@ class Operation(MethodView):
         return _reply(stored, 200, document)
 
     @require(SUBMITTER)
+    @pipelined
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
     @blp.arguments(OperationPatchSchema(partial=True))
     @blp.response(200, OperationSchema, headers=ETAG_HEADER)
@@ -130,6 +133,7 @@ class Operation(MethodView):
         return _reply(stored, 200, document)
 
     @require(SUBMITTER)
+    @pipelined
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.response(204)
     @document_errors(blp, 401, 403, 404, 412)

@@ -9,6 +9,7 @@ audited by field name only.
 from registry import vocabulary as v
 from registry.audit import store as audit
 from registry.auth import Principal
+from registry.db import batched
 from registry.operations import store
 from registry.patients import store as patients
 from registry.problems import InvalidInput, Problem, field_error
@@ -116,7 +117,7 @@ def submit_operation(conn, actor: Principal, document: dict) -> tuple[dict, str]
     patient, _ = _resolve_patient(conn, actor, document)
     _check_dates(conn, actor, document, patient, None)
     columns, children = columns_and_children(document, patient["birth_year"])
-    with conn.pipeline():  # the child rows and the audit entry go in one round trip
+    with batched(conn):  # the child rows and the audit entry go in one round trip
         row = store.insert_operation(conn, actor.centre_id, patient["id"], columns, children)
         if row is not None:
             audit.record(conn, centre_id=actor.centre_id, action="create", entity="operation",
