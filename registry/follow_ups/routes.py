@@ -6,7 +6,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from registry.auth import SUBMITTER, authenticate, require
-from registry.db import database
+from registry.db import database, pipelined
 from registry.demo.cases import seed_case
 from registry.follow_ups import store
 from registry.follow_ups.schemas import FollowUpFieldsSchema, FollowUpSchema
@@ -63,6 +63,7 @@ class OperationFollowUps(MethodView):
                 conn, authenticate().centre_id, operation_id, after, limit))
 
     @require(SUBMITTER)
+    @pipelined
     @idempotent
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IDEMPOTENCY_KEY_PARAMETER])
     @blp.arguments(FollowUpFieldsSchema(), example=EXAMPLE)
@@ -92,6 +93,7 @@ class FollowUp(MethodView):
         return _reply(follow_up)
 
     @require(SUBMITTER)
+    @pipelined
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
     @blp.arguments(FollowUpFieldsSchema(), example=EXAMPLE)
     @blp.response(200, FollowUpSchema, headers=ETAG_HEADER)
@@ -106,6 +108,7 @@ class FollowUp(MethodView):
         return _reply(follow_up)
 
     @require(SUBMITTER)
+    @pipelined
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
     @blp.arguments(FollowUpPatchSchema(partial=True))
     @blp.response(200, FollowUpSchema, headers=ETAG_HEADER)
@@ -131,6 +134,7 @@ class FollowUp(MethodView):
         return _reply(follow_up)
 
     @require(SUBMITTER)
+    @pipelined
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.response(204)
     @document_errors(blp, 401, 403, 404, 412)

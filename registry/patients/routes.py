@@ -6,7 +6,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from registry.auth import SUBMITTER, authenticate, require
-from registry.db import database
+from registry.db import database, pipelined
 from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from registry.pagination import PageQuerySchema, keyset_page, page_schema
 from registry.patients import store
@@ -52,6 +52,7 @@ class Patients(MethodView):
                 conn, authenticate().centre_id, query, after, limit))
 
     @require(SUBMITTER)
+    @pipelined
     @idempotent
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IDEMPOTENCY_KEY_PARAMETER])
     @blp.arguments(PatientInputSchema())
@@ -83,6 +84,7 @@ class Patient(MethodView):
         return patient, 200, {"ETag": etag(patient)}
 
     @require(SUBMITTER)
+    @pipelined
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
     @blp.arguments(PatientFieldsSchema())
     @blp.response(200, PatientSchema, headers=ETAG_HEADER)
@@ -96,6 +98,7 @@ class Patient(MethodView):
         return patient, 200, {"ETag": etag(patient)}
 
     @require(SUBMITTER)
+    @pipelined
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
     @blp.arguments(PatientPatchSchema(partial=True))
     @blp.response(200, PatientSchema, headers=ETAG_HEADER)
@@ -112,6 +115,7 @@ class Patient(MethodView):
         return patient, 200, {"ETag": etag(patient)}
 
     @require(SUBMITTER)
+    @pipelined
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.response(204)
     @document_errors(blp, 401, 403, 404)
