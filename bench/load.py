@@ -22,6 +22,11 @@ migrated to head, with one centre and one submitter token. It prints requests/s,
 p99 latency and the peak RSS of any gunicorn worker for each service, then the registry's
 figures against the targets of issue 6: throughput >= 60 % of raw insert, p99 < 100 ms at 16
 clients, worker RSS < 150 MB.
+
+It also prints the CPU time each request cost in the gunicorn workers and in PostgreSQL (every
+`postgres` process on this machine, so a server elsewhere shows none, and other work on the same
+server counts too). Throughput on a shared machine moves by a fifth from run to run; CPU per
+request moves much less, so it is the figure to compare two versions of the code by.
 """
 
 import argparse
@@ -145,6 +150,44 @@ class Gunicorn:
             self.process.kill()
 
 
+class CpuMeter:
+    """CPU seconds used by a group of processes between `start()` and `stop()`."""
+
+    def __init__(self, processes):
+        self._processes = processes  # a callable giving the group's current psutil processes
+        self._at_start = {}
+
+    @staticmethod
+    def _used(process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    def start(self) -> None:
+        self._at_start = {}
+        for process in self._processes():
+            try:
+                self._at_start[process.pid] = self._used(process)
+            except psutil.Error:
+                pass
+
+    def stop(self) -> float:
+        used = 0.0
+        for process in self._processes():
+            try:  # a process started meanwhile counts from zero
+                used += self._used(process) - self._at_start.get(process.pid, 0.0)
+            except psutil.Error:
+                pass
+        return used
+
+
+def postgres_processes():
+    processes = []
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == "postgres":
+            processes.append(process)
+    return processes
+
+
 def document_body(run: str, number: int) -> bytes:
     document = dict(SEED_CASE, local_ref=f"{run}-{number}",
                     patient=dict(SEED_CASE["patient"], ref=f"{run}-P{number}"))
@@ -213,6 +256,13 @@ def measure(name: str, database_url: str, token: str, args, data_dir: Path) -> d
             for i, threads in enumerate(per_process)]
         for process in processes:
             process.start()
+        workers_cpu = CpuMeter(lambda: psutil.Process(server.process.pid).children())
+        postgres_cpu = CpuMeter(postgres_processes)
+        time.sleep(args.warmup)
+        workers_cpu.start()
+        postgres_cpu.start()
+        time.sleep(args.duration)
+        cpu = {"gunicorn": workers_cpu.stop(), "postgres": postgres_cpu.stop()}
         latencies, errors = [], 0
         for _ in processes:
             kept, failed = results.get()
@@ -229,6 +279,8 @@ def measure(name: str, database_url: str, token: str, args, data_dir: Path) -> d
         "median_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else float("nan"),
         "peak_rss_mb": server.peak_rss / 2**20,
+        "gunicorn_cpu_ms": cpu["gunicorn"] * 1000 / max(len(latencies), 1),
+        "postgres_cpu_ms": cpu["postgres"] * 1000 / max(len(latencies), 1),
     }
 
 
@@ -258,10 +310,11 @@ def main(argv=None) -> int:
           f"{args.threads} threads (gthread) for all three; {os.cpu_count()} CPU cores shared by clients, "
           f"gunicorn and PostgreSQL; {args.duration:.0f} s measured after {args.warmup:.0f} s warm-up\n")
     print(f"{'service':<12} {'requests':>9} {'req/s':>8} {'median ms':>10} {'p99 ms':>8} {'errors':>7} "
-          f"{'peak worker RSS MB':>19}")
+          f"{'peak worker RSS MB':>19} {'CPU ms/request: gunicorn':>25} {'PostgreSQL':>11}")
     for row in figures:
         print(f"{row['service']:<12} {row['requests']:>9} {row['rps']:>8.1f} {row['median_ms']:>10.1f} "
-              f"{row['p99_ms']:>8.1f} {row['errors']:>7} {row['peak_rss_mb']:>19.1f}")
+              f"{row['p99_ms']:>8.1f} {row['errors']:>7} {row['peak_rss_mb']:>19.1f} "
+              f"{row['gunicorn_cpu_ms']:>25.2f} {row['postgres_cpu_ms']:>11.2f}")
     registry = figures[-1]
     raw = next(row for row in figures if row["service"] == "raw insert")
     share = registry["rps"] / raw["rps"] if raw["rps"] else float("nan")
@@ -269,6 +322,10 @@ def main(argv=None) -> int:
           f"{'met' if share >= 0.6 else 'MISSED'}")
     print(f"registry p99 at {args.clients} clients: {registry['p99_ms']:.0f} ms (target < 100 ms)  "
           f"{'met' if registry['p99_ms'] < 100 else 'MISSED'}")
+    registry_cpu = registry["gunicorn_cpu_ms"] + registry["postgres_cpu_ms"]
+    raw_cpu = raw["gunicorn_cpu_ms"] + raw["postgres_cpu_ms"]
+    print(f"registry CPU per request (gunicorn + PostgreSQL): {registry_cpu:.2f} ms, raw insert {raw_cpu:.2f} ms "
+          f"({registry_cpu / raw_cpu if raw_cpu else float('nan'):.1f}x)")
     print(f"registry peak worker RSS: {registry['peak_rss_mb']:.0f} MB (target < 150 MB)  "
           f"{'met' if registry['peak_rss_mb'] < 150 else 'MISSED'}")
     return 0
