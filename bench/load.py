@@ -18,7 +18,10 @@ HTTP connection per thread) so that it is not the Python process being measured;
 shares the machine's cores with gunicorn and PostgreSQL, which the report says.
 
 The bench makes a fresh database `registry_load` on the given server (dropped afterwards),
-migrated to head, with one centre and one submitter token. It prints requests/s, median and
+migrated to head, with one centre and one submitter token, and by default 10,000 synthetic
+operations of other centres, analysed (`--existing`): a registry in steady state. From an empty,
+never-analysed database, report maintenance runs on plans made for tiny tables (sequential
+scans, dearer with every row) until autovacuum analyses them, which a short run never sees. It prints requests/s, median and
 p99 latency and the peak RSS of any gunicorn worker for each service, then the registry's
 figures against the targets of issue 6: throughput >= 60 % of raw insert, p99 < 100 ms at 16
 clients, worker RSS < 150 MB.
@@ -69,9 +72,11 @@ def with_database(url: str, name: str) -> str:
     return psycopg.conninfo.make_conninfo(**params)
 
 
-def prepare_database(server_url: str) -> tuple[str, str]:
-    """A fresh migrated database with a centre, a submitter token and the raw-insert table."""
+def prepare_database(server_url: str, existing: int = 0) -> tuple[str, str]:
+    """A fresh migrated database with `existing` synthetic operations (analysed), a centre, a
+    submitter token and the raw-insert table."""
     from registry.centres.store import add_centre
+    from registry.reports.synthetic import generate
     from registry.tokens.store import issue_token
     from bench.load_baselines import RAW_TABLE
 
@@ -80,6 +85,9 @@ def prepare_database(server_url: str) -> tuple[str, str]:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
     url = with_database(server_url, DATABASE)
     migrate.upgrade(url)
+    if existing:
+        with psycopg.connect(url, autocommit=True) as conn:
+            generate(conn, existing, log=lambda line: None)
     with psycopg.connect(url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
         centre = add_centre(conn, "LOAD", "Load benchmark centre")
         _, token = issue_token(conn, centre["id"], "submitter", "bench.load")
@@ -294,9 +302,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker, for all three")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per service")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring")
+    parser.add_argument("--existing", type=int, default=10_000,
+                        help="synthetic operations already in the registry, analysed (default 10,000)")
     args = parser.parse_args(argv)
 
-    database_url, token = prepare_database(args.database_url)
+    database_url, token = prepare_database(args.database_url, args.existing)
     figures = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-load-") as data_dir:
@@ -308,7 +318,8 @@ def main(argv=None) -> int:
 
     print(f"\n{args.clients} clients in {args.client_processes} processes; gunicorn {args.workers} workers x "
           f"{args.threads} threads (gthread) for all three; {os.cpu_count()} CPU cores shared by clients, "
-          f"gunicorn and PostgreSQL; {args.duration:.0f} s measured after {args.warmup:.0f} s warm-up\n")
+          f"gunicorn and PostgreSQL; {args.duration:.0f} s measured after {args.warmup:.0f} s warm-up; "
+          f"{args.existing:,} operations in the registry beforehand\n")
     print(f"{'service':<12} {'requests':>9} {'req/s':>8} {'median ms':>10} {'p99 ms':>8} {'errors':>7} "
           f"{'peak worker RSS MB':>19} {'CPU ms/request: gunicorn':>25} {'PostgreSQL':>11}")
     for row in figures:

@@ -20,7 +20,7 @@ def test_ingest_bench_prints_operations_per_second(server_url, capsys):
 
 def test_load_bench_prints_its_three_services(server_url, capsys):
     assert load.main(["--database-url", server_url, "--duration", "1", "--warmup", "0.5",
-                      "--clients", "2", "--client-processes", "1"]) == 0
+                      "--clients", "2", "--client-processes", "1", "--existing", "40"]) == 0
     printed = capsys.readouterr().out
     for service in ("constant", "raw insert", "registry"):
         assert f"\n{service} " in printed
