@@ -21,10 +21,11 @@ The bench makes a fresh database `registry_load` on the given server (dropped af
 migrated to head, with one centre and one submitter token, and by default 10,000 synthetic
 operations of other centres, analysed (`--existing`): a registry in steady state. From an empty,
 never-analysed database, report maintenance runs on plans made for tiny tables (sequential
-scans, dearer with every row) until autovacuum analyses them, which a short run never sees. It prints requests/s, median and
-p99 latency and the peak RSS of any gunicorn worker for each service, then the registry's
-figures against the targets of issue 6: throughput >= 60 % of raw insert, p99 < 100 ms at 16
-clients, worker RSS < 150 MB.
+scans, dearer with every row) until autovacuum analyses them, which a short run never sees.
+
+It prints requests/s, median and p99 latency and the peak RSS of any gunicorn worker for each
+service, then the registry's figures against the targets of issue 6: throughput >= 60 % of raw
+insert, p99 < 100 ms at 16 clients, worker RSS < 150 MB.
 
 It also prints the CPU time each request cost in the gunicorn workers and in PostgreSQL (every
 `postgres` process on this machine, so a server elsewhere shows none, and other work on the same
@@ -189,11 +190,7 @@ class CpuMeter:
 
 
 def postgres_processes():
-    processes = []
-    for process in psutil.process_iter(["name"]):
-        if process.info["name"] == "postgres":
-            processes.append(process)
-    return processes
+    return [process for process in psutil.process_iter(["name"]) if process.info["name"] == "postgres"]
 
 
 def document_body(run: str, number: int) -> bytes:

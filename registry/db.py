@@ -4,14 +4,13 @@ The pool is created closed and opened on first use, which under gunicorn is insi
 after fork (a pool must never cross a fork). A connection idle for a while is tested before it
 is handed out, so after a PostgreSQL restart the dead connections are replaced rather than
 failing requests; while the server is down, callers wait at most `pool_timeout` and get
-`DatabaseUnavailable`.
+`DatabaseUnavailable`. Reconnection attempts give up after RECONNECT_TIMEOUT, so the pool is
+serving again about a second after the server's return however long it was away.
 
 Round trips to the server are most of a single-record write's cost (each is a few hundred
 microseconds of CPU on the two sides), so a write view may run its request transaction in
 pipeline mode (`@pipelined`): statements whose results it does not read (audit entries, child
 rows, the idempotency answer) travel with the next one it does read, or with the COMMIT.
-Reconnection attempts give up after RECONNECT_TIMEOUT, so the pool is serving again about a
-second after the server's return however long it was away.
 
 Nothing here keeps session state between transactions (no SET, no temp tables, no advisory
 locks held across requests), so the service runs behind PgBouncer in transaction mode; set

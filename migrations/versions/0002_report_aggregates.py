@@ -152,6 +152,50 @@ def compact_function() -> str:
         add_excluded=",\n            ".join(f"{n} = t.{n} + excluded.{n}" for n in names))
 
 
+def facts_view(fusion_status: str = "report_fusion_status(o.centre_id, o.id, 12)", fusion_join: str = "") -> str:
+    """The facts view; 0003 gives the fusion status another form, and restores this one on downgrade."""
+    return f"""
+-- The one definition of an operation's facts, computed from the base tables.
+CREATE OR REPLACE VIEW report_operation_facts AS
+SELECT o.centre_id, o.id AS operation_id, o.patient_id,
+       p.consent = 'active' AS counted,
+       o.operation_date, extract(year FROM o.operation_date)::smallint AS year,
+       o.approach, o.region, o.indication, p.diagnosis,
+       o.instrumented OR EXISTS (SELECT 1 FROM implants i
+                                 WHERE i.centre_id = o.centre_id AND i.operation_id = o.id) AS instrumented,
+       o.vertebra_count, o.procedures, o.duration_min, o.blood_loss_ml,
+       coalesce((SELECT array_agg(DISTINCT e.type ORDER BY e.type) FROM intraop_events e
+                 WHERE e.centre_id = o.centre_id AND e.operation_id = o.id), '{{}}') AS intraop_types,
+       coalesce(pc.any_complication, false) AS postop_any,
+       coalesce(pc.major, false) AS postop_major,
+       {fusion_status} AS fusion_status_12m,
+       coalesce(fu.followed, false) AS followed,
+       coalesce(fu.followed_12m, false) AS followed_12m,
+       coalesce(fu.implant_failure, false) AS implant_failure,
+       coalesce(fu.revision, false) AS revision,
+       o.preop_joa,
+       (SELECT f.joa FROM follow_ups f WHERE f.centre_id = o.centre_id AND f.operation_id = o.id
+          AND f.joa IS NOT NULL ORDER BY f.follow_up_date DESC, f.months_after DESC, f.id DESC LIMIT 1) AS latest_joa,
+       o.preop_mjoa,
+       (SELECT f.mjoa FROM follow_ups f WHERE f.centre_id = o.centre_id AND f.operation_id = o.id
+          AND f.mjoa IS NOT NULL ORDER BY f.follow_up_date DESC, f.months_after DESC, f.id DESC LIMIT 1) AS latest_mjoa
+FROM operations o
+JOIN patients p ON p.centre_id = o.centre_id AND p.id = o.patient_id
+LEFT JOIN LATERAL (
+    SELECT true AS any_complication, bool_or(c.grade IN ({_quoted(MAJOR_GRADES)})) AS major
+    FROM postop_complications c WHERE c.centre_id = o.centre_id AND c.operation_id = o.id
+    HAVING count(*) > 0
+) pc ON true
+LEFT JOIN LATERAL (
+    SELECT true AS followed, bool_or(f.months_after >= 12) AS followed_12m,
+           bool_or(f.implant_status IN ({_quoted(IMPLANT_FAILURE)})) AS implant_failure,
+           bool_or(f.revision_surgery) AS revision
+    FROM follow_ups f WHERE f.centre_id = o.centre_id AND f.operation_id = o.id
+    HAVING count(*) > 0
+) fu ON true{fusion_join};
+"""
+
+
 def upgrade() -> None:
     event_flags = ",\n    ".join(
         f"('{t}' = ANY(f.intraop_types))::int AS ev_{t}" for t in INTRAOP_EVENT_TYPES)
@@ -161,6 +205,7 @@ def upgrade() -> None:
     column_list = ", ".join(names)
     fact_updates = ",\n            ".join(f"{n} = excluded.{n}" for n in FACT_COLUMNS)
     compact_sql = compact_function()
+    facts_sql = facts_view()
 
     op.execute(f"""
 -- One row per operation: its dimensions and what the reports count about it.
@@ -214,45 +259,7 @@ RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT status FROM report_fusion_decision(p_centre_id, p_operation_id, p_min_months)
 $$;
 
--- The one definition of an operation's facts, computed from the base tables.
-CREATE VIEW report_operation_facts AS
-SELECT o.centre_id, o.id AS operation_id, o.patient_id,
-       p.consent = 'active' AS counted,
-       o.operation_date, extract(year FROM o.operation_date)::smallint AS year,
-       o.approach, o.region, o.indication, p.diagnosis,
-       o.instrumented OR EXISTS (SELECT 1 FROM implants i
-                                 WHERE i.centre_id = o.centre_id AND i.operation_id = o.id) AS instrumented,
-       o.vertebra_count, o.procedures, o.duration_min, o.blood_loss_ml,
-       coalesce((SELECT array_agg(DISTINCT e.type ORDER BY e.type) FROM intraop_events e
-                 WHERE e.centre_id = o.centre_id AND e.operation_id = o.id), '{{}}') AS intraop_types,
-       coalesce(pc.any_complication, false) AS postop_any,
-       coalesce(pc.major, false) AS postop_major,
-       report_fusion_status(o.centre_id, o.id, 12) AS fusion_status_12m,
-       coalesce(fu.followed, false) AS followed,
-       coalesce(fu.followed_12m, false) AS followed_12m,
-       coalesce(fu.implant_failure, false) AS implant_failure,
-       coalesce(fu.revision, false) AS revision,
-       o.preop_joa,
-       (SELECT f.joa FROM follow_ups f WHERE f.centre_id = o.centre_id AND f.operation_id = o.id
-          AND f.joa IS NOT NULL ORDER BY f.follow_up_date DESC, f.months_after DESC, f.id DESC LIMIT 1) AS latest_joa,
-       o.preop_mjoa,
-       (SELECT f.mjoa FROM follow_ups f WHERE f.centre_id = o.centre_id AND f.operation_id = o.id
-          AND f.mjoa IS NOT NULL ORDER BY f.follow_up_date DESC, f.months_after DESC, f.id DESC LIMIT 1) AS latest_mjoa
-FROM operations o
-JOIN patients p ON p.centre_id = o.centre_id AND p.id = o.patient_id
-LEFT JOIN LATERAL (
-    SELECT true AS any_complication, bool_or(c.grade IN ({_quoted(MAJOR_GRADES)})) AS major
-    FROM postop_complications c WHERE c.centre_id = o.centre_id AND c.operation_id = o.id
-    HAVING count(*) > 0
-) pc ON true
-LEFT JOIN LATERAL (
-    SELECT true AS followed, bool_or(f.months_after >= 12) AS followed_12m,
-           bool_or(f.implant_status IN ({_quoted(IMPLANT_FAILURE)})) AS implant_failure,
-           bool_or(f.revision_surgery) AS revision
-    FROM follow_ups f WHERE f.centre_id = o.centre_id AND f.operation_id = o.id
-    HAVING count(*) > 0
-) fu ON true;
-
+{facts_sql}
 -- Every additive measure of an operation, as the tallies sum them.
 CREATE VIEW report_operation_measures AS
 SELECT f.centre_id, f.operation_id, f.counted, f.operation_date, f.year,

@@ -20,46 +20,6 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-FACTS_VIEW = """
-CREATE OR REPLACE VIEW report_operation_facts AS
-SELECT o.centre_id, o.id AS operation_id, o.patient_id,
-       p.consent = 'active' AS counted,
-       o.operation_date, extract(year FROM o.operation_date)::smallint AS year,
-       o.approach, o.region, o.indication, p.diagnosis,
-       o.instrumented OR EXISTS (SELECT 1 FROM implants i
-                                 WHERE i.centre_id = o.centre_id AND i.operation_id = o.id) AS instrumented,
-       o.vertebra_count, o.procedures, o.duration_min, o.blood_loss_ml,
-       coalesce((SELECT array_agg(DISTINCT e.type ORDER BY e.type) FROM intraop_events e
-                 WHERE e.centre_id = o.centre_id AND e.operation_id = o.id), '{{}}') AS intraop_types,
-       coalesce(pc.any_complication, false) AS postop_any,
-       coalesce(pc.major, false) AS postop_major,
-       {fusion_status} AS fusion_status_12m,
-       coalesce(fu.followed, false) AS followed,
-       coalesce(fu.followed_12m, false) AS followed_12m,
-       coalesce(fu.implant_failure, false) AS implant_failure,
-       coalesce(fu.revision, false) AS revision,
-       o.preop_joa,
-       (SELECT f.joa FROM follow_ups f WHERE f.centre_id = o.centre_id AND f.operation_id = o.id
-          AND f.joa IS NOT NULL ORDER BY f.follow_up_date DESC, f.months_after DESC, f.id DESC LIMIT 1) AS latest_joa,
-       o.preop_mjoa,
-       (SELECT f.mjoa FROM follow_ups f WHERE f.centre_id = o.centre_id AND f.operation_id = o.id
-          AND f.mjoa IS NOT NULL ORDER BY f.follow_up_date DESC, f.months_after DESC, f.id DESC LIMIT 1) AS latest_mjoa
-FROM operations o
-JOIN patients p ON p.centre_id = o.centre_id AND p.id = o.patient_id
-LEFT JOIN LATERAL (
-    SELECT true AS any_complication, bool_or(c.grade IN ({major_grades})) AS major
-    FROM postop_complications c WHERE c.centre_id = o.centre_id AND c.operation_id = o.id
-    HAVING count(*) > 0
-) pc ON true
-LEFT JOIN LATERAL (
-    SELECT true AS followed, bool_or(f.months_after >= 12) AS followed_12m,
-           bool_or(f.implant_status IN ({implant_failure})) AS implant_failure,
-           bool_or(f.revision_surgery) AS revision
-    FROM follow_ups f WHERE f.centre_id = o.centre_id AND f.operation_id = o.id
-    HAVING count(*) > 0
-) fu ON true{fusion_join};
-"""
-
 COMPACT_FUNCTION = """
 CREATE OR REPLACE FUNCTION report_compact() RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
@@ -113,16 +73,10 @@ def _aggregates_0002():
     return context.script.get_revision("0002").module
 
 
-def _facts_view(fusion_status: str, fusion_join: str = "") -> str:
-    aggregates = _aggregates_0002()
-    return FACTS_VIEW.format(fusion_status=fusion_status, fusion_join=fusion_join,
-                             major_grades=aggregates._quoted(aggregates.MAJOR_GRADES),
-                             implant_failure=aggregates._quoted(aggregates.IMPLANT_FAILURE))
-
-
 def upgrade() -> None:
-    op.execute(_facts_view("fd.status", "\nLEFT JOIN LATERAL report_fusion_decision(o.centre_id, o.id, 12) fd ON true"))
     aggregates = _aggregates_0002()
+    op.execute(aggregates.facts_view(
+        "fd.status", "\nLEFT JOIN LATERAL report_fusion_decision(o.centre_id, o.id, 12) fd ON true"))
     names = [name for name, _ in aggregates.MEASURES]
     op.execute(COMPACT_FUNCTION.format(
         lock_id=aggregates.COMPACTION_LOCK_ID,
@@ -133,5 +87,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(_facts_view("report_fusion_status(o.centre_id, o.id, 12)"))
-    op.execute(_aggregates_0002().compact_function().replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
+    aggregates = _aggregates_0002()
+    op.execute(aggregates.facts_view())
+    op.execute(aggregates.compact_function().replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
