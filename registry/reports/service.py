@@ -230,7 +230,8 @@ def withheld_by_family(cells: dict, dims: list, families: list, threshold: int) 
         total_count = _family_count(total, family) if total else 0
         total_reason = base_total or ("primary" if 0 < total_count < threshold else None)
         if len(dims) == 0:
-            result[family] = ({}, total_reason)
+            # Ungrouped, the one group is the total: it is withheld exactly when the total is.
+            result[family] = ({(): total_reason} if total_reason else {}, total_reason)
         elif len(dims) == 1:
             withheld = suppress_one_way(counts(main), threshold, forced=base_cells)
             result[family] = (withheld, total_reason)
@@ -259,6 +260,26 @@ WITHHELD_PROPORTION = {"numerator": None, "denominator": None, "rate": None, "ci
 WITHHELD_SUMMARY = {"n": None, "mean": None, "median": None, "q1": None, "q3": None}
 
 
+def enforce_primary(cell, figures: dict, reasons: dict, threshold: int | None) -> dict:
+    """The withheld reasons of a row, with the primary rule applied to every figure's family.
+
+    Every row of every report (groups and totals, JSON, CSV) is published through this, so it
+    is where the primary rule holds for cross-centre readers (`threshold` set) whatever the
+    table's suppression decided: a row counting fewer operations than the threshold, or a
+    figure whose own denominator is below it, is withheld. No grouping, filter or report shape
+    can publish a small cell. Submitters (`threshold` None) see their own centre unsuppressed.
+    """
+    if threshold is None:
+        return reasons
+    effective = dict(reasons)
+    families = {"operations", *(figure.family for figure in figures.values())}
+    small_row = 0 < _family_count(cell, "operations") < threshold
+    for family in families:
+        if not effective.get(family) and (small_row or 0 < _family_count(cell, family) < threshold):
+            effective[family] = "primary"
+    return effective
+
+
 def _render(figures: dict, withheld: dict) -> dict:
     """Nest the figures of a row ("a.b" names go under a), blanking the withheld ones."""
     row = {}
@@ -278,6 +299,12 @@ def _render(figures: dict, withheld: dict) -> dict:
     return row
 
 
+def publish_row(group: dict, cell, figures: dict, reasons: dict, threshold: int | None) -> tuple[dict, dict]:
+    """A published row of a report and the reasons it was published under (see enforce_primary)."""
+    reasons = enforce_primary(cell, figures, reasons, threshold)
+    return {"group": group, "suppressed": reasons.get("operations"), **_render(figures, reasons)}, reasons
+
+
 # --- building reports ------------------------------------------------------------------------
 
 def build_report(conn, report: str, query: dict, principal: Principal, threshold: int) -> dict:
@@ -290,6 +317,7 @@ def build_report(conn, report: str, query: dict, principal: Principal, threshold
     suppressing = principal.role != SUBMITTER
     families = sorted({figure.family for cell in cells[()].values() for figure in figures_of(cell).values()})
     withheld = withheld_by_family(cells, dims, families, threshold) if suppressing else {}
+    disclosure = threshold if suppressing else None
     codes = store.centre_codes(conn, _centre_ids(cells, dims))
 
     def reasons_for(key):
@@ -300,17 +328,13 @@ def build_report(conn, report: str, query: dict, principal: Principal, threshold
     listed = set(cells[tuple(dims)]) | set(withheld.get("operations", ({}, None))[0])
     for key in sorted(listed, key=lambda k: _sort_key(dims, k)):
         cell = cells[tuple(dims)].get(key, empty)
-        reasons = reasons_for(key)
-        row = {"group": {d: _label(d, v, codes) for d, v in zip(dims, key)},
-               "suppressed": reasons.get("operations")}
-        row.update(_render(figures_of(cell), reasons))
+        row, _ = publish_row({d: _label(d, v, codes) for d, v in zip(dims, key)}, cell, figures_of(cell),
+                             reasons_for(key), disclosure)
         groups.append(row)
     total_cell = cells[()].get(())
     total = None
     if total_cell is not None:
-        reasons = reasons_for("total")
-        total = {"group": {}, "suppressed": reasons.get("operations")}
-        total.update(_render(figures_of(total_cell), reasons))
+        total, _ = publish_row({}, total_cell, figures_of(total_cell), reasons_for("total"), disclosure)
     answer = {
         "report": report,
         "group_by": dims,
@@ -343,6 +367,7 @@ def build_funnel(conn, query: dict, principal: Principal, threshold: int) -> dic
     submitter = principal.role == SUBMITTER
     family = denominator
     withheld = {} if submitter else withheld_by_family(cells, dims, ["operations", family], threshold)
+    disclosure = None if submitter else threshold
     pools = cells[tuple(strata)] if strata else cells[()]
     codes = store.centre_codes(conn, _centre_ids(cells, dims))
 
@@ -373,10 +398,8 @@ def build_funnel(conn, query: dict, principal: Principal, threshold: int) -> dic
         if submitter and int(key[0]) != principal.centre_id:
             continue
         cell = cells[tuple(dims)].get(key, empty)
-        reasons = {f: w.get(key) for f, (w, _) in withheld.items()}
-        row = {"group": {d: _label(d, v, codes) for d, v in zip(dims, key)},
-               "suppressed": reasons.get("operations")}
-        row.update(_render(figures_of(cell), reasons))
+        row, reasons = publish_row({d: _label(d, v, codes) for d, v in zip(dims, key)}, cell, figures_of(cell),
+                                   {f: w.get(key) for f, (w, _) in withheld.items()}, disclosure)
         pooled, pooled_reason = pooled_for(key[1:])
         visible = not (reasons.get("operations") or reasons.get(family))
         n = _measure(cell, denominator)
@@ -389,9 +412,9 @@ def build_funnel(conn, query: dict, principal: Principal, threshold: int) -> dic
         groups.append(row)
     total = None
     if not submitter and () in cells[()]:
-        reasons = {f: t for f, (_, t) in withheld.items()}
-        total = {"group": {}, "suppressed": reasons.get("operations")}
-        total.update(_render(figures_of(cells[()][()]), reasons))
+        total_cell = cells[()][()]
+        total, _ = publish_row({}, total_cell, figures_of(total_cell),
+                               {f: t for f, (_, t) in withheld.items()}, disclosure)
     return {
         "report": "centres",
         "measure": measure,

@@ -1,0 +1,109 @@
+"""An analyst never sees a figure about fewer operations than the threshold: any report, any
+filter combination, grouped or not, JSON or CSV, groups and totals alike."""
+
+import csv
+import io
+import itertools
+
+import pytest
+
+from tests.conftest import make_settings
+from tests.records.helpers import operation
+
+THRESHOLD = 5
+REPORTS = ["complications", "fusion", "outcomes", "completeness", "centres"]
+# Filters that narrow a small registry to one, a few, or many operations.
+FILTERS = [{}, {"approach": "anterior"}, {"approach": "posterior"}, {"region": "lumbar"},
+           {"approach": "anterior", "region": "cervical"}, {"diagnosis": "ado_ii"},
+           {"date_from": "2016-01-01", "date_to": "2016-01-01"}, {"year": "2016"}, {"centre": "CENTRE-B"},
+           {"instrumented": "true"}, {"levels": "4"}, {"procedure": "fusion", "approach": "anterior"}]
+GROUPINGS = [None, "region", "approach,region"]
+
+
+@pytest.fixture
+def settings():
+    return make_settings(suppression_threshold=THRESHOLD)
+
+
+@pytest.fixture
+def small_registry(client, tokens):
+    """One anterior operation (the seed case, with its four-year follow-up) and six posterior
+    lumbar ones in centre A; two operations in centre B."""
+    def submit(who, **changes):
+        response = client.post("/v1/operations/", json=operation(**changes), headers=tokens.header(who))
+        assert response.status_code == 201, response.json
+        return response.json
+
+    seed = submit("submitter_a", local_ref="ANT-1", approach="anterior")
+    follow_up = client.post(f"/v1/operations/{seed['id']}/follow-ups",
+                            json={"months_after": 48, "fusion_status": "fused", "implant_status": "intact", "joa": 14},
+                            headers=tokens.header("submitter_a"))
+    assert follow_up.status_code == 201, follow_up.json
+    for n in range(6):
+        submit("submitter_a", local_ref=f"POST-{n}", approach="posterior", region="lumbar",
+               levels={"from": "L3", "to": "L5"}, operation_date=f"201{n}-03-01",
+               patient={"ref": f"P-{n}", "sex": "female", "birth_year": 1960, "diagnosis": "pycnodysostosis"})
+    for n in range(2):
+        submit("submitter_b", local_ref=f"B-{n}", patient={"ref": f"B-{n}", "diagnosis": "ado_ii"})
+
+
+def small_figures(node, path="report"):
+    """Every published figure (not withheld) that describes 1..threshold-1 operations or values."""
+    found = []
+    if isinstance(node, dict):
+        if {"numerator", "denominator"} <= set(node):
+            if node["denominator"] is not None and 0 < node["denominator"] < THRESHOLD:
+                found.append((path, node["denominator"]))
+        elif "n" in node and "median" in node:
+            if node["n"] is not None and 0 < node["n"] < THRESHOLD:
+                found.append((path, node["n"]))
+        for key, value in node.items():
+            if key in ("operations", "fusion_operations") and isinstance(value, int) and 0 < value < THRESHOLD:
+                found.append((f"{path}.{key}", value))
+            found += small_figures(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            found += small_figures(item, f"{path}[{index}]")
+    return found
+
+
+def test_no_filter_or_grouping_shows_an_analyst_a_small_cell(client, tokens, small_registry):
+    checked = 0
+    for report, filters, group_by in itertools.product(REPORTS, FILTERS, GROUPINGS):
+        if report == "centres" and group_by and "," in group_by:
+            continue
+        query = dict(filters, **({"group_by": group_by} if group_by else {}))
+        response = client.get(f"/v1/reports/{report}", query_string=query, headers=tokens.header("analyst"))
+        assert response.status_code == 200, (report, query, response.json)
+        body = response.json
+        assert small_figures(body["groups"]) + small_figures(body["total"]) == [], (report, query)
+        checked += 1
+    assert checked > 150
+
+
+def test_the_filtered_ungrouped_report_of_one_operation_is_withheld(client, tokens, small_registry):
+    body = client.get("/v1/reports/complications", query_string={"approach": "anterior"},
+                      headers=tokens.header("analyst")).json
+    [group] = body["groups"]
+    assert group["suppressed"] == "primary" and group["operations"] is None
+    assert group["blood_loss_ml"]["median"] is None and group["duration_min"]["mean"] is None
+    outcomes = client.get("/v1/reports/outcomes", query_string={"approach": "anterior"},
+                          headers=tokens.header("analyst")).json
+    assert outcomes["groups"][0]["joa_preop"]["median"] is None
+
+
+def test_csv_of_a_narrow_filter_holds_no_figures(client, tokens, small_registry):
+    response = client.get("/v1/reports/complications", query_string={"approach": "anterior", "format": "csv"},
+                          headers=tokens.header("analyst"))
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [row["row"] for row in rows] == ["group", "total"]
+    for row in rows:
+        figures = {name: value for name, value in row.items() if name != "row" and not name.endswith("suppressed")}
+        assert set(figures.values()) == {""}, row
+
+
+def test_a_submitter_still_sees_its_own_small_cells(client, tokens, small_registry):
+    body = client.get("/v1/reports/complications", query_string={"approach": "anterior"},
+                      headers=tokens.header("submitter_a")).json
+    assert body["groups"][0]["operations"] == 1
+    assert body["groups"][0]["blood_loss_ml"]["median"] == 300
