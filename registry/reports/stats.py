@@ -27,7 +27,10 @@ def wilson_interval(numerator: int, denominator: int, z: float = Z95) -> tuple[f
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At 0 of n and n of n the bound is exactly 0 (or 1); floating point leaves 1e-17.
+    low = 0.0 if numerator == 0 else max(0.0, centre - half)
+    high = 1.0 if numerator == n else min(1.0, centre + half)
+    return low, high
 
 
 def proportion(numerator: int, denominator: int) -> dict:

@@ -20,6 +20,13 @@ def test_wilson_interval_at_the_edges():
     assert stats.wilson_interval(0, 0) is None
 
 
+@pytest.mark.parametrize("n", [1, 3, 7, 19, 161, 1000])
+def test_wilson_bounds_are_exactly_0_and_1_at_none_and_all(n):
+    # floating point used to give ci_low 2.8e-17 for 0 of 7
+    assert stats.wilson_interval(0, n)[0] == 0
+    assert stats.wilson_interval(n, n)[1] == 1
+
+
 def test_quantiles_interpolate_like_percentile_cont():
     counts = [(1.0, 1), (2.0, 1), (10.0, 2)]  # 1, 2, 10, 10
     assert stats.quantile_from_counts(counts, Fraction(1, 2)) == 6.0
