@@ -193,16 +193,22 @@ def purge_idempotency_keys(hours):
 # --- demo -----------------------------------------------------------------------------------
 
 @cli.command()
-def demo():
-    """Load the demo registry (the seed case and the cases it cites) and print two tokens."""
+@click.option("--new-tokens", is_flag=True, help="Revoke the demo tokens of an earlier run and print new ones.")
+def demo(new_tokens):
+    """Load the demo registry (the seed case and the cases it cites) and print two tokens.
+
+    A rerun changes nothing: the cases are unchanged and the tokens of the first run stay
+    valid (they are not printed again: only their hashes are kept)."""
     from registry.demo.load import load_demo
 
     with database().transaction() as conn:
-        loaded = load_demo(conn)
+        loaded = load_demo(conn, new_tokens=new_tokens)
     for line in loaded["outcomes"]:
         click.echo(line)
-    click.echo(f"submitter token ({loaded['submitter_centre']}): {loaded['submitter_token']}")
-    click.echo(f"analyst token: {loaded['analyst_token']}")
+    for name, token in ((f"submitter token ({loaded['submitter_centre']})", loaded["submitter_token"]),
+                        ("analyst token", loaded["analyst_token"])):
+        click.echo(f"{name}: {token}" if token else
+                   f"{name}: issued by an earlier run, still valid (`registry demo --new-tokens` replaces it)")
 
 
 # --- bulk import ----------------------------------------------------------------------------

@@ -25,12 +25,32 @@ def _submit(conn, centre: dict, cases) -> list[str]:
     return outcomes
 
 
-def load_demo(conn) -> dict:
-    """Load (or refresh) the demo cases; return what happened and a submitter and an analyst token."""
+DEMO_TOKEN_LABELS = {SUBMITTER: "demo submitter", ANALYST: "demo analyst"}
+
+
+def _demo_token(conn, centre_id: int, role: str, renew: bool) -> str | None:
+    """A new demo token of `role`, or None when one is already active and not to be renewed.
+
+    Only a token's hash is stored, so an active demo token cannot be shown again: a rerun
+    leaves it as it is (a rerun changes nothing), and `renew` revokes it for a fresh one.
+    """
+    label = DEMO_TOKEN_LABELS[role]
+    active = [t for t in tokens.list_tokens(conn, filters={"centre_id": centre_id, "role": role, "revoked": False})
+              if t["label"] == label]
+    if active and not renew:
+        return None
+    for token in active:
+        tokens.revoke_token(conn, token["id"])
+    return tokens.issue_token(conn, centre_id, role, label)[1]
+
+
+def load_demo(conn, new_tokens: bool = False) -> dict:
+    """Load (or refresh) the demo cases; return what happened and a submitter and an analyst token
+    (None for a token issued by an earlier run, unless `new_tokens` replaces it)."""
     seed_centre = _centre(conn, *SEED_CENTRE)
     literature_centre = _centre(conn, *LITERATURE_CENTRE)
     outcomes = _submit(conn, seed_centre, [seed_case()]) + _submit(conn, literature_centre, literature_cases())
-    _, submitter = tokens.issue_token(conn, seed_centre["id"], SUBMITTER, "demo submitter")
-    _, analyst = tokens.issue_token(conn, seed_centre["id"], ANALYST, "demo analyst")
-    return {"outcomes": outcomes, "submitter_token": submitter, "analyst_token": analyst,
+    return {"outcomes": outcomes,
+            "submitter_token": _demo_token(conn, seed_centre["id"], SUBMITTER, new_tokens),
+            "analyst_token": _demo_token(conn, seed_centre["id"], ANALYST, new_tokens),
             "submitter_centre": seed_centre["code"]}

@@ -34,6 +34,19 @@ def test_demo_cases_cover_the_cited_operations(runner, db):
 def test_running_the_demo_twice_changes_no_record(runner, db):
     runner.invoke(cli, ["demo"])
     versions = db.execute("SELECT id, version FROM operations ORDER BY id").fetchall()
+    tokens = db.execute("SELECT id, revoked_at FROM tokens ORDER BY id").fetchall()
     second = runner.invoke(cli, ["demo"])
     assert second.output.count(": unchanged") == 5
     assert db.execute("SELECT id, version FROM operations ORDER BY id").fetchall() == versions
+    assert db.execute("SELECT id, revoked_at FROM tokens ORDER BY id").fetchall() == tokens
+    assert "issued by an earlier run, still valid" in second.output
+
+
+def test_demo_new_tokens_replaces_the_earlier_ones(runner, client, db):
+    first = runner.invoke(cli, ["demo"])
+    old = re.search(r"submitter token \(SEED\): (\S+)", first.output).group(1)
+    second = runner.invoke(cli, ["demo", "--new-tokens"])
+    new = re.search(r"submitter token \(SEED\): (\S+)", second.output).group(1)
+    assert new != old
+    assert client.get("/v1/operations/", headers={"Authorization": f"Bearer {old}"}).status_code == 401
+    assert client.get("/v1/operations/", headers={"Authorization": f"Bearer {new}"}).status_code == 200
