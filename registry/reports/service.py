@@ -12,6 +12,7 @@ Who sees what:
 """
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from fractions import Fraction
 
 from registry.auth import SUBMITTER, Principal
@@ -180,6 +181,8 @@ def resolve_filters(conn, query: dict, principal: Principal) -> dict:
         if query.get(name) is not None:
             filters[name] = query[name]
     codes = query.get("centre") or []
+    if principal.role != SUBMITTER:
+        _refuse_differencing_filters(query, codes)
     if principal.role == SUBMITTER:
         if any(code != principal.centre_code for code in codes):
             raise Problem(403, "A centre's token reads its own centre's figures only.", slug="forbidden",
@@ -192,6 +195,28 @@ def resolve_filters(conn, query: dict, principal: Principal) -> dict:
             raise InvalidInput([field_error("centre", f"No centre with code {', '.join(unknown)}.", "query")])
         filters["centre_ids"] = sorted(set(ids.values()))
     return filters
+
+
+def _refuse_differencing_filters(query: dict, codes: list) -> None:
+    """Filters a cross-centre reader may not use, because two of them differ by a few operations.
+
+    A set of centres minus one of them isolates a small centre, and date ranges a day apart
+    isolate the operations of that day: analysts filter by one centre or all, and by whole
+    months (date_from on a 1st, date_to on a month's last day).
+    """
+    errors = []
+    if len(set(codes)) > 1:
+        errors.append(field_error("centre", "Name one centre, or none for all centres.", "query"))
+    date_from, date_to = query.get("date_from"), query.get("date_to")
+    if date_from is not None and date_from.day != 1:
+        errors.append(field_error("date_from", "Cross-centre reports filter by whole months: "
+                                               f"use the 1st of the month ({date_from.replace(day=1)}).", "query"))
+    if date_to is not None and (date_to + timedelta(days=1)).day != 1:
+        last = (date_to.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        errors.append(field_error("date_to", "Cross-centre reports filter by whole months: "
+                                             f"use the last day of the month ({last}).", "query"))
+    if errors:
+        raise InvalidInput(errors)
 
 
 def _label(dim: str, value: str, centre_codes: dict):

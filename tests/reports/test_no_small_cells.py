@@ -15,7 +15,7 @@ REPORTS = ["complications", "fusion", "outcomes", "completeness", "centres"]
 # Filters that narrow a small registry to one, a few, or many operations.
 FILTERS = [{}, {"approach": "anterior"}, {"approach": "posterior"}, {"region": "lumbar"},
            {"approach": "anterior", "region": "cervical"}, {"diagnosis": "ado_ii"},
-           {"date_from": "2016-01-01", "date_to": "2016-01-01"}, {"year": "2016"}, {"centre": "CENTRE-B"},
+           {"date_from": "2016-01-01", "date_to": "2016-01-31"}, {"year": "2016"}, {"centre": "CENTRE-B"},
            {"instrumented": "true"}, {"levels": "4"}, {"procedure": "fusion", "approach": "anterior"}]
 GROUPINGS = [None, "region", "approach,region"]
 
@@ -107,3 +107,28 @@ def test_a_submitter_still_sees_its_own_small_cells(client, tokens, small_regist
                       headers=tokens.header("submitter_a")).json
     assert body["groups"][0]["operations"] == 1
     assert body["groups"][0]["blood_loss_ml"]["median"] == 300
+
+
+@pytest.mark.parametrize("query, field", [
+    ({"centre": "CENTRE-A,CENTRE-B"}, "centre"),
+    ({"date_from": "2016-01-02"}, "date_from"),
+    ({"date_to": "2016-01-30"}, "date_to"),
+    ({"date_from": "2016-01-01", "date_to": "2017-02-28"}, None),
+    ({"date_to": "2016-02-28"}, "date_to"),
+    ({"date_to": "2016-02-29"}, None),
+])
+def test_analysts_filter_by_one_centre_or_all_and_by_whole_months(client, tokens, small_registry, query, field):
+    # two centres minus one, or date ranges a day apart, would isolate a few operations
+    for report in REPORTS:
+        response = client.get(f"/v1/reports/{report}", query_string=query, headers=tokens.header("analyst"))
+        if field is None:
+            assert response.status_code == 200, response.json
+        else:
+            assert response.status_code == 422
+            assert [error["field"] for error in response.json["errors"]] == [field]
+
+
+def test_a_submitter_may_filter_its_own_figures_by_any_day(client, tokens, small_registry):
+    response = client.get("/v1/reports/complications", query_string={"date_from": "2016-01-01", "date_to": "2016-01-01"},
+                          headers=tokens.header("submitter_a"))
+    assert response.status_code == 200 and response.json["total"]["operations"] == 1
