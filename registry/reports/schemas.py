@@ -42,9 +42,12 @@ class ReportQuerySchema(ma.Schema):
                      metadata={"description": "Only operations in these years"})
     centre = CommaList(ma.fields.String(validate=validate.Regexp(r"^[A-Z0-9][A-Z0-9_-]{1,31}$",
                                                                  error="Not a centre code.")),
-                       metadata={"description": "Only these centres (codes); a submitter may name only its own"})
-    date_from = ma.fields.Date(metadata={"description": "Operations on or after this date"})
-    date_to = ma.fields.Date(metadata={"description": "Operations on or before this date"})
+                       metadata={"description": "Only these centres (codes); a submitter may name only its own, "
+                                                "an analyst one centre or none (all)"})
+    date_from = ma.fields.Date(metadata={"description": "Operations on or after this date "
+                                                        "(cross-centre readers: the 1st of a month)"})
+    date_to = ma.fields.Date(metadata={"description": "Operations on or before this date "
+                                                      "(cross-centre readers: the last day of a month)"})
     format = ma.fields.String(validate=validate.OneOf(["json", "csv"]),
                               metadata={"description": "csv for a CSV download (or send Accept: text/csv)"})
 
