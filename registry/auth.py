@@ -2,8 +2,11 @@
 
 A token is shown once when issued; the registry keeps only its SHA-256 (tokens are 256-bit
 random secrets, so a fast hash is enough). Every token belongs to a centre: a submitter works
-on that centre's records only; an analyst reads cross-centre aggregates; an admin manages
-centres and tokens.
+on that centre's records only; an analyst reads cross-centre aggregates; a centre_admin
+issues and revokes its own centre's submitter and centre_admin tokens; an operator runs the
+registry (centres, analyst, operator and metrics tokens) and can reach no centre's patients,
+not even through a token it issues; a metrics token reads /metrics only. Before migration 0005
+the operator role was called `admin`.
 """
 
 import hashlib
@@ -17,7 +20,7 @@ from registry.db import database
 from registry.problems import Problem
 
 TOKEN_PREFIX = "reg_"
-SUBMITTER, ANALYST, ADMIN = "submitter", "analyst", "admin"
+SUBMITTER, CENTRE_ADMIN, ANALYST, OPERATOR, METRICS = "submitter", "centre_admin", "analyst", "operator", "metrics"
 
 
 @dataclass(frozen=True)

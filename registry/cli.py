@@ -136,7 +136,8 @@ def tokens():
 
 @tokens.command(name="issue")
 @click.option("--centre", "--center", "centre_code", required=True, help="Code of the token's centre.")
-@click.option("--role", type=click.Choice(list(ROLE)), required=True)
+@click.option("--role", type=click.Choice(list(ROLE)), required=True,
+              help="A centre's first centre_admin is issued here; operator is what 0005 renamed admin to.")
 @click.option("--label", default=None, help="A note saying who holds the token.")
 def issue_token(centre_code, role, label):
     """Issue a token and print it once: only its hash is stored."""
@@ -168,13 +169,20 @@ def revoke_token(token_id):
 
 @tokens.command(name="list")
 def list_tokens():
-    """List tokens: id, centre id, role, label, revoked."""
+    """List tokens: id, centre id, role, label, revoked, issued at, issued by, revoked by.
+
+    Issued and revoked by are token ids; `cli` when done from the command line."""
     from registry.tokens.store import list_tokens as store_list_tokens
+
+    def by(token_id):
+        return "cli" if token_id is None else str(token_id)
 
     with database().transaction() as conn:
         for row in store_list_tokens(conn):
             revoked = row["revoked_at"].isoformat() if row["revoked_at"] else "-"
-            click.echo(f"{row['id']}\t{row['centre_id']}\t{row['role']}\t{row['label'] or '-'}\t{revoked}")
+            revoked_by = by(row["revoked_by_token_id"]) if row["revoked_at"] else "-"
+            click.echo(f"{row['id']}\t{row['centre_id']}\t{row['role']}\t{row['label'] or '-'}\t{revoked}"
+                       f"\t{row['created_at'].isoformat()}\t{by(row['issued_by_token_id'])}\t{revoked_by}")
 
 
 # --- maintenance ------------------------------------------------------------------------------

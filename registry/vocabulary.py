@@ -242,8 +242,10 @@ IMPLANT_FAILURE_STATUSES = frozenset({"loosening", "migration", "breakage"})
 
 ROLE = _vocabulary(
     ("submitter", "Centre submitter: reads and writes its own centre's records"),
+    ("centre_admin", "Centre administrator: issues and revokes its own centre's submitter and centre_admin tokens"),
     ("analyst", "Analyst: reads aggregate reports across centres"),
-    ("admin", "Administrator: manages centres and tokens"),
+    ("operator", "Registry operator: manages centres and analyst, operator and metrics tokens; no patient data"),
+    ("metrics", "Metrics scraper: reads /metrics only"),
 )
 
 # Every vocabulary by its wire name, as `/v1/vocabularies` lists them.

@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 
 from registry import create_app, migrate
-from registry.auth import ADMIN, ANALYST, SUBMITTER
+from registry.auth import ANALYST, CENTRE_ADMIN, METRICS, OPERATOR, SUBMITTER
 from registry.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,7 +133,9 @@ class Tokens:
         for name, centre, role in (("submitter_a", self.centre_a, SUBMITTER),
                                    ("submitter_b", self.centre_b, SUBMITTER),
                                    ("analyst", self.centre_a, ANALYST),
-                                   ("admin", self.centre_a, ADMIN)):
+                                   ("operator", self.centre_a, OPERATOR),
+                                   ("centre_admin_a", self.centre_a, CENTRE_ADMIN),
+                                   ("metrics", self.centre_a, METRICS)):
             row, secret = issue_token(conn, centre["id"], role, name)
             self.secrets[name] = (row["id"], secret)
 

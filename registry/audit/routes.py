@@ -1,4 +1,4 @@
-"""The audit trail: admins read every centre's, submitters their own centre's."""
+"""The audit trail: operators read every centre's, centre admins and submitters their own centre's."""
 
 import marshmallow as ma
 from flask.views import MethodView
@@ -6,7 +6,7 @@ from flask_smorest import Blueprint
 from marshmallow import validate
 
 from registry.audit import store
-from registry.auth import ADMIN, SUBMITTER, authenticate, require
+from registry.auth import CENTRE_ADMIN, OPERATOR, SUBMITTER, authenticate, require
 from registry.db import database
 from registry.fields import Integer
 from registry.pagination import PageQuerySchema, keyset_page, page_schema
@@ -32,7 +32,7 @@ class AuditEventSchema(ma.Schema):
 
 
 class AuditQuerySchema(PageQuerySchema):
-    centre_id = Integer(1, 2**62, strict=False, metadata={"description": "Admins only: one centre's events"})
+    centre_id = Integer(1, 2**62, strict=False, metadata={"description": "Operators only: one centre's events"})
     entity = ma.fields.String(validate=validate.OneOf(ENTITIES))
     entity_id = Integer(1, 2**62, strict=False)
     action = ma.fields.String(validate=validate.OneOf(ACTIONS))
@@ -41,14 +41,14 @@ class AuditQuerySchema(PageQuerySchema):
 
 @blp.route("/")
 class AuditEvents(MethodView):
-    @require(ADMIN, SUBMITTER)
+    @require(OPERATOR, CENTRE_ADMIN, SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.arguments(AuditQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, page_schema(AuditEventSchema, "AuditEventPage"))
     @document_errors(blp, 401, 403, 422)
     def get(self, query):
-        """Read the audit trail (admins: all centres; submitters: their own)"""
+        """Read the audit trail (operators: all centres; centre admins and submitters: their own)"""
         principal = authenticate()
-        centre_id = query.get("centre_id") if principal.role == ADMIN else principal.centre_id
+        centre_id = query.get("centre_id") if principal.role == OPERATOR else principal.centre_id
         with database().transaction() as conn:
             return keyset_page(query, lambda after, limit: store.list_events(conn, centre_id, query, after, limit))

@@ -1,11 +1,11 @@
-"""Centres: administrators add them; every token can read its own."""
+"""Centres: operators add and list them; every token can read its own."""
 
 import marshmallow as ma
 import psycopg.errors
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from registry.auth import ADMIN, authenticate, require
+from registry.auth import OPERATOR, authenticate, require
 from registry.centres import store
 from registry.centres.schemas import CentreCreateSchema, CentreSchema
 from registry.db import database
@@ -18,7 +18,7 @@ CentrePageSchema = page_schema(CentreSchema, "CentrePage")
 
 @blp.route("/")
 class Centres(MethodView):
-    @require(ADMIN)
+    @require(OPERATOR)
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.arguments(PageQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, CentrePageSchema)
@@ -28,7 +28,7 @@ class Centres(MethodView):
         with database().transaction() as conn:
             return keyset_page(query, lambda after, limit: store.list_centres(conn, after_id=after, limit=limit))
 
-    @require(ADMIN)
+    @require(OPERATOR)
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.arguments(CentreCreateSchema())
     @blp.response(201, CentreSchema)
@@ -49,9 +49,9 @@ class Centre(MethodView):
     @blp.response(200, CentreSchema)
     @document_errors(blp, 401, 404)
     def get(self, centre_id):
-        """Read a centre (admins any, others their own)"""
+        """Read a centre (operators any, others their own)"""
         principal = authenticate()
-        if principal.role != ADMIN and principal.centre_id != centre_id:
+        if principal.role != OPERATOR and principal.centre_id != centre_id:
             raise Problem(404, "No such centre.", slug="not-found")
         with database().transaction() as conn:
             centre = store.get_centre(conn, centre_id)

@@ -1,4 +1,10 @@
-"""Liveness, readiness and metrics for orchestrators and Prometheus."""
+"""Liveness, readiness and metrics for orchestrators and Prometheus.
+
+/healthz and /readyz are open: they say only whether the service is up and its schema at head.
+/metrics needs a `metrics` (or `operator`) token: its counts per route and status would let
+anyone who reaches the port follow the registry's activity, request by request. Prometheus
+sends the token (`authorization: {credentials_file: ...}` in its scrape config).
+"""
 
 import marshmallow as ma
 from flask import Response, current_app
@@ -6,9 +12,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from registry import migrate
+from registry.auth import METRICS, OPERATOR, require
 from registry.db import DatabaseUnavailable, database
 from registry.observability import metrics_payload
-from registry.problems import Problem
+from registry.problems import Problem, document_errors
 
 READINESS_TIMEOUT = 0.8  # seconds
 
@@ -50,7 +57,10 @@ class Readiness(MethodView):
 
 @blp.route("/metrics")
 class Metrics(MethodView):
+    @require(METRICS, OPERATOR)
+    @blp.doc(security=[{"bearerAuth": []}])
     @blp.response(200, content_type="text/plain", description="Prometheus text exposition")
+    @document_errors(blp, 401, 403)
     def get(self):
         """Expose Prometheus metrics"""
         payload, content_type = metrics_payload()

@@ -11,7 +11,7 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from registry.auth import ADMIN, ANALYST, SUBMITTER, authenticate, require
+from registry.auth import ANALYST, OPERATOR, SUBMITTER, authenticate, require
 from registry.db import reports_database
 from registry.problems import Problem, document_errors
 from registry.reports import schemas, service
@@ -57,7 +57,7 @@ def _run(build, *args):
 
 def _report_view(report: str, query_schema, report_schema, summary: str):
     class ReportView(MethodView):
-        @require(SUBMITTER, ANALYST, ADMIN)
+        @require(SUBMITTER, ANALYST, OPERATOR)
         @blp.doc(security=[{"bearerAuth": []}])
         @blp.arguments(query_schema(), location="query", unknown=ma.RAISE)
         @blp.response(200, report_schema)
@@ -87,7 +87,7 @@ blp.route("/completeness")(_report_view(
 
 @blp.route("/centres")
 class CentresReport(MethodView):
-    @require(SUBMITTER, ANALYST, ADMIN)
+    @require(SUBMITTER, ANALYST, OPERATOR)
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.arguments(schemas.CentresQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, schemas.CentresReportSchema)

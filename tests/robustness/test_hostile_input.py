@@ -56,8 +56,8 @@ def _operation(**changes):
 
 
 SAMPLES = {
-    ("POST", "/v1/centres/"): Sample("admin", lambda: {"code": "HOSTILE", "name": "Hostile centre"}, "name"),
-    ("POST", "/v1/tokens/"): Sample("admin", lambda: {"centre_id": 1, "role": "submitter", "label": "l"}, "label"),
+    ("POST", "/v1/centres/"): Sample("operator", lambda: {"code": "HOSTILE", "name": "Hostile centre"}, "name"),
+    ("POST", "/v1/tokens/"): Sample("operator", lambda: {"centre_id": 1, "role": "analyst", "label": "l"}, "label"),
     ("POST", "/v1/patients/"): Sample("submitter_a", lambda: {"ref": "HOSTILE-P", "diagnosis": "aro"},
                                       "diagnosis_note", "genes"),
     ("PUT", "/v1/patients/{patient_id}"): Sample("submitter_a", lambda: {"diagnosis": "aro"}, "diagnosis_note",
@@ -310,7 +310,7 @@ STORING = ("operation local_ref and notes", "follow-up local_ref and notes", "pa
 
 def store_and_read_back(client, tokens, world, what: str, payload: str) -> list[str]:
     """Store `payload` through one endpoint; return the values the registry gives back."""
-    a, admin = tokens.header("submitter_a"), tokens.header("admin")
+    a, admin = tokens.header("submitter_a"), tokens.header("operator")
     if what == "operation local_ref and notes":
         created = client.post("/v1/operations/", json=_operation(local_ref=payload, notes=payload), headers=a)
         assert created.status_code == 201, created.json
@@ -417,7 +417,7 @@ def ids_for(path: str, world: dict) -> str:
 @pytest.mark.parametrize("endpoint", SECURED, ids=" ".join)
 def test_forged_and_revoked_tokens_are_401_everywhere(client, tokens, world, db, endpoint):
     method, path = endpoint
-    admin = tokens.header("admin")
+    admin = tokens.header("operator")
     revoked_id, revoked = tokens.secrets["submitter_b"]
     assert client.delete(f"/v1/tokens/{revoked_id}", headers=admin).status_code == 200
     before = snapshot(db)

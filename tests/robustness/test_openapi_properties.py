@@ -1,7 +1,7 @@
 """Property-based API testing: schemathesis generates requests from openapi.yaml and checks the answers.
 
 Every operation of the committed OpenAPI document (whatever it contains when the suite runs) is
-exercised in-process through the Flask app, once per role — submitter, analyst, admin — against
+exercised in-process through the Flask app, once per role — submitter, analyst, operator — against
 a fresh database holding the seed case, with all of schemathesis' default checks: no 5xx, every
 status code, content type, header and body as documented, invalid data refused, authentication
 not ignored, and so on. Generation is derandomized with a fixed seed, so a failure replays.
@@ -25,7 +25,7 @@ from schemathesis.config import SchemathesisConfig
 from tests.records.helpers import seed_case, seed_follow_up
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-ROLES = ("submitter_a", "analyst", "admin")
+ROLES = ("submitter_a", "analyst", "operator")
 
 # Examples per operation and role in the fuzzing phase (the examples and coverage phases add
 # their own deterministic cases): 3 roles x every operation take about two minutes.

@@ -28,7 +28,7 @@ def test_centres_add_refuses_a_malformed_code(runner):
 
 def test_issued_token_authenticates_and_only_its_hash_is_stored(runner, client, db):
     runner.invoke(cli, ["centres", "add", "TJH", "Tianjin Hospital"])
-    issued = runner.invoke(cli, ["tokens", "issue", "--center", "TJH", "--role", "admin"])
+    issued = runner.invoke(cli, ["tokens", "issue", "--center", "TJH", "--role", "operator"])
     assert issued.exit_code == 0, issued.output
     token = issued.stdout.strip().splitlines()[0]
     assert token.startswith("reg_")
@@ -42,7 +42,7 @@ def test_issued_token_authenticates_and_only_its_hash_is_stored(runner, client, 
 
 def test_revoked_token_gets_401(runner, client):
     runner.invoke(cli, ["centres", "add", "TJH", "Tianjin Hospital"])
-    token = runner.invoke(cli, ["tokens", "issue", "--centre", "TJH", "--role", "admin"]).stdout.split()[0]
+    token = runner.invoke(cli, ["tokens", "issue", "--centre", "TJH", "--role", "operator"]).stdout.split()[0]
     token_id = runner.invoke(cli, ["tokens", "list"]).output.split("\t")[0]
     revoked = runner.invoke(cli, ["tokens", "revoke", token_id])
     assert revoked.exit_code == 0, revoked.output

@@ -38,9 +38,9 @@ def test_readyz_is_503_quickly_when_database_is_unreachable():
     assert elapsed < 5
 
 
-def test_metrics_expose_request_counts(client):
+def test_metrics_expose_request_counts(client, tokens):
     client.get("/healthz")
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers=tokens.header("metrics"))
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
     assert 'registry_http_requests_total{endpoint="/healthz",method="GET",status="200"}' in response.text

@@ -39,7 +39,7 @@ def test_unknown_token_is_401_problem(client, tokens):
 
 
 def test_body_in_unsupported_media_type_is_415(client, tokens):
-    response = client.post("/v1/centres/", data="code=X", headers={**tokens.header("admin"),
+    response = client.post("/v1/centres/", data="code=X", headers={**tokens.header("operator"),
                                                                    "Content-Type": "application/x-www-form-urlencoded"})
     assert_problem(response, 415)
 
@@ -47,13 +47,13 @@ def test_body_in_unsupported_media_type_is_415(client, tokens):
 def test_oversized_body_is_413(database_url, tokens):
     app = create_app(make_settings(max_content_length=1024), database_url)
     response = app.test_client().post("/v1/centres/", json={"code": "BIG", "name": "x" * 5000},
-                                      headers=tokens.header("admin"))
+                                      headers=tokens.header("operator"))
     app.extensions["database"].close()
     assert_problem(response, 413)
 
 
 def test_malformed_json_is_a_problem_not_a_crash(client, tokens):
-    response = client.post("/v1/centres/", data="{not json", headers={**tokens.header("admin"),
+    response = client.post("/v1/centres/", data="{not json", headers={**tokens.header("operator"),
                                                                       "Content-Type": "application/json"})
     assert response.status_code in (400, 422)
     assert response.mimetype == PROBLEM
@@ -61,7 +61,7 @@ def test_malformed_json_is_a_problem_not_a_crash(client, tokens):
 
 def test_invalid_fields_are_422_naming_each_field(client, tokens):
     response = client.post("/v1/centres/", json={"code": "lower case", "colour": "red"},
-                           headers=tokens.header("admin"))
+                           headers=tokens.header("operator"))
     body = assert_problem(response, 422)
     fields = {error["field"]: error for error in body["errors"]}
     assert set(fields) == {"code", "name", "colour"}
@@ -71,7 +71,7 @@ def test_invalid_fields_are_422_naming_each_field(client, tokens):
 
 
 def test_invalid_query_parameter_is_422_in_the_query(client, tokens):
-    body = assert_problem(client.get("/v1/centres/?limit=0", headers=tokens.header("admin")), 422)
+    body = assert_problem(client.get("/v1/centres/?limit=0", headers=tokens.header("operator")), 422)
     assert body["errors"][0]["field"] == "limit"
     assert body["errors"][0]["location"] == "query"
 
@@ -98,8 +98,8 @@ def test_unhandled_error_is_500_problem_without_stack_trace(crashing_app):
 def test_a_single_record_body_is_limited_to_max_record_bytes(database_url, tokens):
     app = create_app(make_settings(max_record_bytes=4096), database_url)
     client = app.test_client()
-    big = client.post("/v1/centres/", json={"code": "BIG", "name": "x" * 5000}, headers=tokens.header("admin"))
-    small = client.post("/v1/centres/", json={"code": "SMALL", "name": "x" * 100}, headers=tokens.header("admin"))
+    big = client.post("/v1/centres/", json={"code": "BIG", "name": "x" * 5000}, headers=tokens.header("operator"))
+    small = client.post("/v1/centres/", json={"code": "SMALL", "name": "x" * 100}, headers=tokens.header("operator"))
     bulk = client.post("/v1/submissions/", json=[{"local_ref": "x" * 5000}], headers=tokens.header("submitter_a"))
     app.extensions["database"].close()
     assert_problem(big, 413)
