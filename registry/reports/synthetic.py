@@ -24,6 +24,8 @@ import psycopg
 from registry import vocabulary as v
 
 CHUNK = 50_000  # operations per COPY batch
+SHARED_ID_TABLES = ("intraop_events", "postop_complications", "implants")
+PER_CENTRE_ID_TABLES = ("patients", "operations", "follow_ups")
 
 REGIONS = (["lumbar"] * 38 + ["cervical"] * 28 + ["thoracic"] * 8 + ["thoracolumbar"] * 6 + ["lumbosacral"] * 6
            + ["cervicothoracic"] * 3 + ["craniocervical"] * 2 + ["femur"] * 3 + ["tibia"] * 2 + ["hip"] * 2
@@ -109,8 +111,9 @@ def generate(conn: psycopg.Connection, operations: int, seed: int = 1, log=print
                 copy.write(_line(first_centre + index, f"BENCH-{index + 1:03d}", f"Bench centre {index + 1}"))
         centre_ids = list(range(first_centre, first_centre + centres))
         ids = {table: scalars.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
-               for table in ("patients", "operations", "intraop_events", "postop_complications",
-                             "implants", "follow_ups")}
+               for table in SHARED_ID_TABLES}
+        # public ids count per centre (migration 0005), and these centres are new
+        ids |= {table: dict.fromkeys(centre_ids, 0) for table in PER_CENTRE_ID_TABLES}
         counts = dict.fromkeys(ids, 0)
         context = multiprocessing.get_context("spawn")  # no inherited connections or threads
         batches = context.Queue(maxsize=2)
@@ -133,9 +136,11 @@ def generate(conn: psycopg.Connection, operations: int, seed: int = 1, log=print
             if maker.is_alive():
                 maker.terminate()
                 maker.join()
-        for table, last in ids.items():
-            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), %s)", (max(last, 1),))
+        for table in SHARED_ID_TABLES:
+            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), %s)", (max(ids[table], 1),))
         conn.execute("SELECT setval(pg_get_serial_sequence('centres', 'id'), %s)", (first_centre + centres - 1,))
+        # the centres' own id sequences, which their insert trigger (off here) would have made
+        conn.execute("SELECT centre_ids_ensure(id) FROM centres WHERE id >= %s", (first_centre,))
     loaded = time.perf_counter()
     log(f"  base tables loaded in {loaded - started:.0f} s: {counts}")
     conn.execute("ANALYZE")
@@ -175,15 +180,15 @@ def _make_batches(batches, operations: int, seed: int, centre_ids: list, ids: di
             if known and rng.random() < 0.25:
                 patient, diagnosis = rng.choice(known)
             else:
-                ids["patients"] += 1  # ref_hash is bytea: \\x + hex in COPY text format
-                patient, diagnosis = ids["patients"], rng.choice(DIAGNOSES)
+                ids["patients"][centre] += 1  # ref_hash is bytea: \\x + hex in COPY text format
+                patient, diagnosis = ids["patients"][centre], rng.choice(DIAGNOSES)
                 known.append((patient, diagnosis))
                 buffers["patients"].write(_line(
                     centre, patient, "\\\\x" + rng.randbytes(16).hex(), rng.choice(["male", "female"]),
                     rng.randrange(1930, 2015), diagnosis,
                     "withdrawn" if rng.random() < 0.01 else "active"))
-            ids["operations"] += 1
-            operation = ids["operations"]
+            ids["operations"][centre] += 1
+            operation = ids["operations"][centre]
             _operation(rng, buffers, ids, centre, patient, operation)
         done += batch
         batches.put((done, {table: buffer.getvalue().encode() for table, buffer in buffers.items()}))
@@ -248,10 +253,10 @@ def _operation(rng, buffers, ids, centre, patient, operation) -> None:
     for months in FOLLOW_UP_MONTHS:
         if months > horizon or rng.random() < 0.45:
             continue
-        ids["follow_ups"] += 1
+        ids["follow_ups"][centre] += 1
         follow_joa = min(17.0, joa + rng.randrange(-4, 9) / 2) if joa is not None and rng.random() < 0.7 else None
         buffers["follow_ups"].write(_line(
-            centre, ids["follow_ups"], operation, date + dt.timedelta(days=months * 30 + rng.randrange(0, 14)),
+            centre, ids["follow_ups"][centre], operation, date + dt.timedelta(days=months * 30 + rng.randrange(0, 14)),
             months, rng.choice(FUSION) if "fusion" in procedures and months >= 6 else None,
             rng.choice(IMPLANT_STATUS) if instrumented else None,
             max(0.0, follow_joa) if follow_joa is not None else None,
