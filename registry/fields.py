@@ -2,6 +2,7 @@
 
 import datetime as dt
 import re
+import unicodedata
 
 import marshmallow as ma
 from marshmallow import validate
@@ -9,6 +10,44 @@ from marshmallow import validate
 # NUL cannot be stored in PostgreSQL text, and other control characters in a clinical field are
 # always a transmission error; tab and newline are fine in free text.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# A lone UTF-16 surrogate (JSON's "\ud800") is no character at all: it cannot be encoded in UTF-8,
+# so neither PostgreSQL nor any reader of an export could take it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+# Characters a ref may not hold, by Unicode category: control (Cc), format (Cf: zero-width
+# spaces and joiners, bidi overrides, soft hyphen, BOM), surrogate (Cs), private use (Co),
+# unassigned (Cn), line and paragraph separators (Zl, Zp). Each is invisible or shown differently
+# by every system, so two refs that look the same would name two patients.
+REF_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def unstorable_text_error(text: str) -> str | None:
+    """Why `text` cannot be stored as free text (control character, lone surrogate), or None."""
+    if _CONTROL.search(text):
+        return "Control characters (such as NUL) are not allowed."
+    if _SURROGATE.search(text):
+        return "Not valid Unicode: a lone surrogate (such as \\ud800) is not a character."
+    return None
+
+
+def storable_text(text: str) -> str:
+    """`text` with NUL and lone surrogates replaced by U+FFFD: for echoing what a sender wrote
+    (a refused local_ref, an unknown key) into stored reports, which PostgreSQL must accept."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def normal_ref(ref: str) -> str:
+    """A ref in its one canonical form, Unicode NFKC: NFC and NFD spellings of "é", full-width
+    "０１" and "01", a no-break space and a space all become the same ref. Used wherever a ref or
+    local_ref is stored, hashed or looked up, so a ref has one identity however it was typed."""
+    return ref if ref.isascii() else unicodedata.normalize("NFKC", ref)
+
+
+def forbidden_ref_character(ref: str) -> str | None:
+    """The first invisible or control character of a ref (see REF_FORBIDDEN_CATEGORIES), or None."""
+    if ref.isascii():
+        return next((char for char in ref if char < " " or char == "\x7f"), None)
+    return next((char for char in ref if unicodedata.category(char) in REF_FORBIDDEN_CATEGORIES), None)
 
 
 class Text(ma.fields.String):
@@ -20,19 +59,25 @@ class Text(ma.fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
-        if _CONTROL.search(text):
-            raise ma.ValidationError("Control characters (such as NUL) are not allowed.")
+        problem = unstorable_text_error(text)
+        if problem:
+            raise ma.ValidationError(problem)
         return text
 
 
 class Ref(Text):
-    """A centre's own identifier (patient ref, local_ref): 1–100 characters, no control characters."""
+    """A centre's own identifier (patient ref, local_ref): 1–100 characters once normalised to NFKC
+    (see `normal_ref`), no invisible or control characters, no surrounding whitespace."""
 
     def __init__(self, **kwargs):
         super().__init__(100, min_length=1, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        text = super()._deserialize(value, attr, data, **kwargs)
+        text = normal_ref(super()._deserialize(value, attr, data, **kwargs))
+        forbidden = forbidden_ref_character(text)
+        if forbidden is not None:
+            raise ma.ValidationError(f"Invisible or control character U+{ord(forbidden):04X} "
+                                     f"({unicodedata.name(forbidden, 'unnamed')}) is not allowed in a ref.")
         if text != text.strip():
             raise ma.ValidationError("Must not start or end with whitespace.")
         return text

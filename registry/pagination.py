@@ -15,6 +15,7 @@ from registry.problems import InvalidInput, field_error
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+MAX_BIGINT = 2**63 - 1
 
 
 class PageQuerySchema(ma.Schema):
@@ -45,9 +46,16 @@ def decode_cursor(cursor: str | None, arity: int) -> list | None:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except ValueError:
         key = None
-    if not isinstance(key, list) or len(key) != arity:
+    # a cursor is sent back by the client, so it may have been edited: every part of the key must
+    # be what this service puts there (a row id or position, a bigint ≥ 0), or PostgreSQL is
+    # handed a string, an object or an out-of-range number
+    if not isinstance(key, list) or len(key) != arity or not all(_is_key_part(part) for part in key):
         raise InvalidInput([field_error("cursor", "Not a cursor this service issued.", "query")])
     return key
+
+
+def _is_key_part(value) -> bool:
+    return type(value) is int and 0 <= value <= MAX_BIGINT
 
 
 def keyset_page(query: dict, fetch, key: str = "id") -> dict:

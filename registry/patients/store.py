@@ -10,6 +10,7 @@ from flask import current_app
 
 from registry.audit import store as audit
 from registry.auth import Principal
+from registry.fields import normal_ref
 
 PATIENT_FIELDS = ("sex", "birth_year", "diagnosis", "diagnosis_note", "genes", "inheritance",
                   "family_history", "consent")
@@ -19,9 +20,10 @@ PATIENT_COLUMNS = "id, centre_id, " + ", ".join(PATIENT_FIELDS) + ", version, cr
 def ref_hash(centre_id: int, ref: str) -> bytes:
     """Keyed hash of a centre's patient ref: the same ref always maps to the same patient, and
     nobody without the registry secret can tell which ref it was. The centre is part of the
-    message so equal refs at two centres do not even share a hash."""
+    message so equal refs at two centres do not even share a hash. The ref is hashed in its
+    normal form (NFKC, as the schemas load it), so look-alike spellings are one patient."""
     secret = current_app.config["REGISTRY_SETTINGS"].registry_secret
-    return hmac.new(secret, f"{centre_id}:{ref}".encode(), hashlib.sha256).digest()
+    return hmac.new(secret, f"{centre_id}:{normal_ref(ref)}".encode(), hashlib.sha256).digest()
 
 
 def get_patient(conn, centre_id: int, patient_id: int, *, for_update: bool = False) -> dict | None:

@@ -8,7 +8,7 @@ together, and a data manager chasing missing follow-ups resends the row with one
 import marshmallow as ma
 from marshmallow import validate
 
-from registry.fields import Integer
+from registry.fields import Integer, Ref
 from registry.follow_ups.schemas import FollowUpFieldsSchema
 from registry.operations.schemas import OperationInputSchema
 from registry.pagination import PageQuerySchema
@@ -103,5 +103,5 @@ class SubmissionListQuerySchema(PageQuerySchema):
 class SubmissionRecordQuerySchema(PageQuerySchema):
     outcome = ma.fields.String(validate=validate.OneOf(OUTCOMES), metadata={
         "description": "Only records with this outcome, e.g. `rejected` to fix and resend them"})
-    local_ref = ma.fields.String(validate=validate.Length(min=1, max=100))
+    local_ref = Ref(metadata={"description": "Only the record of the operation with this local_ref"})
     operation_id = Integer(1, 2**62, strict=False)

@@ -34,6 +34,7 @@ import psycopg
 import psycopg.errors
 
 from registry.auth import Principal
+from registry.fields import storable_text
 from registry.follow_ups import store as follow_ups
 from registry.operations import service as operations
 from registry.operations import store as operation_store
@@ -57,7 +58,8 @@ class Record:
         self.document = None
         self.outcome = self.operation_id = self.ref_hash = self.patient_changes = None
         local_ref = raw.get("local_ref") if isinstance(raw, dict) else None
-        self.local_ref = local_ref[:100] if isinstance(local_ref, str) else None
+        # as sent until validated (then normalised); a refused one may hold NUL or a lone surrogate
+        self.local_ref = storable_text(local_ref[:100]) if isinstance(local_ref, str) else None
 
     def result(self) -> dict:
         return {"position": self.position, "local_ref": self.local_ref, "outcome": self.outcome,
@@ -155,6 +157,8 @@ class Ingestion:
             self.writing = False
 
     def _located(self, error: dict) -> dict:
+        # an error may echo the sender's text (an unknown key is its field): stored, so storable
+        error = {name: storable_text(value) if isinstance(value, str) else value for name, value in error.items()}
         error = dict(error, location=self.location if error.get("location") in (None, "json", "csv") else
                      error["location"])
         if self.location == "csv" and error.get("field") and "column" not in error:
@@ -196,6 +200,8 @@ class Ingestion:
                 record.document, errors = next(outcomes)
                 if errors:
                     record.errors = errors
+                else:
+                    record.local_ref = record.document["local_ref"]  # normalised (NFKC)
             if record.errors:
                 self._reject(record, record.errors)
             else:
