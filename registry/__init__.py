@@ -6,6 +6,7 @@ from werkzeug.wsgi import LimitedStream
 from registry import db, migrate, observability
 from registry.config import Settings
 from registry.problems import Problem, RegistryApi
+from registry.strict_json import check_body
 
 API_VERSION = "1.0.0"
 JSON = "application/json"
@@ -108,4 +109,8 @@ def check_request_body():
     allowed = getattr(handler, "accepted_media_types", (JSON,))
     if request.mimetype not in allowed and not (request.mimetype.endswith("+json") and JSON in allowed):
         raise Problem(415, f"Send the body as {' or '.join(allowed)}.", slug="unsupported-media-type")
+    if handler is not None and request.is_json and not getattr(handler, "takes_bulk_bodies", False):
+        # json.loads, which reads the body next, keeps the last of two equal keys and fails on
+        # numbers over 4,300 digits without naming them: refuse both as field errors first
+        check_body(request.get_data(cache=True))
     return None

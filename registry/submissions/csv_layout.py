@@ -22,6 +22,7 @@ is a column at once and the two can never disagree.
 """
 
 import re
+import sys
 from dataclasses import dataclass
 
 import marshmallow as ma
@@ -121,7 +122,8 @@ def _parse_column(column: str) -> tuple[tuple, str] | None:
 
 def _cell_value(kind: str, cell: str):
     """The JSON value of a cell; left as text when it does not look right, for validation to refuse."""
-    if kind == "integer" and re.fullmatch(r"[+-]?[0-9]+", cell.strip()):
+    # past Python's limit on integer digits (4,300) int() raises: such a cell stays text, refused
+    if kind == "integer" and re.fullmatch(r"[+-]?[0-9]+", cell.strip()) and len(cell) <= sys.get_int_max_str_digits():
         return int(cell)
     if kind == "number":
         try:

@@ -6,7 +6,8 @@ the memory of a read buffer plus the records of the chunk being processed. A CSV
 read row by row by the `csv` module and turned into documents by `registry.submissions.csv_layout`.
 
 Each reader yields `(position, document_or_None, errors)`; errors are the field errors of a
-record that could not even be read (a CSV row with the wrong number of cells). A body that
+record that could not even be read (a CSV row with the wrong number of cells; a JSON element
+with a duplicated key or a number too long to read, see `registry.strict_json`). A body that
 cannot be read on at all (not an array, broken JSON, broken CSV quoting, not UTF-8) raises
 `UnreadableBody`: the submission is refused whole.
 """
@@ -18,6 +19,7 @@ import json
 from typing import BinaryIO, Iterator
 
 from registry.problems import field_error
+from registry.strict_json import StrictDecoder
 from registry.submissions import csv_layout
 
 READ_SIZE = 1 << 16
@@ -36,7 +38,7 @@ class UnreadableBody(Exception):
 
 def json_records(stream: BinaryIO) -> Iterator[tuple[int, object, list]]:
     """The elements of a JSON array body, one at a time, with their index."""
-    decoder = json.JSONDecoder()
+    decoder = StrictDecoder()
     utf8 = codecs.getincrementaldecoder("utf-8")()
     buffer, pos, eof = "", 0, False
 
@@ -78,7 +80,7 @@ def json_records(stream: BinaryIO) -> Iterator[tuple[int, object, list]]:
             next_char()
             while True:
                 try:
-                    item, end = decoder.raw_decode(buffer, pos)
+                    item, end, errors = decoder.raw_decode(buffer, pos)
                 except json.JSONDecodeError as exc:
                     if len(buffer) - pos > MAX_RECORD_CHARS or not fill():
                         raise refuse(f"Not valid JSON: {exc.msg}.", index) from None
@@ -89,7 +91,7 @@ def json_records(stream: BinaryIO) -> Iterator[tuple[int, object, list]]:
                     continue  # a number or literal may go on in the next read
                 break
             pos = end
-            yield index, item, []
+            yield index, item, errors
             index += 1
             separator = next_char()
             pos += 1
