@@ -23,6 +23,30 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://registry.example.org/problems/"
 
+# Every `type` the service answers, one per kind of error, whichever endpoint or layer (webargs,
+# a view, the database, werkzeug) raised it: a client can branch on `type` alone.
+PROBLEM_TYPES = {
+    "malformed-request": (400, "The request cannot be read: a body that is not JSON or not UTF-8, nested too deeply."),
+    "unauthorized": (401, "No token, or a token that is unknown, revoked or expired."),
+    "forbidden": (403, "The token's role may not do this."),
+    "not-found": (404, "No such resource (or it belongs to another centre)."),
+    "method-not-allowed": (405, "The resource does not take this method."),
+    "conflict": (409, "Another record of your centre holds this identifier."),
+    "precondition-failed": (412, "If-Match does not name the current version."),
+    "body-too-large": (413, "The body is over MAX_RECORD_BYTES (one record) or MAX_CONTENT_LENGTH (bulk)."),
+    "unsupported-media-type": (415, "The body is in a media type the endpoint does not take."),
+    "invalid-input": (422, "Fields, query parameters or headers refused; `errors` names each one."),
+    "precondition-required": (428, "A change needs If-Match."),
+    "internal-error": (500, "The server failed; the request id finds it in the logs."),
+    "database-unavailable": (503, "The database is unreachable; retry after Retry-After seconds."),
+    "schema-not-at-head": (503, "The database schema is not at the code's revision (readiness only)."),
+    "report-timeout": (503, "A report ran past REPORT_TIMEOUT and was stopped."),
+}
+# The type of an error raised without one (werkzeug's 404 for an unknown path, webargs' 422): the
+# kind of its status when the status has one kind; otherwise `about:blank` (RFC 9457 §4.2.1).
+_STATUSES = [status for status, _ in PROBLEM_TYPES.values()]
+_TYPE_OF_STATUS = {status: slug for slug, (status, _) in PROBLEM_TYPES.items() if _STATUSES.count(status) == 1}
+
 
 class FieldProblemSchema(ma.Schema):
     field = ma.fields.String(metadata={"description": "Dotted path of the field, e.g. `intraop_events.0.instrument`"})
@@ -68,6 +92,12 @@ class InvalidInput(Problem):
         super().__init__(422, detail, slug="invalid-input", errors=errors)
 
 
+def problem_type(status: int, slug: str | None = None) -> str:
+    """The `type` URI of a problem: its own kind, or the kind of its status."""
+    slug = slug or _TYPE_OF_STATUS.get(status)
+    return PROBLEM_TYPE_BASE + slug if slug else "about:blank"
+
+
 def flatten_messages(messages, location: str | None = None, prefix: str = "") -> list[dict]:
     """Turn marshmallow/webargs nested messages into a flat list of field errors."""
     flat = []
@@ -93,7 +123,7 @@ def flatten_messages(messages, location: str | None = None, prefix: str = "") ->
 def problem_response(status: int, title: str, detail: str | None = None, *, slug: str | None = None,
                      errors: list[dict] | None = None, headers: dict | None = None):
     body = {
-        "type": PROBLEM_TYPE_BASE + (slug or str(status)),
+        "type": problem_type(status, slug),
         "title": title,
         "status": status,
         "instance": request.path,
@@ -224,7 +254,7 @@ def handle_integrity_error(error: psycopg.errors.IntegrityError):
     log.warning("constraint violation %s reached the database", constraint)
     field = constraint.split("_", 2)[-1] if constraint.startswith("ck_") else constraint
     return problem_response(422, "Unprocessable Entity", "A database constraint refused the record.",
-                            slug="constraint-violation", errors=[field_error(field, f"violates {constraint}")])
+                            slug="invalid-input", errors=[field_error(field, f"violates {constraint}")])
 
 
 def document_errors(blp, *statuses: int):
