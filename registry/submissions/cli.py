@@ -1,5 +1,8 @@
 """`registry import FILE --centre CODE`: a bulk submission from the command line, with a progress bar.
 
+On a terminal the bar redraws itself; when stderr is a log or a pipe (cron, CI, `2> import.log`)
+it is a line every PROGRESS_INTERVAL seconds and one at the end, so a long import is seen to move.
+
 The command acts as the centre without a token: its writes are audited with actor role `cli`
 and no token id, and the submission is recorded like one sent over the API.
 """
@@ -7,6 +10,7 @@ and no token id, and the submission is recorded like one sent over the API.
 import io
 import os
 import sys
+import time
 
 import click
 
@@ -15,6 +19,7 @@ from registry.db import database
 from registry.submissions import reading, service, store
 
 CLI_ROLE = "cli"
+PROGRESS_INTERVAL = 10.0  # seconds between progress lines when stderr is not a terminal
 
 
 class _Progress(io.RawIOBase):
@@ -33,6 +38,33 @@ class _Progress(io.RawIOBase):
         return count
 
 
+class _ProgressLines:
+    """The progress bar's stand-in off a terminal: `label: N bytes of M (P%) read, T s` lines on stderr."""
+
+    def __init__(self, length: int | None, label: str):
+        self.length, self.label, self.read = length, label, 0
+        self.started = self.printed = time.monotonic()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if exc_info[0] is None:
+            self._print()
+
+    def update(self, count: int) -> None:
+        self.read += count
+        if time.monotonic() - self.printed >= PROGRESS_INTERVAL:
+            self._print()
+
+    def _print(self) -> None:
+        self.printed = time.monotonic()
+        read = f"{self.read:,} bytes"
+        if self.length:
+            read += f" of {self.length:,} ({self.read / self.length:.0%})"
+        click.echo(f"{self.label}: {read} read, {self.printed - self.started:.0f} s", err=True)
+
+
 def import_file(file, centre_code: str, mode: str, file_format: str | None) -> None:
     from registry.centres.store import get_centre_by_code
 
@@ -47,8 +79,11 @@ def import_file(file, centre_code: str, mode: str, file_format: str | None) -> N
         size = os.fstat(file.fileno()).st_size
     except (OSError, AttributeError, ValueError):
         size = None
-    with click.progressbar(length=size, label=f"importing {os.path.basename(name) or 'records'}",
-                           file=sys.stderr) as bar:
+    label = f"importing {os.path.basename(name) or 'records'}"
+    # click's bar prints only its label when stderr is not a terminal
+    progress = (click.progressbar(length=size, label=label, file=sys.stderr) if sys.stderr.isatty()
+                else _ProgressLines(size, label))
+    with progress as bar:
         stream = io.BufferedReader(_Progress(file, bar))
         records = reading.csv_records(stream) if file_format == "csv" else reading.json_records(stream)
         try:
