@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         api.register_blueprint(blueprint)
     api.register_blueprint(__import__("registry.submissions.routes", fromlist=["blp"]).blp)
     api.register_blueprint(__import__("registry.reports.routes", fromlist=["blp"]).blp)
+    api.register_blueprint(__import__("registry.report_queries.routes", fromlist=["blp"]).blp)
     app.extensions["registry_api"] = api
     return app
 

@@ -12,8 +12,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from registry.auth import ANALYST, OPERATOR, SUBMITTER, authenticate, require
-from registry.db import reports_database
+from registry.db import database, reports_database
 from registry.problems import Problem, document_errors
+from registry.report_queries import store as report_queries
 from registry.reports import schemas, service
 from registry.reports.csv_output import report_csv
 
@@ -37,9 +38,13 @@ def _answer(report: dict) -> dict | Response:
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-def _run(build, *args):
+def _run(report: str, query: dict, build, *args):
     principal = authenticate()
     settings = current_app.config["REGISTRY_SETTINGS"]
+    # The query audit is written on the primary (reports may read a replica), and before the
+    # report is built, so a request that then times out is on record too.
+    with database().transaction() as conn:
+        report_queries.record(conn, principal, report, query)
     with reports_database().transaction() as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.execute("SET LOCAL jit = off")  # compiling costs more than these queries take
@@ -64,7 +69,7 @@ def _report_view(report: str, query_schema, report_schema, summary: str):
         @blp.alt_response(200, **CSV_RESPONSE)
         @document_errors(blp, 401, 403, 422, 503)
         def get(self, query):
-            return _run(service.build_report, report, query)
+            return _run(report, query, service.build_report, report, query)
 
     ReportView.get.__doc__ = summary
     ReportView.__name__ = f"{report.capitalize()}Report"
@@ -95,4 +100,4 @@ class CentresReport(MethodView):
     @document_errors(blp, 401, 403, 422, 503)
     def get(self, query):
         """Compare each centre's rate with the pooled rate (funnel plot)"""
-        return _run(service.build_funnel, query)
+        return _run("centres", query, service.build_funnel, query)

@@ -1,0 +1,1 @@
+"""The report query audit: every report asked for, by whom, with which parameters."""
