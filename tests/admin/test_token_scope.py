@@ -126,3 +126,18 @@ def test_admin_tokens_become_operators_at_migration_0005(empty_database_url):
     migrate.downgrade(empty_database_url, "0003")
     with psycopg.connect(empty_database_url) as conn:
         assert conn.execute("SELECT role FROM tokens ORDER BY id").fetchall() == [("admin",), ("submitter",)]
+
+
+def test_a_centres_first_centre_admin_comes_from_the_command_line(runner, client, db):
+    from registry.cli import cli
+
+    runner.invoke(cli, ["centres", "add", "TJH", "Tianjin Hospital"])
+    issued = runner.invoke(cli, ["tokens", "issue", "--centre", "TJH", "--role", "centre_admin"])
+    assert issued.exit_code == 0, issued.output
+    centre_admin = {"Authorization": f"Bearer {issued.stdout.split()[0]}"}
+    centre = db.execute("SELECT id FROM centres WHERE code = 'TJH'").fetchone()["id"]
+    submitter = client.post("/v1/tokens/", json={"centre_id": centre, "role": "submitter"}, headers=centre_admin)
+    assert submitter.status_code == 201
+    listed = [line.split("\t") for line in runner.invoke(cli, ["tokens", "list"]).output.splitlines()]
+    # id, centre, role, label, revoked at, issued at, issued by, revoked by
+    assert [(columns[2], columns[6]) for columns in listed] == [("centre_admin", "cli"), ("submitter", "1")]
