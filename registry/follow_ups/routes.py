@@ -137,7 +137,7 @@ class FollowUp(MethodView):
     @pipelined
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.response(204)
-    @document_errors(blp, 401, 403, 404, 412)
+    @document_errors(blp, 401, 403, 404, 412, 428)
     def delete(self, follow_up_id):
         """Delete a follow-up (If-Match optional)"""
         with database().transaction() as conn:

@@ -136,7 +136,7 @@ class Operation(MethodView):
     @pipelined
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.response(204)
-    @document_errors(blp, 401, 403, 404, 412)
+    @document_errors(blp, 401, 403, 404, 412, 428)
     def delete(self, operation_id):
         """Delete an operation with its events, complications and follow-ups (If-Match optional)"""
         with database().transaction() as conn:

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from tests.records.helpers import counts, seed_case
+from tests.records.helpers import counts, seed_case, seed_follow_up
 
 
 def post(client, tokens, key, document=None):
@@ -151,3 +151,101 @@ def test_patient_update_needs_if_match(client, tokens):
     assert ok.status_code == 200
     assert client.patch(url, json={"sex": "male"}, headers={**tokens.header("submitter_a"),
                                                             "If-Match": created.headers["ETag"]}).status_code == 412
+
+
+# --- If-Match is a real precondition: no `*`, no weak validators ------------------------------
+
+def _records(client, tokens) -> dict:
+    """URL, a full body and a one-field change of a stored record of each kind that takes If-Match."""
+    a = tokens.header("submitter_a")
+    operation = client.post("/v1/operations/", json=seed_case(), headers=a)
+    follow_up = client.post(f"{operation.headers['Location']}/follow-ups", json=seed_follow_up(), headers=a)
+    patient = client.post("/v1/patients/", json={"ref": "P-IFM", "diagnosis": "aro"}, headers=a)
+    assert {operation.status_code, follow_up.status_code, patient.status_code} == {201}
+    return {
+        "operation": (operation.headers["Location"], seed_case() | {"blood_loss_ml": 999}, {"blood_loss_ml": 999}),
+        "follow_up": (follow_up.headers["Location"], seed_follow_up() | {"notes": "changed"}, {"notes": "changed"}),
+        "patient": (patient.headers["Location"], {"diagnosis": "aro", "sex": "female"}, {"sex": "female"}),
+    }
+
+
+def _versions(client, tokens, records) -> dict:
+    return {kind: client.get(url, headers=tokens.header("submitter_a")).json["version"]
+            for kind, (url, _, _) in records.items()}
+
+
+# every (record, method) that takes If-Match; erasing a patient takes none
+IF_MATCH_WRITES = [("operation", "put"), ("operation", "patch"), ("operation", "delete"), ("follow_up", "put"),
+                   ("follow_up", "patch"), ("follow_up", "delete"), ("patient", "put"), ("patient", "patch")]
+
+
+@pytest.mark.parametrize("kind, method", IF_MATCH_WRITES)
+def test_if_match_star_is_refused_on_every_record_that_takes_if_match(client, tokens, kind, method):
+    """`If-Match: *` matches any version, so it would overwrite blindly: 428, naming the header."""
+    records = _records(client, tokens)
+    url, full, change = records[kind]
+    body = {"put": full, "patch": change, "delete": None}[method]
+    response = getattr(client, method)(url, json=body, headers={**tokens.header("submitter_a"), "If-Match": "*"})
+    assert response.status_code == 428, response.json
+    assert response.mimetype == "application/problem+json"
+    assert response.json["errors"][0]["field"] == "If-Match"
+    assert response.json["errors"][0]["location"] == "headers"
+    assert _versions(client, tokens, records) == {"operation": 1, "follow_up": 1, "patient": 1}
+
+
+@pytest.mark.parametrize("kind, method", IF_MATCH_WRITES)
+def test_a_weak_etag_never_matches(client, tokens, kind, method):
+    """RFC 9110 §13.1.1: If-Match compares strongly, so `W/` + the current ETag is 412, nothing changes."""
+    records = _records(client, tokens)
+    url, full, change = records[kind]
+    current = client.get(url, headers=tokens.header("submitter_a")).headers["ETag"]
+    body = {"put": full, "patch": change, "delete": None}[method]
+    response = getattr(client, method)(url, json=body,
+                                       headers={**tokens.header("submitter_a"), "If-Match": f"W/{current}"})
+    assert response.status_code == 412, response.json
+    assert response.headers["ETag"] == current
+    assert response.json["errors"][0]["field"] == "If-Match"
+    assert "weak" in response.json["detail"].lower()
+    assert _versions(client, tokens, records) == {"operation": 1, "follow_up": 1, "patient": 1}
+
+
+def test_an_unquoted_etag_is_not_a_match(client, tokens, stored, db):
+    response = client.patch(stored.headers["Location"], json={"blood_loss_ml": 1},
+                            headers={**tokens.header("submitter_a"), "If-Match": stored.headers["ETag"].strip('"')})
+    assert response.status_code == 412
+    assert response.json["errors"][0]["field"] == "If-Match"
+    assert db.execute("SELECT version FROM operations").fetchone()["version"] == 1
+
+
+def test_the_current_etag_among_others_matches(client, tokens, stored):
+    response = client.patch(stored.headers["Location"], json={"blood_loss_ml": 1},
+                            headers={**tokens.header("submitter_a"),
+                                     "If-Match": f'W/"0.0", "9.9", {stored.headers["ETag"]}'})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("if_match", ["*", "current"])
+def test_sixteen_concurrent_puts_with_one_precondition_let_at_most_one_through(app, tokens, stored, db, if_match):
+    """With `*` none may pass (it is refused); with the ETag they all read, exactly one wins."""
+    headers = {**tokens.header("submitter_a"), "If-Match": "*" if if_match == "*" else stored.headers["ETag"]}
+    barrier = threading.Barrier(16)
+    statuses = []
+
+    def put(blood_loss):
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(client.put(stored.headers["Location"], json=seed_case() | {"blood_loss_ml": blood_loss},
+                                   headers=headers).status_code)
+
+    threads = [threading.Thread(target=put, args=(400 + n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    version = db.execute("SELECT version FROM operations").fetchone()["version"]
+    if if_match == "*":
+        assert statuses == [428] * 16
+        assert version == 1
+    else:
+        assert sorted(statuses) == [200] + [412] * 15
+        assert version == 2
