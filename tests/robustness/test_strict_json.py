@@ -7,14 +7,22 @@ that element only in a partial batch.
 """
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.records.helpers import count, counts, seed_case, seed_follow_up
 from tests.submissions.helpers import CSV_HEADER, csv_body, csv_row, document
 
 JSON = "application/json"
 HUGE = "9" * 5000  # over Python's int_max_str_digits (4,300)
+SPEC = yaml.safe_load((Path(__file__).resolve().parent.parent.parent / "openapi.yaml").read_text())
+# every endpoint taking one JSON record (bulk submissions take an array: tested below)
+RECORD_ENDPOINTS = sorted((method.upper(), path) for path, item in SPEC["paths"].items()
+                          for method, operation in item.items() if method in ("post", "put", "patch")
+                          and "application/json" in operation.get("requestBody", {}).get("content", {})
+                          and path != "/v1/submissions/")
 
 
 def send(client, method, url, text: str, headers):
@@ -98,6 +106,17 @@ def test_a_number_too_long_to_read_is_a_422_naming_its_field(client, tokens, db,
     response = send(client, method, url, json.dumps(body).replace('"__HUGE__"', sign + HUGE), headers)
     field = ".".join(map(str, path + [key]))
     assert_refused_naming(response, field, "/" + field.replace(".", "/"))
+
+
+@pytest.mark.parametrize("endpoint", RECORD_ENDPOINTS, ids=" ".join)
+def test_every_record_endpoint_refuses_duplicated_keys_and_long_numbers(client, tokens, endpoint):
+    """Checked for every one-record JSON body, before its view: an endpoint added later is covered."""
+    method, path = endpoint
+    url = "/".join("1" if part.startswith("{") else part for part in path.split("/"))  # refused before the id
+    for text, field in (('{"code": "A", "code": "B"}', "code"), ('{"x": {"count": ' + HUGE + '}}', "x.count")):
+        response = client.open(url, method=method, data=text,
+                               headers={**tokens.header("submitter_a"), "Content-Type": JSON})
+        assert_refused_naming(response, field, "/" + field.replace(".", "/"))
 
 
 def test_a_key_with_a_slash_or_tilde_is_pointed_at_as_rfc_6901_says(client, tokens):
