@@ -51,7 +51,7 @@ def forbidden_ref_character(ref: str) -> str | None:
 
 
 class Text(ma.fields.String):
-    """Free text, stored verbatim: bounded length, no control characters."""
+    """Free text, stored verbatim: bounded length, no control characters, no lone surrogates."""
 
     def __init__(self, max_length: int, *, min_length: int = 0, **kwargs):
         super().__init__(validate=validate.Length(min=min_length, max=max_length), **kwargs)
