@@ -5,61 +5,139 @@ with the same key blocks on the key's unique index until the first commits, then
 stored answer and replays it; if the first fails, its key row vanishes with its rollback and
 the retry runs as new. Only successful answers are stored: a refused request can be retried.
 
-Patient refs are never stored in clear, not even here: the stored answer has them removed,
-and a replay puts back the ones of the (byte-identical) retried request.
+What is stored lets no patient ref be recovered without REGISTRY_SECRET (`registry.keys`):
+- the key and the request's fingerprint (method, path, query, media type, body) are HMACs under
+  keys derived from the secret, so hashing guessed bodies against a backup confirms nothing
+  (and a client that puts a ref in its key gives nothing away either);
+- the answer is kept as the exact bytes first sent, with each patient ref it echoes cut out
+  (replaced by a placeholder naming which ref of the request it was). A replay checks that the
+  retried request is byte-identical (same fingerprint), so it carries the same refs, and puts
+  them back: the retry gets exactly the bytes of the first answer, not a re-serialisation.
+
+An erasure (`patients.store.erase_patient`) drops the stored answers naming the erased patient
+or its operations and marks their keys: a retry with such a key is refused (410), never
+replayed and never run again, so no retry brings the erased records back.
 """
 
-import hashlib
-import json
+import re
 from functools import wraps
 
-from flask import Response, make_response, request
+from flask import Response, current_app, make_response, request
 
+from registry import keys
 from registry.auth import authenticate
 from registry.db import database
-from registry.problems import InvalidInput, field_error
+from registry.fields import normal_ref
+from registry.problems import InvalidInput, Problem, field_error
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 _KEPT_HEADERS = ("Location", "ETag", "Content-Type")
+# A JSON text never holds a raw NUL byte, so "\0<n>\0" cannot clash with the answer's own bytes.
+_PLACEHOLDER = re.compile(rb"\x00(\d+)\x00")
 
 IDEMPOTENCY_KEY_PARAMETER = {
     "in": "header", "name": HEADER, "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
-    "description": "Retry-safe POST: the same key with the same body returns the first answer again "
-                   "without a second write; the same key with another body is refused (422).",
+    "description": "Retry-safe POST: the same key with the same body returns the first answer again (the same "
+                   "bytes) without a second write; the same key with another body is refused (422); a key whose "
+                   "records were erased since is refused (410).",
 }
 
 
 def _request_fingerprint() -> bytes:
-    digest = hashlib.sha256()
-    for part in (request.method, request.path, request.query_string.decode(), request.mimetype):
-        digest.update(part.encode() + b"\0")
-    digest.update(request.get_data(cache=True))
-    return digest.digest()
+    return keys.keyed_digest(keys.REQUEST_FINGERPRINT, request.method.encode(), request.path.encode(),
+                             request.query_string, (request.mimetype or "").encode(),
+                             request.get_data(cache=True))
 
 
-def _without_refs(body):
-    """The answer minus patient refs: `ref` at the top and inside `patient`, at any list depth."""
-    if isinstance(body, list):
-        return [_without_refs(item) for item in body]
-    if isinstance(body, dict):
-        return {key: _without_refs(value) for key, value in body.items() if key != "ref"}
-    return body
+def _ref_values(body) -> list[str]:
+    """The values of every `ref` member of a JSON document, at any depth, in document order."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            for name, value in node.items():
+                if name == "ref" and isinstance(value, str):
+                    found.append(value)
+                else:
+                    walk(value)
+
+    walk(body)
+    return found
 
 
-def _with_refs(stored, sent):
-    """Put back the refs of the request into a stored answer (same shape as `_without_refs` removed)."""
-    if isinstance(stored, list) and isinstance(sent, list):
-        return [_with_refs(item, sent[index] if index < len(sent) else None) for index, item in enumerate(stored)]
-    if isinstance(stored, dict):
-        restored = {key: _with_refs(value, sent.get(key) if isinstance(sent, dict) else None)
-                    for key, value in stored.items()}
-        if isinstance(sent, dict) and "ref" in sent:
-            restored["ref"] = sent["ref"]
-        return restored
-    return stored
+def _request_refs() -> list[str]:
+    """The refs of the request body, as sent and in their normal form (which answers echo), each
+    once, in a fixed order: a byte-identical retry yields the same list."""
+    refs = []
+    for ref in _ref_values(request.get_json(silent=True)):
+        for form in (ref, normal_ref(ref)):
+            if form not in refs:
+                refs.append(form)
+    return refs
+
+
+def _encoded(ref: str) -> bytes:
+    """The ref as the app's JSON encoder writes it inside an answer (quotes included)."""
+    return current_app.json.dumps(ref).encode()
+
+
+def _without_refs(body: bytes, answer) -> bytes | None:
+    """The answer's bytes with every ref it echoes replaced by a placeholder; None when a ref of
+    the answer is not one of the request's (it could not be put back, so nothing is stored)."""
+    echoed = _ref_values(answer)
+    if not echoed:
+        return body
+    sent = _request_refs()
+    template = body
+    for ref in dict.fromkeys(echoed):
+        if ref not in sent:
+            return None
+        template = template.replace(_encoded(ref), b"\x00%d\x00" % sent.index(ref))
+    # every ref is gone: with the placeholders as empty strings, each `ref` of the answer is empty
+    if any(_ref_values(current_app.json.loads(_PLACEHOLDER.sub(b'""', template)))):
+        return None
+    return template
+
+
+def _with_refs(template: bytes) -> bytes:
+    """The first answer's bytes again: the request's refs put back where they were cut out."""
+    if b"\x00" not in template:
+        return template
+    sent = _request_refs()
+    return _PLACEHOLDER.sub(lambda match: _encoded(sent[int(match.group(1))]), template)
+
+
+def _named_records(answer, location: str) -> tuple[list[int], list[int]]:
+    """(patient ids, operation ids) an answer names, so that erasing one finds the answer."""
+    patient_ids, operation_ids = set(), set()
+
+    def walk(node):
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            for name, value in node.items():
+                if name == "patient_id" and isinstance(value, int):
+                    patient_ids.add(value)
+                elif name == "operation_id" and isinstance(value, int):
+                    operation_ids.add(value)
+                elif name == "patient" and isinstance(value, dict) and isinstance(value.get("id"), int):
+                    patient_ids.add(value["id"])
+                walk(value)
+
+    walk(answer)
+    if isinstance(answer, dict) and isinstance(answer.get("id"), int):
+        if location.startswith("/v1/patients/"):
+            patient_ids.add(answer["id"])
+        elif location.startswith("/v1/operations/") and "/follow-ups" not in location:
+            operation_ids.add(answer["id"])
+    return sorted(patient_ids), sorted(operation_ids)
 
 
 def idempotent(view):
@@ -75,42 +153,57 @@ def idempotent(view):
             if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
                 raise InvalidInput([field_error(HEADER, f"Must be 1–{MAX_KEY_LENGTH} printable characters.",
                                                 "headers")])
+            key_hash = keys.keyed_digest(keys.IDEMPOTENCY_KEY, key.encode())
             fingerprint = _request_fingerprint()
             claimed = conn.execute(
-                """INSERT INTO idempotency_keys (centre_id, key, request_hash) VALUES (%s, %s, %s)
-                   ON CONFLICT DO NOTHING RETURNING key""",
-                (principal.centre_id, key, fingerprint),
+                """INSERT INTO idempotency_keys (centre_id, key_hash, request_hash) VALUES (%s, %s, %s)
+                   ON CONFLICT DO NOTHING RETURNING key_hash""",
+                (principal.centre_id, key_hash, fingerprint),
             ).fetchone()
             if claimed is None:
-                return _replay(conn, principal.centre_id, key, fingerprint)
+                return _replay(conn, principal.centre_id, key_hash, fingerprint)
             response = make_response(view(*args, **kwargs))
             if response.status_code < 300:
-                _store(conn, principal.centre_id, key, response)
+                _store(conn, principal.centre_id, key_hash, response)
             return response
 
     return wrapper
 
 
-def _store(conn, centre_id: int, key: str, response: Response) -> None:
-    body = response.get_json(silent=True)
+def _store(conn, centre_id: int, key_hash: bytes, response: Response) -> None:
+    body = response.get_data()
+    answer = response.get_json(silent=True)
+    template = _without_refs(body, answer)
+    if template is None:
+        # cannot happen with the API's answers; were it to, the key is forgotten rather than
+        # a ref stored in clear, and a retry runs again (every POST here is an upsert)
+        conn.execute("DELETE FROM idempotency_keys WHERE centre_id = %s AND key_hash = %s", (centre_id, key_hash))
+        return
+    headers = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
+    patient_ids, operation_ids = _named_records(answer, headers.get("Location", ""))
     conn.execute(
-        """UPDATE idempotency_keys SET status_code = %s, response_body = %s::jsonb, response_headers = %s::jsonb
-           WHERE centre_id = %s AND key = %s""",
-        (response.status_code, json.dumps(_without_refs(body)),
-         json.dumps({name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}),
-         centre_id, key),
+        """UPDATE idempotency_keys SET status_code = %s, response_bytes = %s, response_headers = %s::jsonb,
+                  patient_ids = %s, operation_ids = %s
+           WHERE centre_id = %s AND key_hash = %s""",
+        (response.status_code, template, current_app.json.dumps(headers), patient_ids, operation_ids,
+         centre_id, key_hash),
     )
 
 
-def _replay(conn, centre_id: int, key: str, fingerprint: bytes) -> Response:
+def _replay(conn, centre_id: int, key_hash: bytes, fingerprint: bytes) -> Response:
     stored = conn.execute(
-        "SELECT request_hash, status_code, response_body, response_headers FROM idempotency_keys"
-        " WHERE centre_id = %s AND key = %s", (centre_id, key)).fetchone()
+        "SELECT request_hash, status_code, response_bytes, response_headers, erased_at FROM idempotency_keys"
+        " WHERE centre_id = %s AND key_hash = %s", (centre_id, key_hash)).fetchone()
     if bytes(stored["request_hash"]) != fingerprint:
         raise InvalidInput([field_error(HEADER, "This key was used for a different request; use a new key.",
                                         "headers")], detail="Idempotency-Key reused with another request.")
-    body = _with_refs(stored["response_body"], request.get_json(silent=True))
-    response = make_response(json.dumps(body), stored["status_code"])
+    if stored["erased_at"] is not None:
+        raise Problem(410, "The records this request wrote were erased since (right to erasure): it is neither "
+                           "replayed nor run again.", slug="erased",
+                      errors=[field_error(HEADER, "Its records were erased; a new request needs a new key.",
+                                          "headers")])
+    response = current_app.response_class(_with_refs(bytes(stored["response_bytes"] or b"")),
+                                          status=stored["status_code"])
     response.headers.update(stored["response_headers"])
     response.headers[REPLAYED_HEADER] = "true"
     return response

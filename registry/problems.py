@@ -32,6 +32,8 @@ PROBLEM_TYPES = {
     "not-found": (404, "No such resource (or it belongs to another centre)."),
     "method-not-allowed": (405, "The resource does not take this method."),
     "conflict": (409, "Another record of your centre holds this identifier."),
+    "erased": (410, "The patient was erased (right to erasure): its ref is refused until the centre lifts the "
+                    "erasure, and a retried Idempotency-Key that wrote its records is refused."),
     "precondition-failed": (412, "If-Match does not name the current version."),
     "body-too-large": (413, "The body is over MAX_RECORD_BYTES (one record) or MAX_CONTENT_LENGTH (bulk)."),
     "unsupported-media-type": (415, "The body is in a media type the endpoint does not take."),

@@ -20,13 +20,13 @@ the centre's own activity. The primary keys were (centre_id, id) already. Implan
 complications keep their shared sequences: their ids are never shown.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-28
 """
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

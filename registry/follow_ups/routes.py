@@ -70,7 +70,7 @@ class OperationFollowUps(MethodView):
     @blp.response(201, FollowUpSchema, headers=ETAG_HEADER, description="Created")
     @blp.alt_response(200, schema=FollowUpSchema, success=True,
                       description="A follow-up with this local_ref existed: updated, or unchanged")
-    @document_errors(blp, 400, 401, 403, 404, 409, 413, 415, 422)
+    @document_errors(blp, 400, 401, 403, 404, 409, 410, 413, 415, 422)
     def post(self, fields, operation_id):
         """Record a follow-up of an operation (or update the one with its local_ref)"""
         with database().transaction() as conn:

@@ -80,7 +80,7 @@ class Operations(MethodView):
     @blp.response(201, OperationSchema, headers=ETAG_HEADER, description="Created")
     @blp.alt_response(200, schema=OperationSchema, success=True,
                       description="Your centre had an operation with this local_ref: updated, or unchanged")
-    @document_errors(blp, 400, 401, 403, 413, 415, 422)
+    @document_errors(blp, 400, 401, 403, 410, 413, 415, 422)
     def post(self, document):
         """Submit an operation document: creates it, or updates the one with its local_ref"""
         with database().transaction() as conn:
@@ -107,7 +107,7 @@ class Operation(MethodView):
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
     @blp.arguments(OperationInputSchema(), example=EXAMPLE)
     @blp.response(200, OperationSchema, headers=ETAG_HEADER)
-    @document_errors(blp, 400, 401, 403, 404, 409, 412, 413, 415, 422, 428)
+    @document_errors(blp, 400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 428)
     def put(self, document, operation_id):
         """Replace an operation document (If-Match required)"""
         with database().transaction() as conn:
@@ -121,7 +121,7 @@ class Operation(MethodView):
     @blp.doc(security=[{"bearerAuth": []}], parameters=[IF_MATCH_PARAMETER])
     @blp.arguments(OperationPatchSchema(partial=True))
     @blp.response(200, OperationSchema, headers=ETAG_HEADER)
-    @document_errors(blp, 400, 401, 403, 404, 409, 412, 413, 415, 422, 428)
+    @document_errors(blp, 400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 428)
     def patch(self, _changes, operation_id):
         """Change some fields of an operation document (If-Match required)"""
         sent = request.get_json()

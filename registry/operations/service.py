@@ -86,7 +86,7 @@ def _changed_fields(current: dict, columns: dict, children: dict, patient_id: in
 def _resolve_patient(conn, actor: Principal, document: dict) -> tuple[dict, bool]:
     """The operation's patient: upserted from the inline `patient`, or looked up by `patient_id`."""
     if "patient" in document:
-        return patients.upsert_patient(conn, actor, document["patient"])
+        return patients.upsert_patient(conn, actor, document["patient"], field_prefix="patient.")
     patient = patients.get_patient(conn, actor.centre_id, document["patient_id"])
     if patient is None:
         raise InvalidInput([field_error("patient_id", "Your centre has no patient with this id.")])

@@ -10,6 +10,7 @@ from registry.db import database, pipelined
 from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from registry.pagination import PageQuerySchema, keyset_page, page_schema
 from registry.patients import store
+from registry.fields import Ref
 from registry.patients.schemas import PatientFieldsSchema, PatientInputSchema, PatientQuerySchema, PatientSchema
 from registry.preconditions import ETAG_HEADER, IF_MATCH_PARAMETER, etag, require_if_match
 from registry.problems import Problem, document_errors
@@ -25,6 +26,10 @@ class PatientListQuerySchema(PageQuerySchema, PatientQuerySchema):
 
 class PatientPatchSchema(PatientFieldsSchema):
     """Any subset of a patient's fields."""
+
+
+class LiftErasureSchema(ma.Schema):
+    ref = Ref(required=True, metadata={"description": "The ref of the erased patient, as your centre sent it"})
 
 
 def _not_found():
@@ -60,7 +65,7 @@ class Patients(MethodView):
                   description="Created; the reply also echoes your ref, which is never shown again")
     @blp.alt_response(200, schema=PatientSchema, success=True,
                       description="A patient with this ref existed: updated (or unchanged)")
-    @document_errors(blp, 400, 401, 403, 413, 415, 422)
+    @document_errors(blp, 400, 401, 403, 410, 413, 415, 422)
     def post(self, fields):
         """Create a patient, or update the one with this ref"""
         with database().transaction() as conn:
@@ -120,7 +125,21 @@ class Patient(MethodView):
     @blp.response(204)
     @document_errors(blp, 401, 403, 404)
     def delete(self, patient_id):
-        """Erase a patient and every record of theirs (right to erasure)"""
+        """Erase a patient and every trace of theirs (right to erasure); their ref is refused from then on"""
         with database().transaction() as conn:
             if not store.erase_patient(conn, authenticate(), patient_id):
                 raise _not_found()
+
+
+@blp.route("/lift-erasure")
+class LiftErasure(MethodView):
+    @require(SUBMITTER)
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(LiftErasureSchema())
+    @blp.response(204)
+    @document_errors(blp, 400, 401, 403, 404, 413, 415, 422)
+    def post(self, fields):
+        """Accept an erased patient's ref again (the patient consented again); audited"""
+        with database().transaction() as conn:
+            if not store.lift_erasure(conn, authenticate(), fields["ref"]):
+                raise Problem(404, "Your centre erased no patient with this ref.", slug="not-found")

@@ -8,9 +8,11 @@ import hmac
 
 from flask import current_app
 
+from registry import keys
 from registry.audit import store as audit
 from registry.auth import Principal
 from registry.fields import normal_ref
+from registry.problems import Problem, field_error
 
 PATIENT_FIELDS = ("sex", "birth_year", "diagnosis", "diagnosis_note", "genes", "inheritance",
                   "family_history", "consent")
@@ -81,8 +83,10 @@ def update_patient(conn, actor: Principal, current: dict, fields: dict) -> tuple
     return row, changed
 
 
-def upsert_patient(conn, actor: Principal, fields: dict) -> tuple[dict, bool]:
-    """Create the patient with this ref, or update the one that has it. Returns (row, created)."""
+def upsert_patient(conn, actor: Principal, fields: dict, *, field_prefix: str = "") -> tuple[dict, bool]:
+    """Create the patient with this ref, or update the one that has it. Returns (row, created).
+
+    The ref of an erased patient is refused (ErasedRef, naming `{field_prefix}ref`)."""
     hashed = ref_hash(actor.centre_id, fields["ref"])
     row = conn.execute(
         f"""INSERT INTO patients (centre_id, ref_hash, {", ".join(PATIENT_FIELDS)})
@@ -91,6 +95,9 @@ def upsert_patient(conn, actor: Principal, fields: dict) -> tuple[dict, bool]:
         _values(fields) | {"centre_id": actor.centre_id, "ref_hash": hashed},
     ).fetchone()
     if row is not None:
+        # checked only when a patient is created (rare): the caller's rollback undoes the insert
+        if erased_ref_hashes(conn, actor.centre_id, [hashed]):
+            raise ErasedRef(f"{field_prefix}ref")
         audit.record(conn, centre_id=actor.centre_id, action="create", entity="patient", entity_id=row["id"],
                      changed_fields=[name for name in PATIENT_FIELDS if fields.get(name) not in (None, [])],
                      actor=actor)
@@ -102,21 +109,96 @@ def upsert_patient(conn, actor: Principal, fields: dict) -> tuple[dict, bool]:
     return row, False
 
 
-def erase_patient(conn, actor: Principal, patient_id: int) -> bool:
-    """Delete a patient and, by cascade, every record of theirs. The audit keeps only the fact."""
-    row = conn.execute(
-        """WITH erased AS (DELETE FROM patients WHERE centre_id = %s AND id = %s RETURNING id)
-           SELECT id FROM erased""", (actor.centre_id, patient_id)).fetchone()
-    if row is None:
+# --- erasure -------------------------------------------------------------------------------
+#
+# Erasing a patient removes, in its transaction, everything the registry holds about them: the
+# patient, operations, implants, events, complications and follow-ups (by cascade); their
+# clinical facts in the report tables (the log is folded at once and cells left at zero go);
+# the stored Idempotency-Key answers naming them (the keys stay, refused with 410: a retry
+# neither replays nor re-runs); their per-record results in bulk submissions (kept as position
+# and outcome `erased` only); the values in their audit events (who, when, which record and
+# which fields stay). What is kept: the `erase` audit event (patient id, who, when) and a
+# tombstone, an HMAC of the ref hash under its own derived key, so that resending the ref (a
+# retry, a feed, a bulk file) is refused (410 naming the ref) instead of creating the patient
+# again. The centre lifts the tombstone if the patient consents again (`lift_erasure`).
+
+
+class ErasedRef(Problem):
+    """410: this ref belongs to an erased patient."""
+
+    MESSAGE = ("This patient was erased: the registry refuses the ref until your centre lifts the erasure "
+               "(POST /v1/patients/lift-erasure) if the patient consents again.")
+
+    def __init__(self, field: str = "ref"):
+        super().__init__(410, "The patient with this ref was erased (right to erasure).", slug="erased",
+                         errors=[field_error(field, self.MESSAGE)])
+
+
+def ref_tombstone(hashed_ref: bytes) -> bytes:
+    """What an erasure keeps of a ref: a keyed hash of its ref hash, under a key of its own, so it
+    matches neither the ref nor the erased patient's row in an earlier backup without the secret."""
+    return keys.keyed_digest(keys.ERASED_PATIENT, hashed_ref)
+
+
+def erased_ref_hashes(conn, centre_id: int, ref_hashes: list[bytes]) -> set[bytes]:
+    """The ref hashes among these that belong to erased patients of the centre."""
+    if not ref_hashes:
+        return set()
+    by_tombstone = {ref_tombstone(hashed): hashed for hashed in ref_hashes}
+    rows = conn.execute("SELECT ref_tombstone FROM erased_patients WHERE centre_id = %s AND ref_tombstone = ANY(%s)",
+                        (centre_id, list(by_tombstone))).fetchall()
+    return {by_tombstone[bytes(row["ref_tombstone"])] for row in rows}
+
+
+def lift_erasure(conn, actor: Principal, ref: str) -> bool:
+    """Let this ref be used again (the patient consented again); False when it was not erased."""
+    lifted = conn.execute(
+        "DELETE FROM erased_patients WHERE centre_id = %s AND ref_tombstone = %s RETURNING 1",
+        (actor.centre_id, ref_tombstone(ref_hash(actor.centre_id, ref)))).fetchone()
+    if lifted is None:
         return False
-    # stored idempotent answers may hold the patient's records: they go too
-    conn.execute(
-        """DELETE FROM idempotency_keys WHERE centre_id = %(centre_id)s
-             AND (response_body @> jsonb_build_object('patient_id', %(id)s::bigint)
-                  OR response_body @> jsonb_build_object('patient', jsonb_build_object('id', %(id)s::bigint))
-                  OR (response_body @> jsonb_build_object('id', %(id)s::bigint)
-                      AND response_headers ->> 'Location' LIKE '/v1/patients/%%'))""",
-        {"centre_id": actor.centre_id, "id": patient_id})
-    audit.record(conn, centre_id=actor.centre_id, action="erase", entity="patient", entity_id=patient_id,
+    audit.record(conn, centre_id=actor.centre_id, action="lift_erasure", entity="patient", entity_id=None,
                  actor=actor)
+    return True
+
+
+def erase_patient(conn, actor: Principal, patient_id: int) -> bool:
+    """Erase a patient and every trace of theirs (see above). False when the centre has no such patient."""
+    centre_id = actor.centre_id
+    # locked first, so the records read next are all there are: a writer adding an operation to
+    # this patient holds a key-share lock until it commits, and one that comes later fails
+    patient = conn.execute("SELECT ref_hash FROM patients WHERE centre_id = %s AND id = %s FOR UPDATE",
+                           (centre_id, patient_id)).fetchone()
+    if patient is None:
+        return False
+    records = conn.execute(
+        """WITH erased AS (SELECT id, local_ref FROM operations WHERE centre_id = %(centre_id)s AND patient_id = %(id)s)
+           SELECT coalesce((SELECT array_agg(id) FROM erased), '{}') AS operation_ids,
+                  coalesce((SELECT array_agg(local_ref) FROM erased), '{}') AS local_refs,
+                  coalesce((SELECT array_agg(f.id) FROM follow_ups f JOIN erased o ON o.id = f.operation_id
+                            WHERE f.centre_id = %(centre_id)s), '{}') AS follow_up_ids""",
+        {"centre_id": centre_id, "id": patient_id}).fetchone()
+    operation_ids = records["operation_ids"]
+    conn.execute("DELETE FROM patients WHERE centre_id = %s AND id = %s", (centre_id, patient_id))
+    conn.execute("INSERT INTO erased_patients (centre_id, ref_tombstone) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                 (centre_id, ref_tombstone(bytes(patient["ref_hash"]))))
+    # the report tables: refresh the erased operations now (not at commit), then fold the log
+    conn.execute("SET CONSTRAINTS report_dirty_flush IMMEDIATE")
+    conn.execute("SET CONSTRAINTS report_dirty_flush DEFERRED")
+    conn.execute("SELECT report_forget_erased(%s)", (centre_id,))
+    conn.execute(
+        """UPDATE idempotency_keys SET erased_at = now(), response_bytes = NULL, response_headers = '{}',
+                  patient_ids = '{}', operation_ids = '{}'
+           WHERE centre_id = %s AND (patient_ids && ARRAY[%s]::bigint[] OR operation_ids && %s::bigint[])""",
+        (centre_id, patient_id, operation_ids))
+    conn.execute(
+        """UPDATE submission_records SET outcome = 'erased', local_ref = NULL, operation_id = NULL, errors = NULL
+           WHERE centre_id = %s
+             AND (operation_id = ANY(%s::bigint[]) OR (operation_id IS NULL AND local_ref = ANY(%s::text[])))""",
+        (centre_id, operation_ids, records["local_refs"]))
+    for entity, ids in (("patient", [patient_id]), ("operation", operation_ids),
+                        ("follow_up", records["follow_up_ids"])):
+        if ids:
+            conn.execute("SELECT audit_redact(%s, %s, %s::bigint[])", (centre_id, entity, ids))
+    audit.record(conn, centre_id=centre_id, action="erase", entity="patient", entity_id=patient_id, actor=actor)
     return True

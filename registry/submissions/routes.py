@@ -62,7 +62,7 @@ class Submissions(MethodView):
              requestBody=_REQUEST_BODY)
     @blp.arguments(SubmissionQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(201, SubmissionReportSchema, description="Submitted: see `status` and each record's `outcome`")
-    @document_errors(blp, 401, 403, 413, 415, 422)
+    @document_errors(blp, 401, 403, 410, 413, 415, 422)
     def post(self, query):
         """Submit many operation documents at once (JSON array or CSV)"""
         format = "csv" if request.mimetype == CSV else "json"

@@ -17,7 +17,7 @@ from registry.problems import FieldProblemSchema
 MODES = ("partial", "atomic")
 FORMATS = ("json", "csv")
 STATUSES = ("processing", "accepted", "partially_accepted", "rejected")
-OUTCOMES = ("created", "updated", "unchanged", "rejected", "not_stored")
+OUTCOMES = ("created", "updated", "unchanged", "rejected", "not_stored", "erased")
 MAX_FOLLOW_UPS = 50
 
 
@@ -59,7 +59,8 @@ class SubmissionRecordSchema(ma.Schema):
     local_ref = ma.fields.String(allow_none=True)
     outcome = ma.fields.String(validate=validate.OneOf(OUTCOMES), metadata={
         "description": "created, updated, unchanged; rejected (see errors); not_stored (atomic submission "
-                       "with a rejected record: this valid record was not stored either)"})
+                       "with a rejected record: this valid record was not stored either); erased (its patient "
+                       "was erased since: nothing of the record is kept)"})
     operation_id = ma.fields.Integer(allow_none=True)
     errors = ma.fields.List(ma.fields.Nested(RecordErrorSchema))
 

@@ -247,6 +247,8 @@ class Ingestion:
         """
         conn, centre_id = self.conn, self.actor.centre_id
         stored_patients = bulk.existing_patients(conn, centre_id, list({r.ref_hash for r in live if r.ref_hash}))
+        erased = patients.erased_ref_hashes(conn, centre_id, list({r.ref_hash for r in live if r.ref_hash
+                                                                   and r.ref_hash not in stored_patients}))
         by_id = bulk.patients_by_id(conn, centre_id, list({r.document["patient_id"] for r in live
                                                            if "patient_id" in r.document}))
         stored_operations = operation_store.get_operations_by_local_refs(
@@ -259,6 +261,8 @@ class Ingestion:
             operation = {name: value for name, value in document.items() if name != "follow_ups"}
             if "patient" in document:
                 patient = stored_patients.get(record.ref_hash)
+                if record.ref_hash in erased:  # never brought back by a resent file
+                    errors.append(field_error("patient.ref", patients.ErasedRef.MESSAGE))
                 if patient is not None:
                     record.patient_changes = patients.changed_fields(patient, document["patient"])
                 dated_patient = document["patient"]

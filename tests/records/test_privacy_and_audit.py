@@ -35,7 +35,9 @@ def test_erasing_a_patient_removes_every_record_of_theirs(client, tokens, db):
     assert response.status_code == 204
     assert counts(db) == {"patients": 1, "operations": 1, "implants": 1, "intraop_events": 1,
                           "postop_complications": 0, "follow_ups": 0}
-    assert db.execute("SELECT count(*) AS n FROM idempotency_keys").fetchone()["n"] == 0
+    # the keys stay (a retry is refused, never re-run) but their stored answers are gone
+    keys = db.execute("SELECT response_bytes, erased_at FROM idempotency_keys").fetchall()
+    assert len(keys) == 2 and all(key["response_bytes"] is None and key["erased_at"] for key in keys)
     erase = db.execute("SELECT * FROM audit_events WHERE action = 'erase'").fetchone()
     assert (erase["entity"], erase["entity_id"], erase["changed_fields"]) == ("patient", operation["patient_id"], [])
     assert client.get(f"/v1/operations/{operation['id']}", headers=tokens.header("submitter_a")).status_code == 404

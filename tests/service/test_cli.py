@@ -75,10 +75,11 @@ def test_openapi_command_writes_the_document(runner, tmp_path):
 
 def test_purge_forgets_only_old_idempotency_keys(runner, db, tokens):
     centre = tokens.centre_a["id"]
-    db.execute("INSERT INTO idempotency_keys (centre_id, key, request_hash, status_code, created_at)"
-               " VALUES (%s, 'old', 'x', 201, now() - interval '2 days'), (%s, 'new', 'y', 201, now())",
-               (centre, centre))
+    old, new = b"o" * 32, b"n" * 32  # keys are stored as HMACs of 32 bytes
+    db.execute("INSERT INTO idempotency_keys (centre_id, key_hash, request_hash, status_code, created_at)"
+               " VALUES (%s, %s, 'x', 201, now() - interval '2 days'), (%s, %s, 'y', 201, now())",
+               (centre, old, centre, new))
     result = runner.invoke(cli, ["purge-idempotency-keys", "--hours", "24"])
     assert result.exit_code == 0, result.output
     assert "purged 1" in result.output
-    assert [row["key"] for row in db.execute("SELECT key FROM idempotency_keys")] == ["new"]
+    assert [bytes(row["key_hash"]) for row in db.execute("SELECT key_hash FROM idempotency_keys")] == [new]
