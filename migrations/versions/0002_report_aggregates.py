@@ -152,8 +152,10 @@ def compact_function() -> str:
         add_excluded=",\n            ".join(f"{n} = t.{n} + excluded.{n}" for n in names))
 
 
-def facts_view(fusion_status: str = "report_fusion_status(o.centre_id, o.id, 12)", fusion_join: str = "") -> str:
-    """The facts view; 0003 gives the fusion status another form, and restores this one on downgrade."""
+def facts_view(fusion_status: str = "report_fusion_status(o.centre_id, o.id, 12)", fusion_join: str = "",
+               extra_columns: str = "") -> str:
+    """The facts view; 0003 gives the fusion status another form, and restores this one on
+    downgrade; 0007 appends `extra_columns` (the record key)."""
     return f"""
 -- The one definition of an operation's facts, computed from the base tables.
 CREATE OR REPLACE VIEW report_operation_facts AS
@@ -178,7 +180,7 @@ SELECT o.centre_id, o.id AS operation_id, o.patient_id,
           AND f.joa IS NOT NULL ORDER BY f.follow_up_date DESC, f.months_after DESC, f.id DESC LIMIT 1) AS latest_joa,
        o.preop_mjoa,
        (SELECT f.mjoa FROM follow_ups f WHERE f.centre_id = o.centre_id AND f.operation_id = o.id
-          AND f.mjoa IS NOT NULL ORDER BY f.follow_up_date DESC, f.months_after DESC, f.id DESC LIMIT 1) AS latest_mjoa
+          AND f.mjoa IS NOT NULL ORDER BY f.follow_up_date DESC, f.months_after DESC, f.id DESC LIMIT 1) AS latest_mjoa{extra_columns}
 FROM operations o
 JOIN patients p ON p.centre_id = o.centre_id AND p.id = o.patient_id
 LEFT JOIN LATERAL (
@@ -196,16 +198,176 @@ LEFT JOIN LATERAL (
 """
 
 
-def upgrade() -> None:
+def measures_select(extra_columns: str = "") -> str:
+    """The SELECT of the measures view; 0007 appends `extra_columns` (record keys) and restores
+    this one on downgrade."""
     event_flags = ",\n    ".join(
         f"('{t}' = ANY(f.intraop_types))::int AS ev_{t}" for t in INTRAOP_EVENT_TYPES)
-    measure_columns = ",\n    ".join(f"{name} {kind} NOT NULL DEFAULT 0" for name, kind in MEASURES)
-    names = [name for name, _ in MEASURES]
+    return f"""SELECT f.centre_id, f.operation_id, f.counted, f.operation_date, f.year,
+    f.approach, f.region, f.indication, f.diagnosis, f.instrumented,
+    f.vertebra_count AS levels, f.procedures,
+    1 AS operations,
+    (cardinality(f.intraop_types) > 0)::int AS intraop_event,
+    {event_flags},
+    f.postop_any::int AS postop_complication,
+    f.postop_major::int AS major_complication,
+    (f.blood_loss_ml IS NOT NULL)::int AS blood_loss_n,
+    coalesce(f.blood_loss_ml, 0)::bigint AS blood_loss_sum,
+    (f.duration_min IS NOT NULL)::int AS duration_n,
+    coalesce(f.duration_min, 0)::bigint AS duration_sum,
+    ('fusion' = ANY(f.procedures))::int AS fusion_operations,
+    ('fusion' = ANY(f.procedures) AND f.fusion_status_12m IS NOT NULL)::int AS fusion_assessed,
+    ('fusion' = ANY(f.procedures) AND f.fusion_status_12m IS NOT DISTINCT FROM 'fused')::int AS fusion_fused,
+    f.followed::int AS followed,
+    (f.followed AND f.revision)::int AS revision,
+    (f.instrumented AND f.followed)::int AS instrumented_followed,
+    (f.instrumented AND f.implant_failure)::int AS implant_failure,
+    (f.preop_joa IS NOT NULL)::int AS joa_pre_n,
+    coalesce(f.preop_joa, 0)::numeric AS joa_pre_sum,
+    (f.latest_joa IS NOT NULL)::int AS joa_post_n,
+    coalesce(f.latest_joa, 0)::numeric AS joa_post_sum,
+    coalesce(f.preop_joa < 17 AND f.latest_joa IS NOT NULL, false)::int AS recovery_n,
+    (f.preop_mjoa IS NOT NULL)::int AS mjoa_pre_n,
+    coalesce(f.preop_mjoa, 0)::bigint AS mjoa_pre_sum,
+    (f.latest_mjoa IS NOT NULL)::int AS mjoa_post_n,
+    coalesce(f.latest_mjoa, 0)::bigint AS mjoa_post_sum,
+    (f.indication IS NOT NULL)::int AS indication_recorded,
+    (f.approach IS NOT NULL)::int AS approach_recorded,
+    (f.region IN ({_quoted(SPINAL_REGIONS)}))::int AS spinal,
+    (f.region IN ({_quoted(SPINAL_REGIONS)}) AND f.vertebra_count IS NOT NULL)::int AS levels_recorded,
+    (f.region IN ({_quoted(CERVICAL_REGIONS)}))::int AS cervical,
+    (f.region IN ({_quoted(CERVICAL_REGIONS)}) AND f.preop_joa IS NOT NULL)::int AS joa_recorded,
+    f.followed_12m::int AS followed_12m,
+    f.blood_loss_ml, f.duration_min, f.preop_joa, f.latest_joa, f.preop_mjoa, f.latest_mjoa{extra_columns}
+FROM report_operations f"""
+
+
+def refresh_function(fact_columns=FACT_COLUMNS, create: str = "CREATE FUNCTION") -> str:
+    """report_refresh_operations; 0007 adds a fact column and restores this one on downgrade."""
+    fact_updates = ",\n            ".join(f"{n} = excluded.{n}" for n in fact_columns)
+    return f"""-- Recompute the facts of these operations and log the change of their measures; returns the
+-- number of log rows written.
+{create} report_refresh_operations(p_centre_ids bigint[], p_operation_ids bigint[])
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    changed_centres bigint[];
+    changed_operations bigint[];
+    logged_before bigint;
+    logged_after bigint := 0;
+BEGIN
+    -- Lock first, in key order; the statements below take their snapshot after the locks
+    -- are granted, so a concurrent refresh of the same operation has committed by then.
+    -- A fact row is updated in place while its operation exists (never deleted and inserted
+    -- again), so a refresh queued on the lock is handed the newest version of the row.
+    PERFORM 1 FROM report_operations f
+    WHERE (f.centre_id, f.operation_id) IN (SELECT * FROM unnest(p_centre_ids, p_operation_ids))
+    ORDER BY f.centre_id, f.operation_id
+    FOR UPDATE;
+
+    -- One statement: the facts view is evaluated once; the old measures are logged from the
+    -- rows as they were (every part of a statement sees the same snapshot).
+    WITH fresh AS MATERIALIZED (
+        SELECT * FROM report_operation_facts
+        WHERE (centre_id, operation_id) IN (SELECT * FROM unnest(p_centre_ids, p_operation_ids))
+    ), stored AS MATERIALIZED (
+        SELECT * FROM report_operations
+        WHERE (centre_id, operation_id) IN (SELECT * FROM unnest(p_centre_ids, p_operation_ids))
+    ), changed AS MATERIALIZED (
+        SELECT coalesce(n.centre_id, f.centre_id) AS centre_id,
+               coalesce(n.operation_id, f.operation_id) AS operation_id,
+               n.operation_id IS NULL AS gone
+        FROM fresh n FULL JOIN stored f ON f.centre_id = n.centre_id AND f.operation_id = n.operation_id
+        WHERE ROW(n.*) IS DISTINCT FROM ROW(f.*)
+    ), logged_old AS (
+        INSERT INTO report_log
+        SELECT -1, m.* FROM report_operation_measures m
+        JOIN changed c ON c.centre_id = m.centre_id AND c.operation_id = m.operation_id
+        WHERE m.counted
+        RETURNING 1
+    ), removed AS (
+        DELETE FROM report_operations r USING changed c
+        WHERE c.gone AND r.centre_id = c.centre_id AND r.operation_id = c.operation_id
+    ), written AS (
+        INSERT INTO report_operations
+        SELECT n.* FROM fresh n
+        JOIN changed c ON c.centre_id = n.centre_id AND c.operation_id = n.operation_id
+        ON CONFLICT (centre_id, operation_id) DO UPDATE SET
+            {fact_updates}
+        RETURNING centre_id, operation_id
+    )
+    SELECT (SELECT array_agg(centre_id) FROM written), (SELECT array_agg(operation_id) FROM written),
+           (SELECT count(*) FROM logged_old)
+    INTO changed_centres, changed_operations, logged_before;
+
+    -- The new measures, from the rows just written.
+    IF changed_centres IS NOT NULL THEN
+        INSERT INTO report_log
+        SELECT 1, m.* FROM report_operation_measures m
+        WHERE m.counted
+          AND (m.centre_id, m.operation_id) IN (SELECT * FROM unnest(changed_centres, changed_operations));
+        GET DIAGNOSTICS logged_after = ROW_COUNT;
+    END IF;
+    RETURN logged_before + logged_after;
+END $$;"""
+
+
+def rebuild_function(measures=MEASURES, create: str = "CREATE FUNCTION") -> str:
+    """report_rebuild; 0007 adds measures and restores this one on downgrade."""
+    names = [name for name, _ in measures]
     plain_sums = ",\n            ".join(f"sum(m.{n})" for n in names)
     column_list = ", ".join(names)
-    fact_updates = ",\n            ".join(f"{n} = excluded.{n}" for n in FACT_COLUMNS)
+    return f"""-- Recompute every fact, tally and histogram from the base tables. Each centre's cells are
+-- aggregated from the facts; the all-centres cells (centre_id 0) are then summed from them,
+-- not aggregated again from every operation (half the rows to group). Histogram rows are
+-- written in primary-key order, so their index is filled left to right.
+{create} report_rebuild() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    operations_counted bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock({COMPACTION_LOCK_ID});
+    TRUNCATE report_operations, report_log, report_tallies, report_histograms;
+    DELETE FROM report_dirty WHERE txid = pg_current_xact_id();
+    INSERT INTO report_operations SELECT * FROM report_operation_facts;
+    INSERT INTO report_tallies (centre_id, dim, value, {column_list})
+    SELECT m.centre_id, d.dim, d.value,
+            {plain_sums}
+    FROM report_operation_measures m
+    CROSS JOIN LATERAL report_dimension_values(m.centre_id, m.approach, m.region, m.procedures,
+        m.diagnosis, m.indication, m.instrumented, m.levels, m.year) d
+    WHERE m.counted
+    GROUP BY m.centre_id, d.dim, d.value;
+    INSERT INTO report_tallies (centre_id, dim, value, {column_list})
+    SELECT 0, m.dim, m.value,
+            {plain_sums}
+    FROM report_tallies m
+    GROUP BY m.dim, m.value;
+    INSERT INTO report_histograms (centre_id, dim, value, metric, x, y, n)
+    SELECT m.centre_id, d.dim, d.value, h.metric, h.x, h.y, count(*)
+    FROM report_operation_measures m
+    CROSS JOIN LATERAL report_dimension_values(m.centre_id, m.approach, m.region, m.procedures,
+        m.diagnosis, m.indication, m.instrumented, m.levels, m.year) d
+    CROSS JOIN LATERAL report_metric_values(m.blood_loss_ml, m.duration_min, m.preop_joa,
+        m.latest_joa, m.preop_mjoa, m.latest_mjoa) h
+    WHERE m.counted
+    GROUP BY m.centre_id, d.dim, h.metric, d.value, h.x, h.y
+    ORDER BY m.centre_id, d.dim, h.metric, d.value, h.x, h.y;
+    INSERT INTO report_histograms (centre_id, dim, value, metric, x, y, n)
+    SELECT 0, h.dim, h.value, h.metric, h.x, h.y, sum(h.n)
+    FROM report_histograms h
+    GROUP BY h.dim, h.metric, h.value, h.x, h.y
+    ORDER BY h.dim, h.metric, h.value, h.x, h.y;
+    SELECT count(*) INTO operations_counted FROM report_operations WHERE counted;
+    RETURN operations_counted;
+END $$;"""
+
+
+def upgrade() -> None:
+    measure_columns = ",\n    ".join(f"{name} {kind} NOT NULL DEFAULT 0" for name, kind in MEASURES)
     compact_sql = compact_function()
     facts_sql = facts_view()
+    measures_sql = measures_select()
+    refresh_sql = refresh_function()
+    rebuild_sql = rebuild_function()
 
     op.execute(f"""
 -- One row per operation: its dimensions and what the reports count about it.
@@ -262,43 +424,7 @@ $$;
 {facts_sql}
 -- Every additive measure of an operation, as the tallies sum them.
 CREATE VIEW report_operation_measures AS
-SELECT f.centre_id, f.operation_id, f.counted, f.operation_date, f.year,
-    f.approach, f.region, f.indication, f.diagnosis, f.instrumented,
-    f.vertebra_count AS levels, f.procedures,
-    1 AS operations,
-    (cardinality(f.intraop_types) > 0)::int AS intraop_event,
-    {event_flags},
-    f.postop_any::int AS postop_complication,
-    f.postop_major::int AS major_complication,
-    (f.blood_loss_ml IS NOT NULL)::int AS blood_loss_n,
-    coalesce(f.blood_loss_ml, 0)::bigint AS blood_loss_sum,
-    (f.duration_min IS NOT NULL)::int AS duration_n,
-    coalesce(f.duration_min, 0)::bigint AS duration_sum,
-    ('fusion' = ANY(f.procedures))::int AS fusion_operations,
-    ('fusion' = ANY(f.procedures) AND f.fusion_status_12m IS NOT NULL)::int AS fusion_assessed,
-    ('fusion' = ANY(f.procedures) AND f.fusion_status_12m IS NOT DISTINCT FROM 'fused')::int AS fusion_fused,
-    f.followed::int AS followed,
-    (f.followed AND f.revision)::int AS revision,
-    (f.instrumented AND f.followed)::int AS instrumented_followed,
-    (f.instrumented AND f.implant_failure)::int AS implant_failure,
-    (f.preop_joa IS NOT NULL)::int AS joa_pre_n,
-    coalesce(f.preop_joa, 0)::numeric AS joa_pre_sum,
-    (f.latest_joa IS NOT NULL)::int AS joa_post_n,
-    coalesce(f.latest_joa, 0)::numeric AS joa_post_sum,
-    coalesce(f.preop_joa < 17 AND f.latest_joa IS NOT NULL, false)::int AS recovery_n,
-    (f.preop_mjoa IS NOT NULL)::int AS mjoa_pre_n,
-    coalesce(f.preop_mjoa, 0)::bigint AS mjoa_pre_sum,
-    (f.latest_mjoa IS NOT NULL)::int AS mjoa_post_n,
-    coalesce(f.latest_mjoa, 0)::bigint AS mjoa_post_sum,
-    (f.indication IS NOT NULL)::int AS indication_recorded,
-    (f.approach IS NOT NULL)::int AS approach_recorded,
-    (f.region IN ({_quoted(SPINAL_REGIONS)}))::int AS spinal,
-    (f.region IN ({_quoted(SPINAL_REGIONS)}) AND f.vertebra_count IS NOT NULL)::int AS levels_recorded,
-    (f.region IN ({_quoted(CERVICAL_REGIONS)}))::int AS cervical,
-    (f.region IN ({_quoted(CERVICAL_REGIONS)}) AND f.preop_joa IS NOT NULL)::int AS joa_recorded,
-    f.followed_12m::int AS followed_12m,
-    f.blood_loss_ml, f.duration_min, f.preop_joa, f.latest_joa, f.preop_mjoa, f.latest_mjoa
-FROM report_operations f;
+{measures_sql};
 
 -- The groups an operation belongs to, one (dimension, value) per row; '' is "not recorded".
 -- An operation is in one group per procedure.
@@ -403,70 +529,7 @@ BEGIN
     END IF;
 END $$;
 
--- Recompute the facts of these operations and log the change of their measures; returns the
--- number of log rows written.
-CREATE FUNCTION report_refresh_operations(p_centre_ids bigint[], p_operation_ids bigint[])
-RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    changed_centres bigint[];
-    changed_operations bigint[];
-    logged_before bigint;
-    logged_after bigint := 0;
-BEGIN
-    -- Lock first, in key order; the statements below take their snapshot after the locks
-    -- are granted, so a concurrent refresh of the same operation has committed by then.
-    -- A fact row is updated in place while its operation exists (never deleted and inserted
-    -- again), so a refresh queued on the lock is handed the newest version of the row.
-    PERFORM 1 FROM report_operations f
-    WHERE (f.centre_id, f.operation_id) IN (SELECT * FROM unnest(p_centre_ids, p_operation_ids))
-    ORDER BY f.centre_id, f.operation_id
-    FOR UPDATE;
-
-    -- One statement: the facts view is evaluated once; the old measures are logged from the
-    -- rows as they were (every part of a statement sees the same snapshot).
-    WITH fresh AS MATERIALIZED (
-        SELECT * FROM report_operation_facts
-        WHERE (centre_id, operation_id) IN (SELECT * FROM unnest(p_centre_ids, p_operation_ids))
-    ), stored AS MATERIALIZED (
-        SELECT * FROM report_operations
-        WHERE (centre_id, operation_id) IN (SELECT * FROM unnest(p_centre_ids, p_operation_ids))
-    ), changed AS MATERIALIZED (
-        SELECT coalesce(n.centre_id, f.centre_id) AS centre_id,
-               coalesce(n.operation_id, f.operation_id) AS operation_id,
-               n.operation_id IS NULL AS gone
-        FROM fresh n FULL JOIN stored f ON f.centre_id = n.centre_id AND f.operation_id = n.operation_id
-        WHERE ROW(n.*) IS DISTINCT FROM ROW(f.*)
-    ), logged_old AS (
-        INSERT INTO report_log
-        SELECT -1, m.* FROM report_operation_measures m
-        JOIN changed c ON c.centre_id = m.centre_id AND c.operation_id = m.operation_id
-        WHERE m.counted
-        RETURNING 1
-    ), removed AS (
-        DELETE FROM report_operations r USING changed c
-        WHERE c.gone AND r.centre_id = c.centre_id AND r.operation_id = c.operation_id
-    ), written AS (
-        INSERT INTO report_operations
-        SELECT n.* FROM fresh n
-        JOIN changed c ON c.centre_id = n.centre_id AND c.operation_id = n.operation_id
-        ON CONFLICT (centre_id, operation_id) DO UPDATE SET
-            {fact_updates}
-        RETURNING centre_id, operation_id
-    )
-    SELECT (SELECT array_agg(centre_id) FROM written), (SELECT array_agg(operation_id) FROM written),
-           (SELECT count(*) FROM logged_old)
-    INTO changed_centres, changed_operations, logged_before;
-
-    -- The new measures, from the rows just written.
-    IF changed_centres IS NOT NULL THEN
-        INSERT INTO report_log
-        SELECT 1, m.* FROM report_operation_measures m
-        WHERE m.counted
-          AND (m.centre_id, m.operation_id) IN (SELECT * FROM unnest(changed_centres, changed_operations));
-        GET DIAGNOSTICS logged_after = ROW_COUNT;
-    END IF;
-    RETURN logged_before + logged_after;
-END $$;
+{refresh_sql}
 
 -- At commit (deferred): refresh every operation this transaction touched, once.
 CREATE FUNCTION report_flush_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -526,49 +589,7 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Recompute every fact, tally and histogram from the base tables. Each centre's cells are
--- aggregated from the facts; the all-centres cells (centre_id 0) are then summed from them,
--- not aggregated again from every operation (half the rows to group). Histogram rows are
--- written in primary-key order, so their index is filled left to right.
-CREATE FUNCTION report_rebuild() RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    operations_counted bigint;
-BEGIN
-    PERFORM pg_advisory_xact_lock({COMPACTION_LOCK_ID});
-    TRUNCATE report_operations, report_log, report_tallies, report_histograms;
-    DELETE FROM report_dirty WHERE txid = pg_current_xact_id();
-    INSERT INTO report_operations SELECT * FROM report_operation_facts;
-    INSERT INTO report_tallies (centre_id, dim, value, {column_list})
-    SELECT m.centre_id, d.dim, d.value,
-            {plain_sums}
-    FROM report_operation_measures m
-    CROSS JOIN LATERAL report_dimension_values(m.centre_id, m.approach, m.region, m.procedures,
-        m.diagnosis, m.indication, m.instrumented, m.levels, m.year) d
-    WHERE m.counted
-    GROUP BY m.centre_id, d.dim, d.value;
-    INSERT INTO report_tallies (centre_id, dim, value, {column_list})
-    SELECT 0, m.dim, m.value,
-            {plain_sums}
-    FROM report_tallies m
-    GROUP BY m.dim, m.value;
-    INSERT INTO report_histograms (centre_id, dim, value, metric, x, y, n)
-    SELECT m.centre_id, d.dim, d.value, h.metric, h.x, h.y, count(*)
-    FROM report_operation_measures m
-    CROSS JOIN LATERAL report_dimension_values(m.centre_id, m.approach, m.region, m.procedures,
-        m.diagnosis, m.indication, m.instrumented, m.levels, m.year) d
-    CROSS JOIN LATERAL report_metric_values(m.blood_loss_ml, m.duration_min, m.preop_joa,
-        m.latest_joa, m.preop_mjoa, m.latest_mjoa) h
-    WHERE m.counted
-    GROUP BY m.centre_id, d.dim, h.metric, d.value, h.x, h.y
-    ORDER BY m.centre_id, d.dim, h.metric, d.value, h.x, h.y;
-    INSERT INTO report_histograms (centre_id, dim, value, metric, x, y, n)
-    SELECT 0, h.dim, h.value, h.metric, h.x, h.y, sum(h.n)
-    FROM report_histograms h
-    GROUP BY h.dim, h.metric, h.value, h.x, h.y
-    ORDER BY h.dim, h.metric, h.value, h.x, h.y;
-    SELECT count(*) INTO operations_counted FROM report_operations WHERE counted;
-    RETURN operations_counted;
-END $$;
+{rebuild_sql}
 
 CREATE FUNCTION report_rebuild_after_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -34,6 +34,10 @@ MEASURES = (
     "indication_recorded", "approach_recorded", "spinal", "levels_recorded",
     "cervical", "joa_recorded", "followed_12m",
 )
+# Cell keys (migration 0007): for each count measure x, key_x sums the record keys of the
+# operations x counts; key_x mod 256 is the cell key that perturbs the count for analysts.
+COUNT_MEASURES = tuple(m for m in MEASURES if not m.endswith("_sum"))
+KEY_MEASURES = tuple(f"key_{m}" for m in COUNT_MEASURES)
 METRICS = ("blood_loss", "duration", "joa_pre", "joa_post", "joa_pair", "mjoa_pre", "mjoa_post")
 
 # Group-by dimensions: name -> SQL over report_operation_measures `m` (procedure: `proc`).
@@ -74,6 +78,8 @@ FUSION_AT_JOIN = sql.SQL("""LEFT JOIN LATERAL (
 FUSION_AT = {
     "fusion_assessed": sql.SQL("(fusion_at.status IS NOT NULL)::int"),
     "fusion_fused": sql.SQL("(fusion_at.status IS NOT DISTINCT FROM 'fused')::int"),
+    "key_fusion_assessed": sql.SQL("m.record_key * (fusion_at.status IS NOT NULL)::int"),
+    "key_fusion_fused": sql.SQL("m.record_key * (fusion_at.status IS NOT DISTINCT FROM 'fused')::int"),
 }
 STORED_FUSION_MONTHS = 12
 
@@ -92,8 +98,10 @@ def fetch_cells(conn, dims: list[str], filters: dict, measures: list[str], metri
 
     Returns {grouping set: {values: Cell}}: for group_by (a, b) the sets (a, b), (a,), (b,) and
     (); for (a,) the sets (a,) and (); for none, (). `filters` holds only the filters given
-    (centre_ids for a centre scope). Withdrawn-consent patients are never counted.
+    (centre_ids for a centre scope). Withdrawn-consent patients are never counted. Each cell
+    also holds key_x, the record-key sum, of each count measure x asked for.
     """
+    measures = [*measures, *(f"key_{m}" for m in measures if m in COUNT_MEASURES)]
     sets = _grouping_sets(dims)
     if _fast_path_applies(dims, filters, measures, min_months):
         scope = filters["centre_ids"][0] if "centre_ids" in filters else 0
