@@ -95,7 +95,7 @@ def upsert_patient(conn, actor: Principal, fields: dict, *, field_prefix: str = 
         _values(fields) | {"centre_id": actor.centre_id, "ref_hash": hashed},
     ).fetchone()
     if row is not None:
-        # checked only when a patient is created (rare): the caller's rollback undoes the insert
+        # checked only when the ref is new (one index lookup); raising rolls the insert back
         if erased_ref_hashes(conn, actor.centre_id, [hashed]):
             raise ErasedRef(f"{field_prefix}ref")
         audit.record(conn, centre_id=actor.centre_id, action="create", entity="patient", entity_id=row["id"],
