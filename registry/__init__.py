@@ -6,6 +6,7 @@ from werkzeug.wsgi import LimitedStream
 from registry import db, migrate, observability
 from registry.config import Settings
 from registry.problems import Problem, RegistryApi
+from registry.request_body import read_whole_body
 from registry.strict_json import check_body
 
 API_VERSION = "1.0.0"
@@ -96,7 +97,8 @@ def accepts(*media_types: str, bulk: bool = False):
 
 
 def check_request_body():
-    """415 for a body in a media type the endpoint does not take; a record-sized limit (413) unless bulk."""
+    """415 for a body in a media type the endpoint does not take; a record-sized limit (413) unless bulk;
+    then the body is read whole (408 when it comes too slowly)."""
     if request.method not in ("POST", "PUT", "PATCH"):
         return None
     if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", ""):
@@ -104,12 +106,14 @@ def check_request_body():
     view = current_app.view_functions.get(request.endpoint)
     view_class = getattr(view, "view_class", None)
     handler = getattr(view_class, request.method.lower(), None) if view_class else view
+    settings = current_app.config["REGISTRY_SETTINGS"]
     if not getattr(handler, "takes_bulk_bodies", False):
-        settings = current_app.config["REGISTRY_SETTINGS"]
         request.max_content_length = min(settings.max_record_bytes, settings.max_content_length)
     allowed = getattr(handler, "accepted_media_types", (JSON,))
     if request.mimetype not in allowed and not (request.mimetype.endswith("+json") and JSON in allowed):
         raise Problem(415, f"Send the body as {' or '.join(allowed)}.", slug="unsupported-media-type")
+    # The whole body, within a deadline, before the view takes a database connection (see request_body)
+    read_whole_body(request, settings.request_body_timeout, settings.request_body_min_rate)
     if handler is not None and request.is_json and not getattr(handler, "takes_bulk_bodies", False):
         # json.loads, which reads the body next, keeps the last of two equal keys and fails on
         # numbers over 4,300 digits without naming them: refuse both as field errors first

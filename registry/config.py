@@ -72,6 +72,8 @@ class Settings:
     report_timeout: float = 30.0             # seconds a report's queries may run (gunicorn's timeout is 60)
     max_content_length: int = 256 * 1024 * 1024  # bulk submissions
     max_record_bytes: int = 1024 * 1024           # every other request body
+    request_body_timeout: float = 10.0       # seconds a body may take to arrive, plus its size at the rate below
+    request_body_min_rate: int = 256 * 1024  # bytes per second that earn a body one more second
     validation_workers: int | None = None    # bulk validation processes; None: one per CPU, 0: none
     log_level: str = "INFO"
 
@@ -113,6 +115,8 @@ class Settings:
             report_timeout=_number(environ, "REPORT_TIMEOUT", 30.0, 0.001, 3600.0),
             max_content_length=_integer(environ, "MAX_CONTENT_LENGTH", 256 * 1024 * 1024, 1024, 2**40),
             max_record_bytes=_integer(environ, "MAX_RECORD_BYTES", 1024 * 1024, 1024, 2**40),
+            request_body_timeout=_number(environ, "REQUEST_BODY_TIMEOUT", 10.0, 0.1, 3600.0),
+            request_body_min_rate=_integer(environ, "REQUEST_BODY_MIN_RATE", 256 * 1024, 1, 2**40),
             validation_workers=(_integer(environ, "REGISTRY_VALIDATION_WORKERS", 0, 0, 256)
                                 if environ.get("REGISTRY_VALIDATION_WORKERS") else None),
             log_level=log_level,

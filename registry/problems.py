@@ -26,19 +26,24 @@ PROBLEM_TYPE_BASE = "https://registry.example.org/problems/"
 # Every `type` the service answers, one per kind of error, whichever endpoint or layer (webargs,
 # a view, the database, werkzeug) raised it: a client can branch on `type` alone.
 PROBLEM_TYPES = {
-    "malformed-request": (400, "The request cannot be read: a body that is not JSON or not UTF-8, nested too deeply."),
+    "malformed-request": (400, "The request cannot be read: a body that is not JSON or not UTF-8, nested too deeply, "
+                               "or a request that is not valid HTTP (e.g. a NUL byte in a header)."),
     "unauthorized": (401, "No token, or a token that is unknown, revoked or expired."),
     "forbidden": (403, "The token's role may not do this."),
     "not-found": (404, "No such resource (or it belongs to another centre)."),
     "method-not-allowed": (405, "The resource does not take this method."),
+    "request-timeout": (408, "The body did not arrive within REQUEST_BODY_TIMEOUT (plus its size at "
+                             "REQUEST_BODY_MIN_RATE)."),
     "conflict": (409, "Another record of your centre holds this identifier."),
     "erased": (410, "The patient was erased (right to erasure): its ref is refused until the centre lifts the "
                     "erasure, and a retried Idempotency-Key that wrote its records is refused."),
     "precondition-failed": (412, "If-Match does not name the current version."),
     "body-too-large": (413, "The body is over MAX_RECORD_BYTES (one record) or MAX_CONTENT_LENGTH (bulk)."),
+    "uri-too-long": (414, "The request line (method, path, query) is over 4094 bytes."),
     "unsupported-media-type": (415, "The body is in a media type the endpoint does not take."),
     "invalid-input": (422, "Fields, query parameters or headers refused; `errors` names each one."),
     "precondition-required": (428, "A change needs If-Match."),
+    "headers-too-large": (431, "A header is over 8190 bytes, or there are more than 100 headers."),
     "internal-error": (500, "The server failed; the request id finds it in the logs."),
     "database-unavailable": (503, "The database is unreachable; retry after Retry-After seconds."),
     "schema-not-at-head": (503, "The database schema is not at the code's revision (readiness only)."),
