@@ -21,6 +21,7 @@ from werkzeug.serving import make_server
 
 from registry import create_app, serving
 from registry.config import Settings
+from registry.problems import PROBLEM_TYPE_BASE, PROBLEM_TYPES
 from tests.conftest import ROOT, make_settings
 
 UNREACHABLE_DATABASE = "postgresql://postgres@127.0.0.1:1/registry"  # port 1 refuses at once
@@ -99,8 +100,8 @@ SECRET = {"REGISTRY_SECRET": "compose-test-secret-0123456789"}
 
 # --- the three services -----------------------------------------------------------------------
 
-def test_compose_runs_postgres_then_a_migration_then_the_app(services):
-    assert set(services) == {"postgres", "migrate", "app"}
+def test_compose_runs_postgres_then_a_migration_then_the_app_behind_its_proxy(services):
+    assert set(services) == {"postgres", "migrate", "app", "proxy"}
 
 
 def test_postgres_is_version_15_with_its_data_on_a_named_volume(compose, services):
@@ -175,13 +176,138 @@ def test_metrics_directory_is_fresh_at_each_start_and_exists_in_the_image(servic
     assert any(directory in arguments for arguments in instructions(dockerfile, "RUN"))
 
 
-def test_published_port_is_the_one_gunicorn_listens_on(services, dockerfile):
+def test_the_proxy_passes_requests_to_the_port_gunicorn_listens_on(services, dockerfile, nginx):
     bind = {**image_environment(dockerfile), **service_environment(services["app"], SECRET)}["REGISTRY_BIND"]
     host, port = bind.rsplit(":", 1)
-    assert host == "0.0.0.0", "inside a container, 127.0.0.1 is unreachable from the host"
-    container_ports = [str(mapping).split(":")[-1] for mapping in services["app"]["ports"]]
-    assert port in container_ports
+    assert host == "0.0.0.0", "inside a container, 127.0.0.1 is unreachable from other containers"
+    assert port in [str(exposed) for exposed in services["app"]["expose"]]
     assert port in " ".join(instructions(dockerfile, "EXPOSE")).split()
+    (upstream,) = nginx.blocks("upstream")
+    assert upstream.values("server") == [[f"app:{port}"]]
+    (location,) = [block for block in nginx.blocks("location") if block.args == ["/"]]
+    assert location.values("proxy_pass") == [[f"http://{upstream.args[0]}"]]
+
+
+# --- the reverse proxy -----------------------------------------------------------------------
+
+class NginxBlock:
+    """A block of nginx configuration: its directives (name, arguments) and nested blocks."""
+
+    def __init__(self, name: str = "", args: list | None = None):
+        self.name, self.args = name, args or []
+        self.directives: list[tuple[str, list[str]]] = []
+        self.children: list["NginxBlock"] = []
+
+    def values(self, name: str) -> list[list[str]]:
+        return [args for directive, args in self.directives if directive == name]
+
+    def blocks(self, name: str) -> list["NginxBlock"]:
+        """Every block of that name, at any depth."""
+        found = [child for child in self.children if child.name == name]
+        return found + [block for child in self.children for block in child.blocks(name)]
+
+
+def parse_nginx(text: str) -> NginxBlock:
+    """nginx's syntax: words and quoted strings, `;` ends a directive, `{ }` a block, `#` a comment."""
+    tokens = re.findall(r"#[^\n]*|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[{};]|[^\s{};]+", text)
+    stack, words = [NginxBlock()], []
+    for token in tokens:
+        if token.startswith("#"):
+            continue
+        if token in (";", "{"):
+            name, *args = words
+            if token == ";":
+                stack[-1].directives.append((name, args))
+            else:
+                stack.append(NginxBlock(name, args))
+                stack[-2].children.append(stack[-1])
+            words = []
+        elif token == "}":
+            stack.pop()
+        else:
+            words.append(token[1:-1] if token[0] in "'\"" else token)
+    assert len(stack) == 1 and not words, "unbalanced nginx configuration"
+    return stack[0]
+
+
+@pytest.fixture(scope="module")
+def proxy(services) -> dict:
+    return services["proxy"]
+
+
+@pytest.fixture(scope="module")
+def nginx(proxy) -> NginxBlock:
+    (source,) = [mount.split(":")[0] for mount in proxy["volumes"] if mount.split(":")[1] == "/etc/nginx/nginx.conf"]
+    return parse_nginx((ROOT / source).read_text())
+
+
+def test_the_proxy_is_nginx_from_a_debian_image_with_the_repositorys_configuration(proxy):
+    name, _, tag = proxy["image"].partition(":")
+    assert name == "nginx" and "bookworm" in tag, "pinned, Debian-based"
+    (mount,) = [mount for mount in proxy["volumes"] if mount.split(":")[1] == "/etc/nginx/nginx.conf"]
+    source, _target, mode = mount.split(":")
+    assert (ROOT / source).is_file() and mode == "ro"
+
+
+def test_only_the_proxy_is_published_on_loopback(services, proxy, nginx):
+    assert "ports" not in services["app"], "gunicorn must not be reachable around the proxy"
+    (mapping,) = proxy["ports"]
+    host, published, target = str(mapping).split(":")
+    assert (host, published) == ("127.0.0.1", "8000")
+    (server,) = nginx.blocks("server")
+    assert server.values("listen") == [[target]]
+
+
+def test_the_proxy_starts_once_the_app_is_healthy(proxy):
+    assert condition(proxy, "app") == "service_healthy"
+    assert proxy.get("restart") == "unless-stopped"
+
+
+def test_the_proxy_receives_whole_requests_before_passing_them_on(nginx):
+    """Buffering is the point: a slow client then holds an nginx connection, not a gunicorn thread."""
+    (location,) = [block for block in nginx.blocks("location") if block.args == ["/"]]
+    assert location.values("proxy_request_buffering") in ([], [["on"]])
+    assert location.values("proxy_buffering") in ([], [["on"]])
+    (http,) = nginx.blocks("http")
+    assert http.values("client_body_timeout") and http.values("client_header_timeout")
+
+
+def size_in_bytes(value: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    return int(value[:-1]) * units[value[-1].lower()] if value[-1].lower() in units else int(value)
+
+
+def test_the_proxy_takes_every_body_the_registry_takes_and_waits_longer_than_gunicorn(nginx):
+    (http,) = nginx.blocks("http")
+    assert [size_in_bytes(args[0]) for args in http.values("client_max_body_size")] == [Settings().max_content_length]
+    (location,) = [block for block in nginx.blocks("location") if block.args == ["/"]]
+    from registry import gunicorn_conf
+
+    assert int(location.values("proxy_read_timeout")[0][0].rstrip("s")) > gunicorn_conf.timeout
+
+
+def test_the_proxys_own_refusals_are_problem_json(nginx):
+    """Requests nginx refuses itself (limits, timeouts, the app unreachable) get a problem, never its HTML."""
+    (server,) = nginx.blocks("server")
+    pages = {}
+    for args in server.values("error_page"):
+        *codes, page = args
+        answered = next((int(code[1:]) for code in codes if code.startswith("=")), None)
+        for code in codes:
+            if not code.startswith("="):
+                pages[int(code)] = (answered or int(code), page)
+    assert {400, 408, 413, 414, 494, 502, 504} <= set(pages)
+    locations = {tuple(block.args): block for block in nginx.blocks("location")}
+    for code, (answered, page) in pages.items():
+        location = locations[("=", page)]
+        assert location.values("internal") == [[]], f"{page} must not be reachable from outside"
+        assert location.values("default_type") == [["application/problem+json"]]
+        ((status, body),) = location.values("return")
+        problem = json.loads(body.replace("$registry_request_id", "0"))
+        assert int(status) == answered == problem["status"], code
+        slug = problem["type"].removeprefix(PROBLEM_TYPE_BASE)
+        assert problem["type"] == "about:blank" or PROBLEM_TYPES[slug][0] == answered, problem["type"]
+        assert problem["title"] and problem["detail"]
 
 
 # --- health check ----------------------------------------------------------------------------
