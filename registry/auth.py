@@ -6,15 +6,19 @@ on that centre's records only; an analyst reads cross-centre aggregates; a centr
 issues and revokes its own centre's submitter and centre_admin tokens; an operator runs the
 registry (centres, analyst, operator and metrics tokens) and can reach no centre's patients,
 not even through a token it issues; a metrics token reads /metrics only. Before migration 0005
-the operator role was called `admin`.
+the operator role was called `admin`. Every token expires (`expires_at`, see registry.tokens),
+and records when it was last used, to the minute.
 """
 
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import wraps
 
+import psycopg
 from flask import g, request
+from psycopg_pool import PoolTimeout
 
 from registry.db import database
 from registry.problems import Problem
@@ -46,23 +50,66 @@ def _unauthorized(detail: str) -> Problem:
 
 
 def authenticate() -> Principal:
-    """The caller of the current request, from its bearer token; 401 when missing, unknown or revoked."""
+    """The caller of the current request, from its bearer token; 401 when missing, unknown, revoked,
+    expired or replaced (past its rotation's grace period), the detail saying which."""
     if "principal" in g:
         return g.principal
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("A bearer token is required.")
+    shared = g.get("request_transaction")  # (database, connection) of a write's one transaction
+    in_write = shared is not None and shared[0] is database()
     with database().transaction() as conn:
         row = conn.execute(
-            """SELECT t.id, t.role, t.centre_id, c.code AS centre_code FROM tokens t
-               JOIN centres c ON c.id = t.centre_id
-               WHERE t.token_hash = %s AND t.revoked_at IS NULL""",
+            """SELECT t.id, t.role, t.centre_id, c.code AS centre_code, t.revoked_at IS NOT NULL AS revoked,
+                      t.expires_at, t.expires_at <= now() AS expired, t.successor_token_id,
+                      t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute' AS last_use_stale
+               FROM tokens t JOIN centres c ON c.id = t.centre_id
+               WHERE t.token_hash = %s""",
             (hash_token(token.strip()),),
         ).fetchone()
-    if row is None:
+        usable = row is not None and not row["revoked"] and not row["expired"]
+        if usable and row["last_use_stale"] and not in_write:
+            _record_use(conn, row["id"])  # a read's own short transaction: committed at once
+    if row is None or row["revoked"]:
         raise _unauthorized("The token is unknown or revoked.")
+    if row["expired"]:
+        if row["successor_token_id"] is not None:
+            raise _unauthorized(f"The token was replaced by a rotated successor; its grace period ended at "
+                                f"{_utc(row['expires_at'])}.")
+        raise _unauthorized(f"The token expired at {_utc(row['expires_at'])}.")
+    if row["last_use_stale"] and in_write:
+        _record_use_apart(row["id"])
     g.principal = Principal(row["id"], row["role"], row["centre_id"], row["centre_code"])
     return g.principal
+
+
+# last_used_at is kept to the minute: a token's requests write it at most once a minute, so
+# reads do not each become a write, and concurrent requests of one token do not queue on its row.
+_RECORD_USE = """UPDATE tokens SET last_used_at = now()
+                 WHERE id = %s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')"""
+
+
+def _record_use(conn, token_id: int) -> None:
+    conn.execute(_RECORD_USE, (token_id,))
+
+
+def _record_use_apart(token_id: int) -> None:
+    """Record a use from inside a write's transaction, in a short transaction of its own.
+
+    In the write's transaction the token's row would stay locked until it commits (minutes for
+    a bulk submission), holding up its revocation or rotation, and a refused write would
+    leave no trace of the use. When no connection is free at once the use is left for the
+    token's next request: a minute's precision is not worth a request's wait."""
+    try:
+        with database().pool.connection(timeout=0.1) as conn:
+            _record_use(conn, token_id)
+    except (PoolTimeout, psycopg.Error):
+        pass
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -5,6 +5,7 @@ import sys
 
 import click
 import psycopg.errors
+from flask import current_app
 from flask.cli import AppGroup, FlaskGroup
 
 from registry import create_app, migrate
@@ -131,7 +132,7 @@ cli.add_command(centres, "centers")
 
 @cli.group()
 def tokens():
-    """Issue, list and revoke bearer tokens."""
+    """Issue, list, rotate and revoke bearer tokens."""
 
 
 @tokens.command(name="issue")
@@ -139,19 +140,58 @@ def tokens():
 @click.option("--role", type=click.Choice(list(ROLE)), required=True,
               help="A centre's first centre_admin is issued here; operator is what 0005 renamed admin to.")
 @click.option("--label", default=None, help="A note saying who holds the token.")
-def issue_token(centre_code, role, label):
+@click.option("--expires-in-days", type=click.IntRange(1), default=None,
+              help="Days until it expires (default TOKEN_DEFAULT_DAYS, at most TOKEN_MAX_DAYS).")
+def issue_token(centre_code, role, label, expires_in_days):
     """Issue a token and print it once: only its hash is stored."""
     from registry.centres.store import get_centre_by_code
     from registry.tokens.store import issue_token as store_issue_token
 
+    days = _token_lifetime_days(expires_in_days)
     with database().transaction() as conn:
         centre = get_centre_by_code(conn, centre_code)
         if centre is None:
             raise click.ClickException(f"no centre with code {centre_code}")
-        row, token = store_issue_token(conn, centre["id"], role, label)
+        row, token = store_issue_token(conn, centre["id"], role, label, expires_in_days=days)
     click.echo(token)
-    click.echo(f"token id {row['id']}, role {role}, centre {centre_code}; store it now, it is not shown again",
-               err=True)
+    click.echo(f"token id {row['id']}, role {role}, centre {centre_code}, expires {row['expires_at'].isoformat()};"
+               " store it now, it is not shown again", err=True)
+
+
+def _token_lifetime_days(requested: int | None) -> int:
+    settings = current_app.config["REGISTRY_SETTINGS"]
+    if requested is None:
+        return settings.token_default_days
+    if requested > settings.token_max_days:
+        raise click.BadParameter(f"at most {settings.token_max_days} (TOKEN_MAX_DAYS)",
+                                 param_hint="--expires-in-days")
+    return requested
+
+
+@tokens.command(name="rotate")
+@click.argument("token_id", type=int)
+@click.option("--grace-hours", type=click.IntRange(0, 7 * 24), default=24, show_default=True,
+              help="Hours the old token keeps working next to its successor.")
+@click.option("--expires-in-days", type=click.IntRange(1), default=None,
+              help="Days until the successor expires (default TOKEN_DEFAULT_DAYS, at most TOKEN_MAX_DAYS).")
+def rotate_token(token_id, grace_hours, expires_in_days):
+    """Issue the successor of token TOKEN_ID, print its secret once, and end the old one after the grace period."""
+    from registry.tokens import store
+
+    days = _token_lifetime_days(expires_in_days)
+    with database().transaction() as conn:
+        old = store.get_token_for_update(conn, token_id)
+        if old is None:
+            raise click.ClickException(f"no token with id {token_id}")
+        if old["revoked_at"] is not None or old["expired"] or old["successor_token_id"] is not None:
+            state = ("revoked" if old["revoked_at"] is not None else
+                     f"rotated already (successor {old['successor_token_id']})" if old["successor_token_id"]
+                     else "expired")
+            raise click.ClickException(f"token {token_id} is {state}: issue a new one")
+        new, replaced, token = store.rotate_token(conn, old, grace_hours, expires_in_days=days)
+    click.echo(token)
+    click.echo(f"token id {new['id']} replaces token {token_id}, which stops at {replaced['expires_at'].isoformat()};"
+               f" the new one expires {new['expires_at'].isoformat()}; store it now, it is not shown again", err=True)
 
 
 @tokens.command(name="revoke")
@@ -169,9 +209,11 @@ def revoke_token(token_id):
 
 @tokens.command(name="list")
 def list_tokens():
-    """List tokens: id, centre id, role, label, revoked, issued at, issued by, revoked by.
+    """List tokens: id, centre id, role, label, revoked, issued at, issued by, revoked by, expires at,
+    last used at, successor.
 
-    Issued and revoked by are token ids; `cli` when done from the command line."""
+    Issued and revoked by are token ids; `cli` when done from the command line. A rotated token's
+    expiry is the end of its grace period; its successor is a token id (`-` when not rotated)."""
     from registry.tokens.store import list_tokens as store_list_tokens
 
     def by(token_id):
@@ -181,8 +223,11 @@ def list_tokens():
         for row in store_list_tokens(conn):
             revoked = row["revoked_at"].isoformat() if row["revoked_at"] else "-"
             revoked_by = by(row["revoked_by_token_id"]) if row["revoked_at"] else "-"
+            last_used = row["last_used_at"].isoformat() if row["last_used_at"] else "-"
+            successor = row["successor_token_id"] or "-"
             click.echo(f"{row['id']}\t{row['centre_id']}\t{row['role']}\t{row['label'] or '-'}\t{revoked}"
-                       f"\t{row['created_at'].isoformat()}\t{by(row['issued_by_token_id'])}\t{revoked_by}")
+                       f"\t{row['created_at'].isoformat()}\t{by(row['issued_by_token_id'])}\t{revoked_by}"
+                       f"\t{row['expires_at'].isoformat()}\t{last_used}\t{successor}")
 
 
 # --- maintenance ------------------------------------------------------------------------------

@@ -75,6 +75,8 @@ class Settings:
     request_body_timeout: float = 10.0       # seconds a body may take to arrive, plus its size at the rate below
     request_body_min_rate: int = 256 * 1024  # bytes per second that earn a body one more second
     validation_workers: int | None = None    # bulk validation processes; None: one per CPU, 0: none
+    token_default_days: int = 90             # lifetime of a token issued without an expiry
+    token_max_days: int = 365                # the longest lifetime a token may be issued with
     log_level: str = "INFO"
 
     @property
@@ -97,6 +99,11 @@ class Settings:
         if pool_min > pool_max:
             raise ConfigurationError(f"DB_POOL_MIN_SIZE ({pool_min}) exceeds DB_POOL_MAX_SIZE ({pool_max})")
         prepare = _integer(environ, "DB_PREPARE_THRESHOLD", 5, -1, 1_000_000)
+        token_default_days = _integer(environ, "TOKEN_DEFAULT_DAYS", 90, 1, 3650)
+        token_max_days = _integer(environ, "TOKEN_MAX_DAYS", 365, 1, 3650)
+        if token_default_days > token_max_days:
+            raise ConfigurationError(
+                f"TOKEN_DEFAULT_DAYS ({token_default_days}) exceeds TOKEN_MAX_DAYS ({token_max_days})")
         log_level = environ.get("LOG_LEVEL", "INFO").upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigurationError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
@@ -119,6 +126,8 @@ class Settings:
             request_body_min_rate=_integer(environ, "REQUEST_BODY_MIN_RATE", 256 * 1024, 1, 2**40),
             validation_workers=(_integer(environ, "REGISTRY_VALIDATION_WORKERS", 0, 0, 256)
                                 if environ.get("REGISTRY_VALIDATION_WORKERS") else None),
+            token_default_days=token_default_days,
+            token_max_days=token_max_days,
             log_level=log_level,
         )
 

@@ -28,13 +28,15 @@ PROBLEM_TYPE_BASE = "https://registry.example.org/problems/"
 PROBLEM_TYPES = {
     "malformed-request": (400, "The request cannot be read: a body that is not JSON or not UTF-8, nested too deeply, "
                                "or a request that is not valid HTTP (e.g. a NUL byte in a header)."),
-    "unauthorized": (401, "No token, or a token that is unknown, revoked or expired."),
+    "unauthorized": (401, "No token, or a token that is unknown, revoked, expired or replaced (rotated, past its "
+                          "grace period); `detail` says which, and when it expired."),
     "forbidden": (403, "The token's role may not do this."),
     "not-found": (404, "No such resource (or it belongs to another centre)."),
     "method-not-allowed": (405, "The resource does not take this method."),
     "request-timeout": (408, "The body did not arrive within REQUEST_BODY_TIMEOUT (plus its size at "
                              "REQUEST_BODY_MIN_RATE)."),
-    "conflict": (409, "Another record of your centre holds this identifier."),
+    "conflict": (409, "Another record of your centre holds this identifier, or the record's state refuses the "
+                      "change (a token rotated already, revoked or expired is not rotated)."),
     "erased": (410, "The patient was erased (right to erasure): its ref is refused until the centre lifts the "
                     "erasure, and a retried Idempotency-Key that wrote its records is refused."),
     "precondition-failed": (412, "If-Match does not name the current version."),

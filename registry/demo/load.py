@@ -35,7 +35,8 @@ def _demo_token(conn, centre_id: int, role: str, renew: bool) -> str | None:
     leaves it as it is (a rerun changes nothing), and `renew` revokes it for a fresh one.
     """
     label = DEMO_TOKEN_LABELS[role]
-    active = [t for t in tokens.list_tokens(conn, filters={"centre_id": centre_id, "role": role, "revoked": False})
+    active = [t for t in tokens.list_tokens(conn, filters={"centre_id": centre_id, "role": role, "revoked": False,
+                                                           "expired": False})
               if t["label"] == label]
     if active and not renew:
         return None

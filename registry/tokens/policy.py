@@ -8,6 +8,13 @@ Two roles manage tokens, and neither can reach a centre's patients through a tok
   and centre_admin tokens.
 A centre's first centre_admin token is issued from the command line (`registry tokens issue`),
 by whoever runs the registry's server and so has its database anyway.
+
+Rotation (issuing a token's successor) follows the same rule as issuing: a token that may issue
+a token of that role for that centre may rotate it, with a fresh lifetime. Any token may also
+rotate itself, so a hospital system can roll its own credential without a person, but it then
+renews the secret, not the lifetime: the successor expires when the token would have. A
+leaked token can thus rotate itself into a token its thief alone holds, yet live no longer than
+a person approved (and the rotation is on record, issued by the token itself).
 """
 
 from registry.auth import ANALYST, CENTRE_ADMIN, METRICS, OPERATOR, SUBMITTER, Principal
@@ -22,6 +29,12 @@ def scope(principal: Principal) -> dict:
     if principal.role == OPERATOR:
         return {"centre_id": None, "roles": None}
     return {"centre_id": principal.centre_id, "roles": list(ISSUES[principal.role])}
+
+
+def may_issue(principal: Principal, centre_id: int, role: str) -> bool:
+    """Whether `principal` may issue (and so rotate, with a fresh lifetime) a `role` token for `centre_id`."""
+    return (role in ISSUES.get(principal.role, ())
+            and (principal.role != CENTRE_ADMIN or centre_id == principal.centre_id))
 
 
 def check_may_issue(principal: Principal, centre_id: int, role: str) -> None:

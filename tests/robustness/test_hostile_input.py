@@ -58,6 +58,7 @@ def _operation(**changes):
 SAMPLES = {
     ("POST", "/v1/centres/"): Sample("operator", lambda: {"code": "HOSTILE", "name": "Hostile centre"}, "name"),
     ("POST", "/v1/tokens/"): Sample("operator", lambda: {"centre_id": 1, "role": "analyst", "label": "l"}, "label"),
+    ("POST", "/v1/tokens/{token_id}/rotate"): Sample("operator", lambda: {"grace_hours": 1, "label": "l"}, "label"),
     ("POST", "/v1/patients/"): Sample("submitter_a", lambda: {"ref": "HOSTILE-P", "diagnosis": "aro"},
                                       "diagnosis_note", "genes"),
     ("PUT", "/v1/patients/{patient_id}"): Sample("submitter_a", lambda: {"diagnosis": "aro"}, "diagnosis_note",
