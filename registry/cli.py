@@ -174,7 +174,8 @@ def _token_lifetime_days(requested: int | None) -> int:
               help="Hours the old token keeps working next to its successor.")
 @click.option("--expires-in-days", type=click.IntRange(1), default=None,
               help="Days until the successor expires (default TOKEN_DEFAULT_DAYS, at most TOKEN_MAX_DAYS).")
-def rotate_token(token_id, grace_hours, expires_in_days):
+@click.option("--label", default=None, help="A note saying who holds the successor (default: the old token's).")
+def rotate_token(token_id, grace_hours, expires_in_days, label):
     """Issue the successor of token TOKEN_ID, print its secret once, and end the old one after the grace period."""
     from registry.tokens import store
 
@@ -188,7 +189,8 @@ def rotate_token(token_id, grace_hours, expires_in_days):
                      f"rotated already (successor {old['successor_token_id']})" if old["successor_token_id"]
                      else "expired")
             raise click.ClickException(f"token {token_id} is {state}: issue a new one")
-        new, replaced, token = store.rotate_token(conn, old, grace_hours, expires_in_days=days)
+        new, replaced, token = store.rotate_token(conn, old, grace_hours, expires_in_days=days,
+                                                  label=store.KEEP if label is None else label)
     click.echo(token)
     click.echo(f"token id {new['id']} replaces token {token_id}, which stops at {replaced['expires_at'].isoformat()};"
                f" the new one expires {new['expires_at'].isoformat()}; store it now, it is not shown again", err=True)

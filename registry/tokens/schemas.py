@@ -14,7 +14,8 @@ from registry.vocabulary import ROLE
 class TokenQuerySchema(PageQuerySchema):
     centre_id = Integer(1, 2**62, strict=False)
     role = ma.fields.String(validate=validate.OneOf(list(ROLE)))
-    revoked = ma.fields.Boolean(metadata={"description": "true: only revoked tokens; false: only live ones"})
+    revoked = ma.fields.Boolean(metadata={"description": "true: only revoked tokens; false: only unrevoked ones "
+                                                         "(expired or not: see `expired`)"})
     issued_by_token_id = Integer(1, 2**62, strict=False, metadata={"description": "Only tokens this token issued"})
     expired = ma.fields.Boolean(metadata={
         "description": "true: only tokens past their expiry (or their rotation's grace period); false: only unexpired"})
