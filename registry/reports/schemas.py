@@ -102,9 +102,18 @@ class SuppressionSchema(ma.Schema):
     threshold = ma.fields.Integer()
 
 
+class DisclosureControlSchema(ma.Schema):
+    method = ma.fields.String(metadata={"description": "cell-key perturbation"})
+    max_noise = ma.fields.Integer(metadata={"description": "Largest change of a published count"})
+    noise_variance = ma.fields.Float(metadata={"description": "Variance of the noise of a count of 2 or more"})
+    threshold = ma.fields.Integer(metadata={"description": "Published counts below it (and above 0) are withheld"})
+    rates = ma.fields.String(metadata={"description": "Rates, intervals and means use the published counts"})
+
+
 class RowSchema(ma.Schema):
     group = ma.fields.Dict(metadata={"description": "The group's value of each group_by dimension; null: not recorded"})
-    suppressed = ma.fields.String(allow_none=True, metadata={"description": "primary, secondary or null"})
+    suppressed = ma.fields.String(allow_none=True, metadata={
+        "description": "primary (a published count below the threshold) or null"})
     operations = ma.fields.Integer(allow_none=True)
 
 
@@ -176,6 +185,8 @@ class ReportSchema(ma.Schema):
     filters = ma.fields.Dict()
     scope = ma.fields.String(metadata={"description": "'all centres', or the submitter's centre code"})
     suppression = ma.fields.Nested(SuppressionSchema)
+    disclosure_control = ma.fields.Nested(DisclosureControlSchema, allow_none=True, metadata={
+        "description": "How cross-centre figures are protected; null: a submitter's own centre, exact"})
     method = ma.fields.String(metadata={"description": "fast (pre-aggregated) or scan"})
 
 

@@ -1,14 +1,17 @@
 """Build a report: fetch the cells, turn sums into proportions and statistics, and for
-cross-centre readers withhold what could identify a few patients.
+cross-centre readers protect what could identify a few patients.
 
 Who sees what:
-- a submitter sees its own centre only (every query is scoped to it), unsuppressed; in the
-  centres (funnel) report it gets its own row, and the pooled rate and control limits only
-  when at least 3 other centres, each with at least `threshold` operations in the
+- a submitter sees its own centre only (every query is scoped to it), exact and unsuppressed;
+  in the centres (funnel) report it gets its own row, and the pooled rate and control limits
+  only when at least 3 other centres, each with at least `threshold` operations in the
   denominator, make up the pool, the pooled rate rounded to 0.1 % and never its counts;
-- analysts and admins see all centres with primary and secondary suppression
-  (`registry.reports.suppression`), family by family: a cell's operations count, and each
-  figure whose own denominator (e.g. operations with a blood loss recorded) is small.
+- cross-centre readers (analysts, operators) see all centres through cell-key perturbation
+  (`registry.reports.suppression`): every count is published perturbed, rates, intervals,
+  funnel limits and means are computed from the published counts, and the primary rule
+  withholds a figure whose published count (or its row's operations) is below the threshold.
+  The same operations get the same published count in every report ("one figure, one
+  decision"): a count that is a numerator here and a denominator there is one number.
 """
 
 from dataclasses import dataclass, field
@@ -17,8 +20,7 @@ from fractions import Fraction
 
 from registry.auth import SUBMITTER, Principal
 from registry.problems import Problem, InvalidInput, field_error
-from registry.reports import stats, store
-from registry.reports.suppression import suppress_one_way, suppress_two_way
+from registry.reports import stats, store, suppression
 
 FUNNEL_MEASURES = {
     # name: (numerator measure, denominator measure); pseudarthrosis is assessed - fused
@@ -51,10 +53,62 @@ class Spec:
     metrics: list = field(default_factory=list)
 
 
+@dataclass
+class PublishedCell:
+    """A cell's counts as published (perturbed for cross-centre readers), and its histograms."""
+
+    measures: dict
+    histograms: dict
+    perturbed: bool
+
+
+def published_cell(cell: store.Cell, perturbing: bool) -> PublishedCell:
+    """The counts of a cell as this reader sees them; `fusion_not_fused` (pseudarthrosis) is
+    added as a count of its own, keyed on its own operations (assessed and not fused)."""
+    measures = dict(cell.measures)
+    if "fusion_assessed" in measures and "fusion_fused" in measures:
+        measures["fusion_not_fused"] = measures["fusion_assessed"] - measures["fusion_fused"]
+        measures["key_fusion_not_fused"] = measures["key_fusion_assessed"] - measures["key_fusion_fused"]
+    counts = {name: value for name, value in measures.items()
+              if not name.startswith("key_") and f"key_{name}" in measures}
+    if perturbing:
+        counts = {name: suppression.perturb(value, measures[f"key_{name}"]) for name, value in counts.items()}
+    return PublishedCell(counts, cell.histograms, perturbing)
+
+
+def published_cells(cells: dict, perturbing: bool) -> dict:
+    return {grouping: {key: published_cell(cell, perturbing) for key, cell in group.items()}
+            for grouping, group in cells.items()}
+
+
 def _measure(cell, name):
-    if name == "fusion_not_fused":
-        return cell.measures["fusion_assessed"] - cell.measures["fusion_fused"]
     return cell.measures[name]
+
+
+def _proportion(cell, numerator: str, denominator: str) -> dict:
+    """A proportion of two published counts. Perturbed, a numerator can exceed its denominator
+    when the two are within a few operations: it is then shown as the denominator (rate 1)."""
+    n = _measure(cell, denominator)
+    return stats.proportion(min(_measure(cell, numerator), n), n)
+
+
+def _summary(cell, counts: list, n_measure: str) -> dict:
+    """n, mean, median and quartiles of a histogram of values.
+
+    Perturbed, n is the published count of the values (`n_measure`), and the mean is that of
+    the values with n' - n more values at the median (fewer when negative): the mean agrees
+    with the published n, and a difference of two published means no longer isolates the sum
+    of the values that tell them apart. A published n of 0 shows nothing, as an empty cell.
+    """
+    summary = stats.summary_from_counts(counts)
+    if not cell.perturbed or summary["n"] == 0:
+        return summary
+    published_n = _measure(cell, n_measure)
+    if published_n == 0:
+        return stats.summary_from_counts([])
+    shift = published_n - summary["n"]
+    mean = (summary["mean"] * summary["n"] + shift * summary["median"]) / published_n
+    return {**summary, "n": published_n, "mean": mean}
 
 
 def _histogram(cell, metric):
@@ -72,65 +126,65 @@ def _recovery_histogram(cell):
 # --- the figures of each report ------------------------------------------------------------
 
 def complications_figures(cell) -> dict:
-    ops = cell.measures["operations"]
     figures = {
-        "operations": Figure("count", "operations", ops),
-        "intraop_event": Figure("proportion", "operations", stats.proportion(cell.measures["intraop_event"], ops)),
+        "operations": Figure("count", "operations", _measure(cell, "operations")),
+        "intraop_event": Figure("proportion", "operations", _proportion(cell, "intraop_event", "operations")),
         "instrument_breakage": Figure("proportion", "operations",
-                                      stats.proportion(cell.measures["ev_instrument_breakage"], ops)),
+                                      _proportion(cell, "ev_instrument_breakage", "operations")),
     }
     for event_type in store.INTRAOP_EVENT_TYPES:
         figures[f"intraop_event_types.{event_type}"] = Figure(
-            "proportion", "operations", stats.proportion(cell.measures[f"ev_{event_type}"], ops))
+            "proportion", "operations", _proportion(cell, f"ev_{event_type}", "operations"))
     figures["postop_complication"] = Figure("proportion", "operations",
-                                            stats.proportion(cell.measures["postop_complication"], ops))
+                                            _proportion(cell, "postop_complication", "operations"))
     figures["major_complication"] = Figure("proportion", "operations",
-                                           stats.proportion(cell.measures["major_complication"], ops))
+                                           _proportion(cell, "major_complication", "operations"))
     figures["blood_loss_ml"] = Figure("summary", "blood_loss_n",
-                                      stats.summary_from_counts(_histogram(cell, "blood_loss")))
+                                      _summary(cell, _histogram(cell, "blood_loss"), "blood_loss_n"))
     figures["duration_min"] = Figure("summary", "duration_n",
-                                     stats.summary_from_counts(_histogram(cell, "duration")))
+                                     _summary(cell, _histogram(cell, "duration"), "duration_n"))
     return figures
 
 
 def fusion_figures(cell) -> dict:
-    m = cell.measures
     return {
-        "operations": Figure("count", "operations", m["operations"]),
-        "fusion_operations": Figure("count", "operations", m["fusion_operations"]),
-        "fusion": Figure("proportion", "fusion_assessed", stats.proportion(m["fusion_fused"], m["fusion_assessed"])),
+        "operations": Figure("count", "operations", _measure(cell, "operations")),
+        "fusion_operations": Figure("count", "fusion_operations", _measure(cell, "fusion_operations")),
+        "fusion": Figure("proportion", "fusion_assessed", _proportion(cell, "fusion_fused", "fusion_assessed")),
         "pseudarthrosis": Figure("proportion", "fusion_assessed",
-                                 stats.proportion(m["fusion_assessed"] - m["fusion_fused"], m["fusion_assessed"])),
+                                 _proportion(cell, "fusion_not_fused", "fusion_assessed")),
         "implant_failure": Figure("proportion", "instrumented_followed",
-                                  stats.proportion(m["implant_failure"], m["instrumented_followed"])),
-        "revision": Figure("proportion", "followed", stats.proportion(m["revision"], m["followed"])),
+                                  _proportion(cell, "implant_failure", "instrumented_followed")),
+        "revision": Figure("proportion", "followed", _proportion(cell, "revision", "followed")),
     }
 
 
 def outcomes_figures(cell) -> dict:
+    def summary(metric, n_measure):
+        return Figure("summary", n_measure, _summary(cell, _histogram(cell, metric), n_measure))
+
     return {
-        "operations": Figure("count", "operations", cell.measures["operations"]),
-        "joa_preop": Figure("summary", "joa_pre_n", stats.summary_from_counts(_histogram(cell, "joa_pre"))),
-        "joa_latest": Figure("summary", "joa_post_n", stats.summary_from_counts(_histogram(cell, "joa_post"))),
-        "joa_recovery_rate": Figure("summary", "recovery_n", stats.summary_from_counts(_recovery_histogram(cell))),
-        "mjoa_preop": Figure("summary", "mjoa_pre_n", stats.summary_from_counts(_histogram(cell, "mjoa_pre"))),
-        "mjoa_latest": Figure("summary", "mjoa_post_n", stats.summary_from_counts(_histogram(cell, "mjoa_post"))),
+        "operations": Figure("count", "operations", _measure(cell, "operations")),
+        "joa_preop": summary("joa_pre", "joa_pre_n"),
+        "joa_latest": summary("joa_post", "joa_post_n"),
+        "joa_recovery_rate": Figure("summary", "recovery_n",
+                                    _summary(cell, _recovery_histogram(cell), "recovery_n")),
+        "mjoa_preop": summary("mjoa_pre", "mjoa_pre_n"),
+        "mjoa_latest": summary("mjoa_post", "mjoa_post_n"),
     }
 
 
 def completeness_figures(cell) -> dict:
-    m = cell.measures
-    ops = m["operations"]
     return {
-        "operations": Figure("count", "operations", ops),
-        "indication": Figure("proportion", "operations", stats.proportion(m["indication_recorded"], ops)),
-        "approach": Figure("proportion", "operations", stats.proportion(m["approach_recorded"], ops)),
-        "levels": Figure("proportion", "spinal", stats.proportion(m["levels_recorded"], m["spinal"])),
-        "duration_min": Figure("proportion", "operations", stats.proportion(m["duration_n"], ops)),
-        "blood_loss_ml": Figure("proportion", "operations", stats.proportion(m["blood_loss_n"], ops)),
-        "preop_joa": Figure("proportion", "cervical", stats.proportion(m["joa_recorded"], m["cervical"])),
-        "follow_up": Figure("proportion", "operations", stats.proportion(m["followed"], ops)),
-        "follow_up_12m": Figure("proportion", "operations", stats.proportion(m["followed_12m"], ops)),
+        "operations": Figure("count", "operations", _measure(cell, "operations")),
+        "indication": Figure("proportion", "operations", _proportion(cell, "indication_recorded", "operations")),
+        "approach": Figure("proportion", "operations", _proportion(cell, "approach_recorded", "operations")),
+        "levels": Figure("proportion", "spinal", _proportion(cell, "levels_recorded", "spinal")),
+        "duration_min": Figure("proportion", "operations", _proportion(cell, "duration_n", "operations")),
+        "blood_loss_ml": Figure("proportion", "operations", _proportion(cell, "blood_loss_n", "operations")),
+        "preop_joa": Figure("proportion", "cervical", _proportion(cell, "joa_recorded", "cervical")),
+        "follow_up": Figure("proportion", "operations", _proportion(cell, "followed", "operations")),
+        "follow_up_12m": Figure("proportion", "operations", _proportion(cell, "followed_12m", "operations")),
     }
 
 
@@ -139,9 +193,8 @@ def funnel_figures(measure: str):
 
     def figures(cell) -> dict:
         return {
-            "operations": Figure("count", "operations", cell.measures["operations"]),
-            "measure": Figure("proportion", denominator,
-                              stats.proportion(_measure(cell, numerator), _measure(cell, denominator))),
+            "operations": Figure("count", "operations", _measure(cell, "operations")),
+            "measure": Figure("proportion", denominator, _proportion(cell, numerator, denominator)),
         }
     return figures
 
@@ -236,50 +289,7 @@ def _sort_key(dims, key):
                  for d, value in zip(dims, key))
 
 
-# --- suppression ---------------------------------------------------------------------------
-
-def _family_count(cell, family):
-    return _measure(cell, "fusion_not_fused") if family == "fusion_not_fused" else cell.measures[family]
-
-
-def withheld_by_family(cells: dict, dims: list, families: list, threshold: int) -> dict:
-    """{family: ({cell key: reason}, total withheld reason or None)} for the main grouping set."""
-    main = cells[tuple(dims)]
-    total = cells[()].get(())
-    result = {}
-    base_cells, base_margins, base_total = {}, ({}, {}), None
-    for family in ["operations", *[f for f in families if f != "operations"]]:
-        def counts(group):
-            return {key: _family_count(cell, family) for key, cell in group.items()}
-
-        total_count = _family_count(total, family) if total else 0
-        total_reason = base_total or ("primary" if 0 < total_count < threshold else None)
-        if len(dims) == 0:
-            # Ungrouped, the one group is the total: it is withheld exactly when the total is.
-            result[family] = ({(): total_reason} if total_reason else {}, total_reason)
-        elif len(dims) == 1:
-            withheld = suppress_one_way(counts(main), threshold, forced=base_cells)
-            result[family] = (withheld, total_reason)
-        else:
-            # The full grid: absent combinations are zero cells, so a withheld cell may be empty
-            # and the listing does not tell which combinations exist.
-            grid = {(a[0], b[0]): 0 for a in cells[(dims[0],)] for b in cells[(dims[1],)]}
-            grid.update(counts(main))
-            rows = suppress_one_way(counts(cells[(dims[0],)]), threshold,
-                                    forced={k[0]: r for k, r in base_margins[0].items()})
-            columns = suppress_one_way(counts(cells[(dims[1],)]), threshold,
-                                       forced={k[0]: r for k, r in base_margins[1].items()})
-            withheld = suppress_two_way(grid, threshold,
-                                        row_withheld={k[0]: r for k, r in rows.items()},
-                                        column_withheld={k[0]: r for k, r in columns.items()},
-                                        total_withheld=total_reason is not None, forced=base_cells)
-            result[family] = (withheld, total_reason)
-            if family == "operations":
-                base_margins = ({(k,): r for k, r in rows.items()}, {(k,): r for k, r in columns.items()})
-        if family == "operations":
-            base_cells, base_total = dict(result[family][0]), total_reason
-    return result
-
+# --- the primary rule --------------------------------------------------------------------
 
 WITHHELD_PROPORTION = {"numerator": None, "denominator": None, "rate": None, "ci_low": None, "ci_high": None}
 WITHHELD_SUMMARY = {"n": None, "mean": None, "median": None, "q1": None, "q3": None}
@@ -289,18 +299,20 @@ def enforce_primary(cell, figures: dict, reasons: dict, threshold: int | None) -
     """The withheld reasons of a row, with the primary rule applied to every figure's family.
 
     Every row of every report (groups and totals, JSON, CSV) is published through this, so it
-    is where the primary rule holds for cross-centre readers (`threshold` set) whatever the
-    table's suppression decided: a row counting fewer operations than the threshold, or a
-    figure whose own denominator is below it, is withheld. No grouping, filter or report shape
-    can publish a small cell. Submitters (`threshold` None) see their own centre unsuppressed.
+    is where the primary rule holds for cross-centre readers (`threshold` set): a row whose
+    published operations count is below the threshold, or a figure whose own published count
+    (a count, or a proportion's denominator, or a summary's n) is, is withheld. It looks at
+    published counts only, so the decision is the same wherever the same operations are
+    counted. No grouping, filter or report shape can publish a small cell. Submitters
+    (`threshold` None) see their own centre unsuppressed.
     """
     if threshold is None:
         return reasons
     effective = dict(reasons)
     families = {"operations", *(figure.family for figure in figures.values())}
-    small_row = 0 < _family_count(cell, "operations") < threshold
+    small_row = 0 < _measure(cell, "operations") < threshold
     for family in families:
-        if not effective.get(family) and (small_row or 0 < _family_count(cell, family) < threshold):
+        if not effective.get(family) and (small_row or 0 < _measure(cell, family) < threshold):
             effective[family] = "primary"
     return effective
 
@@ -338,34 +350,28 @@ def build_report(conn, report: str, query: dict, principal: Principal, threshold
     dims = list(query.get("group_by") or (["centre"] if report == "completeness" else []))
     filters = resolve_filters(conn, query, principal)
     min_months = query.get("min_months", store.STORED_FUSION_MONTHS)
-    cells = store.fetch_cells(conn, dims, filters, spec.measures, spec.metrics, min_months)
-    suppressing = principal.role != SUBMITTER
-    families = sorted({figure.family for cell in cells[()].values() for figure in figures_of(cell).values()})
-    withheld = withheld_by_family(cells, dims, families, threshold) if suppressing else {}
-    disclosure = threshold if suppressing else None
+    perturbing = principal.role != SUBMITTER
+    cells = published_cells(store.fetch_cells(conn, dims, filters, spec.measures, spec.metrics, min_months),
+                            perturbing)
+    disclosure = threshold if perturbing else None
     codes = store.centre_codes(conn, _centre_ids(cells, dims))
-
-    def reasons_for(key):
-        return {family: (w.get(key) if key != "total" else total) for family, (w, total) in withheld.items()}
-
     groups = []
-    empty = store.Cell(dict.fromkeys(spec.measures, 0))
-    listed = set(cells[tuple(dims)]) | set(withheld.get("operations", ({}, None))[0])
-    for key in sorted(listed, key=lambda k: _sort_key(dims, k)):
-        cell = cells[tuple(dims)].get(key, empty)
+    for key in _listed(cells[tuple(dims)], dims):
+        cell = cells[tuple(dims)][key]
         row, _ = publish_row({d: _label(d, v, codes) for d, v in zip(dims, key)}, cell, figures_of(cell),
-                             reasons_for(key), disclosure)
+                             {}, disclosure)
         groups.append(row)
     total_cell = cells[()].get(())
     total = None
-    if total_cell is not None:
-        total, _ = publish_row({}, total_cell, figures_of(total_cell), reasons_for("total"), disclosure)
+    if total_cell is not None and _measure(total_cell, "operations") > 0:
+        total, _ = publish_row({}, total_cell, figures_of(total_cell), {}, disclosure)
     answer = {
         "report": report,
         "group_by": dims,
         "filters": _echo_filters(query),
         "scope": principal.centre_code if principal.role == SUBMITTER else "all centres",
-        "suppression": {"applied": suppressing, "threshold": threshold},
+        "suppression": {"applied": perturbing, "threshold": threshold},
+        "disclosure_control": suppression.description(threshold) if perturbing else None,
         "method": "fast" if store.uses_fast_path(dims, filters, spec.measures, min_months) else "scan",
         "groups": groups,
         "total": total,
@@ -375,6 +381,14 @@ def build_report(conn, report: str, query: dict, principal: Principal, threshold
     return answer
 
 
+def _listed(group: dict, dims: list) -> list:
+    """The keys of the rows to list, in order. A group whose published operations count is 0 is
+    not listed, like a group with no operations: perturbation turns some counts of 1 or 2 into
+    0, and listing them would tell those apart from true zeros."""
+    return sorted((key for key, cell in group.items() if _measure(cell, "operations") > 0),
+                  key=lambda k: _sort_key(dims, k))
+
+
 def build_funnel(conn, query: dict, principal: Principal, threshold: int) -> dict:
     """Each centre's rate of `measure` against the pooled rate, with funnel limits."""
     measure = query.get("measure", "intraop_event")
@@ -382,16 +396,14 @@ def build_funnel(conn, query: dict, principal: Principal, threshold: int) -> dic
     strata = list(query.get("group_by") or [])
     dims = ["centre", *strata]
     filters = resolve_filters(conn, query, principal)
-    if principal.role == SUBMITTER:
+    submitter = principal.role == SUBMITTER
+    if submitter:
         # the pool is every centre's; only the submitter's own row is shown (see module doc)
         filters.pop("centre_ids")
     measures = sorted({"operations", "fusion_assessed", "fusion_fused",
                        *(m for m in (numerator, denominator) if m != "fusion_not_fused")})
-    cells = store.fetch_cells(conn, dims, filters, measures, [])
+    cells = published_cells(store.fetch_cells(conn, dims, filters, measures, []), not submitter)
     figures_of = funnel_figures(measure)
-    submitter = principal.role == SUBMITTER
-    family = denominator
-    withheld = {} if submitter else withheld_by_family(cells, dims, ["operations", family], threshold)
     disclosure = None if submitter else threshold
     pools = cells[tuple(strata)] if strata else cells[()]
     codes = store.centre_codes(conn, _centre_ids(cells, dims))
@@ -406,27 +418,22 @@ def build_funnel(conn, query: dict, principal: Principal, threshold: int) -> dic
             if len(others) < SUBMITTER_POOL_MIN_OTHER_CENTRES or \
                     any(_measure(c, denominator) < threshold for c in others):
                 return None, "fewer than 3 other centres above the threshold"
-            rate = stats.proportion(_measure(cell, numerator), _measure(cell, denominator))["rate"]
+            rate = _proportion(cell, numerator, denominator)["rate"]
             return (None if rate is None else round(rate, 3)), None
-        if strata:
-            reason = _margin_reason(cells, strata, stratum_key, family, threshold)
-        else:
-            reason = withheld.get(family, ({}, None))[1] or withheld.get("operations", ({}, None))[1]
-        if reason:
-            return None, reason
-        return stats.proportion(_measure(cell, numerator), _measure(cell, denominator))["rate"], None
+        # cross-centre readers: the pool's published counts, under the primary rule like a row
+        if any(0 < _measure(cell, name) < threshold for name in ("operations", denominator)):
+            return None, "primary"
+        return _proportion(cell, numerator, denominator)["rate"], None
 
     groups = []
-    empty = store.Cell(dict.fromkeys(measures, 0))
-    listed = set(cells[tuple(dims)]) | set(withheld.get("operations", ({}, None))[0])
-    for key in sorted(listed, key=lambda k: _sort_key(dims, k)):
+    for key in _listed(cells[tuple(dims)], dims):
         if submitter and int(key[0]) != principal.centre_id:
             continue
-        cell = cells[tuple(dims)].get(key, empty)
+        cell = cells[tuple(dims)][key]
         row, reasons = publish_row({d: _label(d, v, codes) for d, v in zip(dims, key)}, cell, figures_of(cell),
-                                   {f: w.get(key) for f, (w, _) in withheld.items()}, disclosure)
+                                   {}, disclosure)
         pooled, pooled_reason = pooled_for(key[1:])
-        visible = not (reasons.get("operations") or reasons.get(family))
+        visible = not (reasons.get("operations") or reasons.get(denominator))
         n = _measure(cell, denominator)
         limits = stats.funnel_limits(pooled, n) if visible and pooled is not None else \
             {k: None for k in ("lower_95", "upper_95", "lower_998", "upper_998")}
@@ -436,10 +443,9 @@ def build_funnel(conn, query: dict, principal: Principal, threshold: int) -> dic
         row["position"] = stats.funnel_position(row["measure"]["rate"], limits) if visible else None
         groups.append(row)
     total = None
-    if not submitter and () in cells[()]:
-        total_cell = cells[()][()]
-        total, _ = publish_row({}, total_cell, figures_of(total_cell),
-                               {f: t for f, (_, t) in withheld.items()}, disclosure)
+    total_cell = cells[()].get(())
+    if not submitter and total_cell is not None and _measure(total_cell, "operations") > 0:
+        total, _ = publish_row({}, total_cell, figures_of(total_cell), {}, disclosure)
     return {
         "report": "centres",
         "measure": measure,
@@ -447,19 +453,13 @@ def build_funnel(conn, query: dict, principal: Principal, threshold: int) -> dic
         "filters": _echo_filters(query),
         "scope": principal.centre_code if submitter else "all centres",
         "suppression": {"applied": not submitter, "threshold": threshold},
+        "disclosure_control": None if submitter else suppression.description(threshold),
         "method": "fast" if store.uses_fast_path(dims, filters, measures) else "scan",
         "funnel_method": "exact binomial with interpolation (Spiegelhalter 2005); normal approximation "
                          "when n·p·(1-p) > 2500",
         "groups": groups,
         "total": total,
     }
-
-
-def _margin_reason(cells, strata, stratum_key, family, threshold):
-    margins = cells[tuple(strata)]
-    ops = suppress_one_way({k: c.measures["operations"] for k, c in margins.items()}, threshold)
-    fam = suppress_one_way({k: _family_count(c, family) for k, c in margins.items()}, threshold, forced=ops)
-    return fam.get(stratum_key)
 
 
 def _centre_ids(cells, dims):

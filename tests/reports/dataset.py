@@ -9,6 +9,7 @@ import statistics
 from fractions import Fraction
 
 from registry import vocabulary as v
+from registry.reports import suppression
 
 DIAGNOSES = list(v.DIAGNOSIS)
 REGIONS = ["cervical", "cervical", "lumbar", "thoracic", "femur", "craniocervical", "tibia"]
@@ -161,25 +162,43 @@ def wilson(x, n):
     p = x / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if x == 0 else max(0.0, centre - half)
+    high = 1.0 if x == n else min(1.0, centre + half)
+    return low, high
 
 
-def proportion(x, n):
+# How a reader sees the count of a set of operations: exactly (a submitter's own centre), or
+# perturbed by the cell key of those operations (cross-centre readers).
+def exact(ops):
+    return len(ops)
+
+
+def perturbed(ops):
+    return suppression.perturb(len(ops), sum(o["record_key"] for o in ops))
+
+
+def proportion(x_ops, n_ops, count=exact):
+    x, n = count(x_ops), count(n_ops)
+    x = min(x, n)  # perturbed, a numerator within a few of its denominator can pass it
     if n == 0:
         return {"numerator": 0, "denominator": 0, "rate": None, "ci_low": None, "ci_high": None}
     low, high = wilson(x, n)
     return {"numerator": x, "denominator": n, "rate": x / n, "ci_low": low, "ci_high": high}
 
 
-def summary(values):
-    values = [Fraction(value) for value in values]
-    if not values:
+def summary(pairs, count=exact):
+    """Summary of the (operation, value) pairs; perturbed, n is the published count of those
+    operations and the mean that of the values with n' - n more at the median."""
+    values = [Fraction(value) for _, value in pairs]
+    n = count([o for o, _ in pairs])
+    if not values or n == 0:
         return {"n": 0, "mean": None, "median": None, "q1": None, "q3": None}
     if len(values) == 1:
         q1 = median = q3 = float(values[0])
     else:
         q1, median, q3 = (float(q) for q in statistics.quantiles(values, n=4, method="inclusive"))
-    return {"n": len(values), "mean": float(sum(values) / len(values)), "median": median, "q1": q1, "q3": q3}
+    mean = (sum(values) + (n - len(values)) * Fraction(median)) / n
+    return {"n": n, "mean": float(mean), "median": median, "q1": q1, "q3": q3}
 
 
 def latest(follow_ups, condition):
@@ -187,80 +206,88 @@ def latest(follow_ups, condition):
     return max(chosen, key=lambda f: (f["follow_up_date"], f["months_after"], f["id"])) if chosen else None
 
 
-def complications(ops):
-    n = len(ops)
-    types = {t: proportion(sum(1 for o in ops if any(e["type"] == t for e in o["events"])), n) for t in EVENT_TYPES}
+def complications(ops, count=exact):
+    def rate(condition):
+        return proportion([o for o in ops if condition(o)], ops, count)
+
+    types = {t: rate(lambda o, t=t: any(e["type"] == t for e in o["events"])) for t in EVENT_TYPES}
     return {
-        "operations": n,
-        "intraop_event": proportion(sum(1 for o in ops if o["events"]), n),
+        "operations": count(ops),
+        "intraop_event": rate(lambda o: o["events"]),
         "instrument_breakage": types["instrument_breakage"],
         "intraop_event_types": types,
-        "postop_complication": proportion(sum(1 for o in ops if o["complications"]), n),
-        "major_complication": proportion(
-            sum(1 for o in ops if any(c["grade"] in v.MAJOR_CLAVIEN_DINDO for c in o["complications"])), n),
-        "blood_loss_ml": summary([o["blood_loss_ml"] for o in ops if o["blood_loss_ml"] is not None]),
-        "duration_min": summary([o["duration_min"] for o in ops if o["duration_min"] is not None]),
+        "postop_complication": rate(lambda o: o["complications"]),
+        "major_complication": rate(lambda o: any(c["grade"] in v.MAJOR_CLAVIEN_DINDO for c in o["complications"])),
+        "blood_loss_ml": summary([(o, o["blood_loss_ml"]) for o in ops if o["blood_loss_ml"] is not None], count),
+        "duration_min": summary([(o, o["duration_min"]) for o in ops if o["duration_min"] is not None], count),
     }
 
 
-def fusion(ops, min_months=12):
-    decided = []
+def fusion(ops, min_months=12, count=exact):
+    assessed = []
     for o in ops:
         if "fusion" not in o["procedures"]:
             continue
         deciding = latest(o["follow_ups"], lambda f: f["months_after"] >= min_months
                           and f["fusion_status"] in ("fused", "not_fused"))
         if deciding:
-            decided.append(deciding["fusion_status"])
+            assessed.append((o, deciding["fusion_status"]))
+    decided = [o for o, _ in assessed]
     instrumented_followed = [o for o in ops if is_instrumented(o) and o["follow_ups"]]
     followed = [o for o in ops if o["follow_ups"]]
     return {
-        "operations": len(ops),
-        "fusion_operations": sum(1 for o in ops if "fusion" in o["procedures"]),
-        "fusion": proportion(decided.count("fused"), len(decided)),
-        "pseudarthrosis": proportion(decided.count("not_fused"), len(decided)),
-        "implant_failure": proportion(sum(1 for o in instrumented_followed if any(
-            f["implant_status"] in v.IMPLANT_FAILURE_STATUSES for f in o["follow_ups"])), len(instrumented_followed)),
-        "revision": proportion(sum(1 for o in followed if any(f["revision_surgery"] for f in o["follow_ups"])),
-                               len(followed)),
+        "operations": count(ops),
+        "fusion_operations": count([o for o in ops if "fusion" in o["procedures"]]),
+        "fusion": proportion([o for o, status in assessed if status == "fused"], decided, count),
+        "pseudarthrosis": proportion([o for o, status in assessed if status == "not_fused"], decided, count),
+        "implant_failure": proportion([o for o in instrumented_followed if any(
+            f["implant_status"] in v.IMPLANT_FAILURE_STATUSES for f in o["follow_ups"])], instrumented_followed, count),
+        "revision": proportion([o for o in followed if any(f["revision_surgery"] for f in o["follow_ups"])],
+                               followed, count),
     }
 
 
-def outcomes(ops):
+def outcomes(ops, count=exact):
     pre, post, recovery, mpre, mpost = [], [], [], [], []
     for o in ops:
         last_joa = latest(o["follow_ups"], lambda f: f["joa"] is not None)
         last_mjoa = latest(o["follow_ups"], lambda f: f["mjoa"] is not None)
         if o["preop_joa"] is not None:
-            pre.append(o["preop_joa"])
+            pre.append((o, o["preop_joa"]))
         if last_joa:
-            post.append(last_joa["joa"])
+            post.append((o, last_joa["joa"]))
         if o["preop_joa"] is not None and last_joa and o["preop_joa"] < 17:
             a, b = Fraction(o["preop_joa"]), Fraction(last_joa["joa"])
-            recovery.append((b - a) / (17 - a) * 100)
+            recovery.append((o, (b - a) / (17 - a) * 100))
         if o["preop_mjoa"] is not None:
-            mpre.append(o["preop_mjoa"])
+            mpre.append((o, o["preop_mjoa"]))
         if last_mjoa:
-            mpost.append(last_mjoa["mjoa"])
-    return {"operations": len(ops), "joa_preop": summary(pre), "joa_latest": summary(post),
-            "joa_recovery_rate": summary(recovery), "mjoa_preop": summary(mpre), "mjoa_latest": summary(mpost)}
+            mpost.append((o, last_mjoa["mjoa"]))
+    return {"operations": count(ops), "joa_preop": summary(pre, count), "joa_latest": summary(post, count),
+            "joa_recovery_rate": summary(recovery, count), "mjoa_preop": summary(mpre, count),
+            "mjoa_latest": summary(mpost, count)}
 
 
-def completeness(ops):
-    n = len(ops)
+def completeness(ops, count=exact):
     spinal = [o for o in ops if o["region"] in v.SPINAL_REGIONS]
     cervical = [o for o in ops if o["region"] in ("craniocervical", "cervical", "cervicothoracic")]
     return {
-        "operations": n,
-        "indication": proportion(sum(1 for o in ops if o["indication"]), n),
-        "approach": proportion(sum(1 for o in ops if o["approach"]), n),
-        "levels": proportion(sum(1 for o in spinal if o["vertebra_count"] is not None), len(spinal)),
-        "duration_min": proportion(sum(1 for o in ops if o["duration_min"] is not None), n),
-        "blood_loss_ml": proportion(sum(1 for o in ops if o["blood_loss_ml"] is not None), n),
-        "preop_joa": proportion(sum(1 for o in cervical if o["preop_joa"] is not None), len(cervical)),
-        "follow_up": proportion(sum(1 for o in ops if o["follow_ups"]), n),
-        "follow_up_12m": proportion(sum(1 for o in ops if any(f["months_after"] >= 12 for f in o["follow_ups"])), n),
+        "operations": count(ops),
+        "indication": proportion([o for o in ops if o["indication"]], ops, count),
+        "approach": proportion([o for o in ops if o["approach"]], ops, count),
+        "levels": proportion([o for o in spinal if o["vertebra_count"] is not None], spinal, count),
+        "duration_min": proportion([o for o in ops if o["duration_min"] is not None], ops, count),
+        "blood_loss_ml": proportion([o for o in ops if o["blood_loss_ml"] is not None], ops, count),
+        "preop_joa": proportion([o for o in cervical if o["preop_joa"] is not None], cervical, count),
+        "follow_up": proportion([o for o in ops if o["follow_ups"]], ops, count),
+        "follow_up_12m": proportion([o for o in ops if any(f["months_after"] >= 12 for f in o["follow_ups"])],
+                                    ops, count),
     }
 
 
 REFERENCE = {"complications": complications, "fusion": fusion, "outcomes": outcomes, "completeness": completeness}
+
+
+def published_groups(operations, dims, count=exact):
+    """The groups a report lists: those whose operations count is published above 0."""
+    return {key: ops for key, ops in groups(operations, dims).items() if count(ops) > 0}

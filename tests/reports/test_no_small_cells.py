@@ -81,18 +81,36 @@ def test_no_filter_or_grouping_shows_an_analyst_a_small_cell(client, tokens, sma
     assert checked > 150
 
 
-def test_the_filtered_ungrouped_report_of_one_operation_is_withheld(client, tokens, small_registry):
-    body = client.get("/v1/reports/complications", query_string={"approach": "anterior"},
-                      headers=tokens.header("analyst")).json
-    [group] = body["groups"]
-    assert group["suppressed"] == "primary" and group["operations"] is None
-    assert group["blood_loss_ml"]["median"] is None and group["duration_min"]["mean"] is None
-    outcomes = client.get("/v1/reports/outcomes", query_string={"approach": "anterior"},
+def set_record_key(db, local_ref, key):
+    """Give an operation a chosen record key (the report aggregates follow, as for any write)."""
+    db.execute("UPDATE operations SET record_key = %s WHERE local_ref = %s", (key, local_ref))
+
+
+# Record keys that make the cell key of one operation perturb its count of 1 to 0, 1 and 3.
+ONE_OPERATION_KEYS = {0: 0, 100: 1, 250: 3}
+
+
+@pytest.mark.parametrize("key", ONE_OPERATION_KEYS)
+def test_the_filtered_ungrouped_report_of_one_operation_shows_nothing(db, client, tokens, small_registry, key):
+    set_record_key(db, "ANT-1", key)
+    for report in ("complications", "outcomes"):
+        body = client.get(f"/v1/reports/{report}", query_string={"approach": "anterior"},
                           headers=tokens.header("analyst")).json
-    assert outcomes["groups"][0]["joa_preop"]["median"] is None
+        if ONE_OPERATION_KEYS[key] == 0:
+            # published as 0 operations: not listed, as when no operation matches
+            assert body["groups"] == [] and body["total"] is None
+            continue
+        [group] = body["groups"]
+        assert group["suppressed"] == "primary" and group["operations"] is None
+        assert body["total"]["suppressed"] == "primary" and body["total"]["operations"] is None
+        if report == "complications":
+            assert group["blood_loss_ml"]["median"] is None and group["duration_min"]["mean"] is None
+        else:
+            assert group["joa_preop"]["median"] is None
 
 
-def test_csv_of_a_narrow_filter_holds_no_figures(client, tokens, small_registry):
+def test_csv_of_a_narrow_filter_holds_no_figures(db, client, tokens, small_registry):
+    set_record_key(db, "ANT-1", 100)  # published as 1 operation: withheld
     response = client.get("/v1/reports/complications", query_string={"approach": "anterior", "format": "csv"},
                           headers=tokens.header("analyst"))
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))

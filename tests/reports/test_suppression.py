@@ -1,12 +1,15 @@
-"""Primary and secondary suppression: small cells are withheld, and no withheld cell can be
-recovered by subtraction from the visible cells and totals."""
+"""Cell-key perturbation: the perturbation table, and the primary rule on published counts.
 
-from fractions import Fraction
+(Secondary suppression is gone: with every count perturbed, a withheld cell is no longer the
+total minus the visible cells; tests/reports/test_differencing.py tests that and the attacks
+across queries.)"""
 
 import pytest
 
-from registry.reports.suppression import suppress_one_way, suppress_two_way
+from registry.reports import suppression
+from registry.reports.suppression import KEY_SPACE, perturb
 from tests.conftest import make_settings
+from tests.reports import dataset
 
 
 @pytest.fixture
@@ -14,95 +17,29 @@ def settings():
     return make_settings(suppression_threshold=5)
 
 
-def solvable(counts, withheld, row_withheld, column_withheld, total_withheld):
-    """Cells whose value the visible figures determine (Gaussian elimination over the line sums)."""
-    rows = sorted({r for r, _ in counts})
-    columns = sorted({c for _, c in counts})
-    unknowns = [("cell", k) for k in counts if k in withheld] + [("row", r) for r in row_withheld] \
-        + [("column", c) for c in column_withheld] + ([("total", None)] if total_withheld else [])
-    equations = []
-    for r in rows:  # sum of row cells - row total = 0
-        equations.append({("cell", k): 1 for k in counts if k[0] == r} | {("row", r): -1})
-    for c in columns:
-        equations.append({("cell", k): 1 for k in counts if k[1] == c} | {("column", c): -1})
-    equations.append({("row", r): 1 for r in rows} | {("total", None): -1})
-    equations.append({("column", c): 1 for c in columns} | {("total", None): -1})
-    matrix = [[Fraction(eq.get(u, 0)) for u in unknowns] for eq in equations]
-    # reduced row echelon form; an unknown is determined when a row has it as its only entry
-    pivot_row = 0
-    for col in range(len(unknowns)):
-        pivot = next((r for r in range(pivot_row, len(matrix)) if matrix[r][col] != 0), None)
-        if pivot is None:
-            continue
-        matrix[pivot_row], matrix[pivot] = matrix[pivot], matrix[pivot_row]
-        lead = matrix[pivot_row][col]
-        matrix[pivot_row] = [x / lead for x in matrix[pivot_row]]
-        for r in range(len(matrix)):
-            if r != pivot_row and matrix[r][col] != 0:
-                factor = matrix[r][col]
-                matrix[r] = [a - factor * b for a, b in zip(matrix[r], matrix[pivot_row])]
-        pivot_row += 1
-    determined = set()
-    for row in matrix:
-        nonzero = [i for i, x in enumerate(row) if x != 0]
-        if len(nonzero) == 1:
-            determined.add(unknowns[nonzero[0]])
-    return determined
+def test_zeros_stay_zero_and_no_count_moves_more_than_two_or_below_zero():
+    assert {perturb(0, key) for key in range(KEY_SPACE)} == {0}
+    for count in range(1, 60):
+        published = [perturb(count, key) for key in range(KEY_SPACE)]
+        assert min(published) >= 0
+        assert {p - count for p in published} <= set(range(-suppression.MAX_NOISE, suppression.MAX_NOISE + 1))
 
 
-def test_one_way_small_cell_gets_a_complement():
-    withheld = suppress_one_way({"a": 3, "b": 40, "c": 12, "d": 50}, 5)
-    assert withheld == {"a": "primary", "c": "secondary"}
+def test_the_noise_is_unbiased_with_the_documented_variance():
+    for count in range(1, 60):
+        mean, variance = suppression.noise_moments(count)
+        assert mean == 0
+        assert sum(perturb(count, key) - count for key in range(KEY_SPACE)) == 0  # the table itself
+        assert variance == (232 / 256 if count == 1 else 242 / 256)
+    assert suppression.description(5) == {"method": "cell-key perturbation", "max_noise": 2,
+                                          "noise_variance": 0.945, "threshold": 5,
+                                          "rates": "computed from the published counts"}
 
 
-def test_one_way_complement_gives_a_wide_enough_range():
-    # two cells of 1: each would be known to be 1 from their sum of 2 (a listed cell holds >= 1)
-    withheld = suppress_one_way({"a": 1, "b": 1, "c": 6, "d": 30}, 5)
-    assert withheld == {"a": "primary", "b": "primary", "c": "secondary"}
-
-
-def test_one_way_small_total_withholds_everything():
-    assert suppress_one_way({"a": 2, "b": 1}, 5) == {"a": "primary", "b": "primary"}
-
-
-def test_one_way_nothing_small_nothing_withheld():
-    assert suppress_one_way({"a": 5, "b": 9}, 5) == {}
-
-
-@pytest.mark.parametrize("seed", range(60))
-def test_two_way_withheld_cells_cannot_be_solved(seed):
-    import random
-
-    rng = random.Random(seed)
-    rows, columns = rng.randint(2, 5), rng.randint(2, 5)
-    # the full grid, absent combinations as zero cells (as the service passes it)
-    counts = {(r, c): rng.choice([1, 2, 3, 4, 6, 9, 15, 30, 80]) if rng.random() < 0.85 else 0
-              for r in range(rows) for c in range(columns)}
-    row_totals = {r: sum(n for (rr, _), n in counts.items() if rr == r) for r in range(rows)}
-    column_totals = {c: sum(n for (_, cc), n in counts.items() if cc == c) for c in range(columns)}
-    row_totals = {r: n for r, n in row_totals.items() if n}
-    column_totals = {c: n for c, n in column_totals.items() if n}
-    row_withheld = suppress_one_way(row_totals, 5)
-    column_withheld = suppress_one_way(column_totals, 5)
-    total_withheld = sum(counts.values()) < 5
-    withheld = suppress_two_way(counts, 5, row_withheld, column_withheld, total_withheld)
-    assert all(k in withheld for k, n in counts.items() if 0 < n < 5), "every small cell is withheld"
-    sensitive = {("cell", k) for k, reason in withheld.items() if reason == "primary"} \
-        | {("row", r) for r, reason in row_withheld.items() if reason == "primary"} \
-        | {("column", c) for c, reason in column_withheld.items() if reason == "primary"}
-    assert not solvable(counts, withheld, row_withheld, column_withheld, total_withheld) & sensitive, \
-        "a small cell can be recovered from the visible figures"
-
-
-def test_two_way_crafted_table():
-    counts = {("a", "x"): 2, ("a", "y"): 20, ("a", "z"): 30,
-              ("b", "x"): 25, ("b", "y"): 21, ("b", "z"): 40,
-              ("c", "x"): 26, ("c", "y"): 22, ("c", "z"): 50}
-    withheld = suppress_two_way(counts, 5, {}, {}, False)
-    assert withheld[("a", "x")] == "primary"
-    # the cheapest cycle through (a, x): one more cell in its row, its column and the corner
-    assert len(withheld) == 4
-    assert not solvable(counts, withheld, {}, {}, False) & {("cell", k) for k in withheld}
+def test_the_noise_depends_on_the_cell_key_only():
+    for count in (1, 2, 7, 300):
+        for key_sum in (0, 17, 255, 1000):
+            assert perturb(count, key_sum) == perturb(count, key_sum % KEY_SPACE) == perturb(count, key_sum + 256 * 9)
 
 
 def add_operations(db, centre_id, approach, region, count, blood_loss=300):
@@ -115,31 +52,42 @@ def add_operations(db, centre_id, approach, region, count, blood_loss=300):
                    (centre_id, patient, region, approach, blood_loss))
 
 
-def test_api_withholds_small_cells_and_a_complement(db, client, tokens):
+def by_approach(db):
+    return dataset.groups(dataset.load(db), ["approach"])
+
+
+def test_api_withholds_small_published_cells_and_nothing_else(db, client, tokens):
     a = tokens.centre_a["id"]
     add_operations(db, a, "posterior", "lumbar", 40)
     add_operations(db, a, "anterior", "cervical", 12)
-    add_operations(db, a, "lateral", "lumbar", 2)  # small: primary
+    add_operations(db, a, "lateral", "lumbar", 2)  # small: 0 to 4 once perturbed
     body = client.get("/v1/reports/complications", query_string={"group_by": "approach"},
                       headers=tokens.header("analyst")).json
+    assert body["disclosure_control"]["method"] == "cell-key perturbation"
     rows = {g["group"]["approach"]: g for g in body["groups"]}
-    assert rows["lateral"]["suppressed"] == "primary"
-    assert rows["anterior"]["suppressed"] == "secondary"  # else lateral = total - the rest
-    assert rows["posterior"]["suppressed"] is None and rows["posterior"]["operations"] == 40
-    for hidden in (rows["lateral"], rows["anterior"]):
+    groups = by_approach(db)
+    # lateral is published as 0 (not listed, like an empty group) or withheld
+    assert "lateral" not in rows or rows["lateral"]["suppressed"] == "primary"
+    if "lateral" in rows:
+        hidden = rows["lateral"]
         assert hidden["operations"] is None
         assert hidden["intraop_event"]["rate"] is None and hidden["intraop_event"]["ci_low"] is None
         assert hidden["blood_loss_ml"]["median"] is None and hidden["blood_loss_ml"]["n"] is None
         assert hidden["intraop_event_types"]["dural_tear"]["numerator"] is None
-    assert body["total"]["operations"] == 54
-    # the submitter of the centre sees its own figures unsuppressed
+    # no complement: the other groups are published, each perturbed by its own records' keys
+    for approach in ("posterior", "anterior"):
+        assert rows[approach]["suppressed"] is None
+        assert rows[approach]["operations"] == dataset.perturbed(groups[(approach,)])
+    assert body["total"]["operations"] == dataset.perturbed(dataset.counted(dataset.load(db)))
+    # the submitter of the centre sees its own figures exact
     own = client.get("/v1/reports/complications", query_string={"group_by": "approach"},
                      headers=tokens.header("submitter_a")).json
     assert {g["group"]["approach"]: g["operations"] for g in own["groups"]} == \
         {"posterior": 40, "anterior": 12, "lateral": 2}
+    assert own["disclosure_control"] is None
 
 
-def test_api_two_way_margins_are_protected(db, client, tokens):
+def test_api_two_way_small_cell_is_withheld_and_no_other(db, client, tokens):
     a, b = tokens.centre_a["id"], tokens.centre_b["id"]
     add_operations(db, a, "posterior", "lumbar", 30)
     add_operations(db, a, "posterior", "cervical", 25)
@@ -148,12 +96,9 @@ def test_api_two_way_margins_are_protected(db, client, tokens):
     body = client.get("/v1/reports/complications", query_string={"group_by": "approach,region"},
                       headers=tokens.header("analyst")).json
     cells = {(g["group"]["approach"], g["group"]["region"]): g for g in body["groups"]}
-    assert cells[("anterior", "cervical")]["suppressed"] == "primary"
-    hidden = {k for k, g in cells.items() if g["suppressed"]}
-    # every row and column holding a withheld cell holds at least two
-    for key in hidden:
-        assert sum(1 for k in hidden if k[0] == key[0]) >= 2
-        assert sum(1 for k in hidden if k[1] == key[1]) >= 2
+    small = cells.get(("anterior", "cervical"))
+    assert small is None or small["suppressed"] == "primary"
+    assert [k for k, g in cells.items() if g["suppressed"]] == ([("anterior", "cervical")] if small else [])
 
 
 def test_figure_with_a_small_denominator_is_withheld_in_a_visible_cell(db, client, tokens):
@@ -164,8 +109,15 @@ def test_figure_with_a_small_denominator_is_withheld_in_a_visible_cell(db, clien
     body = client.get("/v1/reports/complications", query_string={"group_by": "approach"},
                       headers=tokens.header("analyst")).json
     rows = {g["group"]["approach"]: g for g in body["groups"]}
-    assert rows["posterior"]["suppressed"] is None and rows["posterior"]["operations"] == 32
-    assert rows["posterior"]["blood_loss_ml"]["suppressed"] == "primary"
-    assert rows["posterior"]["blood_loss_ml"]["median"] is None
-    # with only two groups, the other's blood loss would give it away by subtraction
-    assert rows["anterior"]["blood_loss_ml"]["suppressed"] == "secondary"
+    groups = by_approach(db)
+    assert rows["posterior"]["suppressed"] is None
+    assert rows["posterior"]["operations"] == dataset.perturbed(groups[("posterior",)])
+    blood_loss = rows["posterior"]["blood_loss_ml"]
+    # two values: published n of 1 to 4 is withheld, a published n of 0 shows an empty summary
+    assert blood_loss["median"] is None and blood_loss["mean"] is None
+    assert blood_loss["suppressed"] == "primary" or blood_loss["n"] == 0
+    # the other group's blood loss is published: it no longer gives the small one away
+    recorded = [o for o in groups[("anterior",)] if o["blood_loss_ml"] is not None]
+    assert rows["anterior"]["blood_loss_ml"]["suppressed"] is None
+    assert rows["anterior"]["blood_loss_ml"]["n"] == dataset.perturbed(recorded)
+    assert rows["anterior"]["blood_loss_ml"]["median"] == 100 and rows["anterior"]["blood_loss_ml"]["mean"] == 100
