@@ -85,9 +85,12 @@ def authenticate() -> Principal:
 
 
 # last_used_at is kept to the minute: a token's requests write it at most once a minute, so
-# reads do not each become a write, and concurrent requests of one token do not queue on its row.
+# reads do not each become a write. SKIP LOCKED: while another request records the use, or a
+# manager revokes or rotates the token, a request goes on without waiting (the use is recorded).
 _RECORD_USE = """UPDATE tokens SET last_used_at = now()
-                 WHERE id = %s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')"""
+                 WHERE id = (SELECT id FROM tokens WHERE id = %s
+                               AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+                             FOR UPDATE SKIP LOCKED)"""
 
 
 def _record_use(conn, token_id: int) -> None:

@@ -281,6 +281,24 @@ def test_recording_a_use_inside_a_write_neither_waits_for_it_nor_holds_the_token
                 other.rollback()
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_request_does_not_wait_while_its_tokens_row_is_locked(app, tokens, database_url, method):
+    """A revocation or rotation in progress (or another request recording a use) holds the row."""
+    results = []
+
+    def send():
+        client = app.test_client()
+        results.append(client.open("/v1/operations/", method=method, json=seed_case() if method == "POST" else None,
+                                   headers=tokens.header("submitter_a")))
+
+    with psycopg.connect(database_url) as manager:
+        manager.execute("SELECT 1 FROM tokens WHERE id = %s FOR UPDATE", (tokens.id("submitter_a"),))
+        request = threading.Thread(target=send)
+        request.start()
+        request.join(timeout=5)
+        assert results and results[0].status_code in (200, 201)
+
+
 def test_an_expired_or_revoked_token_records_no_use(client, tokens, db):
     expire(db, tokens.id("submitter_a"))
     client.get("/v1/operations/", headers=tokens.header("submitter_a"))
