@@ -84,9 +84,10 @@ def _changed_fields(current: dict, columns: dict, children: dict, patient_id: in
 
 
 def _resolve_patient(conn, actor: Principal, document: dict) -> tuple[dict, bool]:
-    """The operation's patient: upserted from the inline `patient`, or looked up by `patient_id`."""
+    """The operation's patient: looked up by `patient_id`, or by the inline `patient`'s ref, which
+    creates a new patient and must agree with a stored one (`patients.store.resubmitted_fields`)."""
     if "patient" in document:
-        return patients.upsert_patient(conn, actor, document["patient"], field_prefix="patient.")
+        return patients.upsert_patient(conn, actor, document["patient"], field_prefix="patient.", inline=True)
     patient = patients.get_patient(conn, actor.centre_id, document["patient_id"])
     if patient is None:
         raise InvalidInput([field_error("patient_id", "Your centre has no patient with this id.")])
@@ -97,7 +98,9 @@ def _check_dates(conn, actor: Principal, document: dict, patient: dict, operatio
     errors = []
     birth_year = patient["birth_year"]
     if birth_year and document["operation_date"].year < birth_year:
-        field = "patient.birth_year" if "patient" in document else "operation_date"
+        # the birth year at fault is the one sent inline, else the stored patient's
+        sent = "patient" in document and "birth_year" in patients.sent_fields(document["patient"])
+        field = "patient.birth_year" if sent else "operation_date"
         errors.append(field_error(field, f"The operation ({document['operation_date']}) is before the "
                                          f"patient's birth year ({birth_year})."))
     if operation_id is not None:

@@ -27,11 +27,21 @@ class PatientFieldsSchema(ma.Schema):
             raise ma.ValidationError("Must not be in the future.")
 
 
+# The key under which a loaded inline patient lists the fields actually sent: a field left out
+# (filled by its load_default, or absent) keeps the stored patient's value (patients.store).
+SENT_FIELDS = "sent_fields"
+
+
 class PatientInputSchema(PatientFieldsSchema):
     """A patient as a centre sends it: keyed by the centre's own `ref`."""
 
     ref = Ref(required=True, metadata={"description": "The centre's own patient identifier. The registry keeps "
                                                       "only a keyed hash of it and never shows it again."})
+
+    @ma.post_load(pass_original=True)
+    def remember_sent_fields(self, data, original, **kwargs):
+        data[SENT_FIELDS] = frozenset(name for name in original if name in self.fields and name != "ref")
+        return data
 
 
 class PatientSchema(PatientFieldsSchema):

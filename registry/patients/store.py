@@ -12,7 +12,8 @@ from registry import keys
 from registry.audit import store as audit
 from registry.auth import Principal
 from registry.fields import normal_ref
-from registry.problems import Problem, field_error
+from registry.patients.schemas import SENT_FIELDS
+from registry.problems import InvalidInput, Problem, field_error
 
 PATIENT_FIELDS = ("sex", "birth_year", "diagnosis", "diagnosis_note", "genes", "inheritance",
                   "family_history", "consent")
@@ -83,10 +84,13 @@ def update_patient(conn, actor: Principal, current: dict, fields: dict) -> tuple
     return row, changed
 
 
-def upsert_patient(conn, actor: Principal, fields: dict, *, field_prefix: str = "") -> tuple[dict, bool]:
+def upsert_patient(conn, actor: Principal, fields: dict, *, field_prefix: str = "",
+                   inline: bool = False) -> tuple[dict, bool]:
     """Create the patient with this ref, or update the one that has it. Returns (row, created).
 
-    The ref of an erased patient is refused (ErasedRef, naming `{field_prefix}ref`)."""
+    `inline`: the patient an operation document names, which must agree with the stored one
+    (see `resubmitted_fields`). The ref of an erased patient is refused (ErasedRef, naming
+    `{field_prefix}ref`)."""
     hashed = ref_hash(actor.centre_id, fields["ref"])
     row = conn.execute(
         f"""INSERT INTO patients (centre_id, ref_hash, {", ".join(PATIENT_FIELDS)})
@@ -105,8 +109,71 @@ def upsert_patient(conn, actor: Principal, fields: dict, *, field_prefix: str = 
     current = conn.execute(
         f"SELECT {PATIENT_COLUMNS} FROM patients WHERE centre_id = %s AND ref_hash = %s FOR UPDATE",
         (actor.centre_id, hashed)).fetchone()
-    row, _ = update_patient(conn, actor, current, fields)
+    row, _ = update_patient(conn, actor, current, resubmitted_fields(current, fields, field_prefix, inline=inline))
     return row, False
+
+
+# --- a patient sent again ------------------------------------------------------------------
+#
+# A hospital feed sends the patient with every operation document; what it sends must never
+# rewrite the patient behind the centre's back. So an inline patient is checked against the
+# stored one, field by field, among the fields it sent: a field left out keeps its stored value,
+# an equal value passes, a different one (null included) is a field error. Consent may go from
+# active to withdrawn (the patient's wish, safe to honour at once; audited `withdraw_consent`)
+# but never back: only PUT/PATCH /v1/patients/{id} with If-Match restores it.
+# POST /v1/patients/ (create or update by ref) replaces the demographics it sends, as documented,
+# but does not restore a withdrawn consent either, and consent left out keeps its stored value.
+
+
+def sent_fields(fields: dict) -> frozenset:
+    """The patient fields the sender gave (as `PatientInputSchema` records them), else every one present."""
+    sent = fields.get(SENT_FIELDS)
+    return sent if sent is not None else frozenset(name for name in PATIENT_FIELDS if name in fields)
+
+
+def _restore_refused(field: str, patient_id: int) -> dict:
+    return field_error(field, f"The patient withdrew consent: only a change of the patient record restores it "
+                              f"(PUT/PATCH /v1/patients/{patient_id} with If-Match). Leave consent out to keep it.")
+
+
+def inline_disagreements(current: dict, fields: dict, field_prefix: str = "patient.") -> list[dict]:
+    """Field errors for the sent inline patient fields that differ from the stored patient.
+
+    The stored values are not repeated in the messages: a rejected bulk record's errors are kept
+    with the submission, and would outlive the patient's erasure."""
+    errors = []
+    for name in PATIENT_FIELDS:
+        if name not in sent_fields(fields):
+            continue
+        stored, sent = current[name], fields.get(name)
+        if name == "genes":  # distinct codes: the same set in another order is the same
+            stored, sent = sorted(stored or []), sorted(sent or [])
+        if stored == sent or (name == "consent" and sent == "withdrawn"):
+            continue
+        if name == "consent":
+            errors.append(_restore_refused(field_prefix + name, current["id"]))
+        else:
+            errors.append(field_error(field_prefix + name, (
+                f"Differs from the stored patient: change the patient record (PUT/PATCH /v1/patients/{current['id']} "
+                "with If-Match), or leave the field out.")))
+    return errors
+
+
+def resubmitted_fields(current: dict, fields: dict, field_prefix: str = "", *, inline: bool) -> dict:
+    """The patient's fields after `fields` were sent again for the stored `current` (see above);
+    InvalidInput naming the fields that may not change this way."""
+    sent = sent_fields(fields)
+    if inline:
+        errors = inline_disagreements(current, fields, field_prefix)
+        if errors:
+            raise InvalidInput(errors)
+        return {name: current[name] for name in PATIENT_FIELDS} | (
+            {"consent": "withdrawn"} if "consent" in sent and fields["consent"] == "withdrawn" else {})
+    if "consent" not in sent:
+        return fields | {"consent": current["consent"]}
+    if current["consent"] == "withdrawn" and fields["consent"] != "withdrawn":
+        raise InvalidInput([_restore_refused(field_prefix + "consent", current["id"])])
+    return fields
 
 
 # --- erasure -------------------------------------------------------------------------------

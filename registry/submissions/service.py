@@ -264,8 +264,13 @@ class Ingestion:
                 if record.ref_hash in erased:  # never brought back by a resent file
                     errors.append(field_error("patient.ref", patients.ErasedRef.MESSAGE))
                 if patient is not None:
-                    record.patient_changes = patients.changed_fields(patient, document["patient"])
-                dated_patient = document["patient"]
+                    # as the record API: the inline patient agrees with the stored one, or is refused
+                    try:
+                        record.patient_changes = patients.changed_fields(patient, patients.resubmitted_fields(
+                            patient, document["patient"], "patient.", inline=True))
+                    except InvalidInput as problem:
+                        errors += problem.errors
+                dated_patient = patient or document["patient"]
             else:
                 patient = dated_patient = by_id.get(document["patient_id"])
                 if patient is None:
@@ -322,9 +327,10 @@ class Ingestion:
                     document = record.document
                     operation = {name: value for name, value in document.items() if name != "follow_ups"}
                     if record.ref_hash:
-                        patient_id = (patient_ids.get(record.ref_hash)
-                                      or patients_known["by_ref_hash"][record.ref_hash]["id"])
-                        birth_year = document["patient"].get("birth_year")
+                        stored = patients_known["by_ref_hash"].get(record.ref_hash)
+                        patient_id = patient_ids.get(record.ref_hash) or stored["id"]
+                        # a stored patient's birth year: the inline one agrees with it, or was left out
+                        birth_year = (stored or document["patient"]).get("birth_year")
                     else:
                         patient = patients_known["by_id"][document["patient_id"]]
                         patient_id, birth_year = patient["id"], patient["birth_year"]
