@@ -99,6 +99,9 @@ class Patient(MethodView):
         with database().transaction() as conn:
             current = _locked_patient(conn, patient_id)
             require_if_match(current)
+            if "consent" not in request.get_json():
+                # a replace that does not mention consent leaves it: restoring it must be said outright
+                fields = fields | {"consent": current["consent"]}
             patient, _ = store.update_patient(conn, authenticate(), current, fields)
         return patient, 200, {"ETag": etag(patient)}
 

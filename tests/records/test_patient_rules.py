@@ -215,6 +215,21 @@ def test_only_a_change_of_the_patient_record_restores_consent(client, tokens, db
     assert _post(client, tokens, seed_case()).status_code == 200
 
 
+def test_a_put_of_the_patient_restores_consent_only_when_it_says_so(client, tokens, db):
+    patient_id = _post(client, tokens, seed_case()).json["patient_id"]
+    _withdraw(client, tokens, patient_id)
+    fields = {name: value for name, value in seed_case()["patient"].items() if name not in ("ref", "consent")}
+
+    silent = _change_patient(client, tokens, patient_id, "PUT", fields | {"birth_year": 1974})
+    assert silent.status_code == 200, silent.json
+    assert (silent.json["birth_year"], silent.json["consent"]) == (1974, "withdrawn")
+
+    explicit = _change_patient(client, tokens, patient_id, "PUT", fields | {"consent": "active"})
+    assert explicit.status_code == 200, explicit.json
+    assert explicit.json["consent"] == "active"
+    assert _patient_audit(db)[-1][0] == "restore_consent"
+
+
 # --- bulk -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["partial", "atomic"])
