@@ -56,6 +56,11 @@ def _values(fields: dict) -> dict:
     return {name: fields.get(name) for name in PATIENT_FIELDS} | {"genes": fields.get("genes") or []}
 
 
+def audit_values(fields: dict) -> dict:
+    """A patient's values as the audit trail records them: the API's fields, never the ref."""
+    return _values(fields)
+
+
 def changed_fields(current: dict, fields: dict) -> list[str]:
     new = _values(fields)
     return [name for name in PATIENT_FIELDS if current.get(name) != new[name]]
@@ -80,7 +85,7 @@ def update_patient(conn, actor: Principal, current: dict, fields: dict) -> tuple
     ).fetchone()
     # consent changes are audited without the clinical fields that changed alongside
     audit.record(conn, centre_id=row["centre_id"], action=_action(current, changed, fields), entity="patient",
-                 entity_id=row["id"], changed_fields=changed, actor=actor)
+                 entity_id=row["id"], changes=audit.updated(audit_values(current), audit_values(fields)), actor=actor)
     return row, changed
 
 
@@ -103,8 +108,7 @@ def upsert_patient(conn, actor: Principal, fields: dict, *, field_prefix: str = 
         if erased_ref_hashes(conn, actor.centre_id, [hashed]):
             raise ErasedRef(f"{field_prefix}ref")
         audit.record(conn, centre_id=actor.centre_id, action="create", entity="patient", entity_id=row["id"],
-                     changed_fields=[name for name in PATIENT_FIELDS if fields.get(name) not in (None, [])],
-                     actor=actor)
+                     changes=audit.created(audit_values(fields)), actor=actor)
         return row, True
     current = conn.execute(
         f"SELECT {PATIENT_COLUMNS} FROM patients WHERE centre_id = %s AND ref_hash = %s FOR UPDATE",
@@ -263,9 +267,6 @@ def erase_patient(conn, actor: Principal, patient_id: int) -> bool:
            WHERE centre_id = %s
              AND (operation_id = ANY(%s::bigint[]) OR (operation_id IS NULL AND local_ref = ANY(%s::text[])))""",
         (centre_id, operation_ids, records["local_refs"]))
-    for entity, ids in (("patient", [patient_id]), ("operation", operation_ids),
-                        ("follow_up", records["follow_up_ids"])):
-        if ids:
-            conn.execute("SELECT audit_redact(%s, %s, %s::bigint[])", (centre_id, entity, ids))
+    audit.redact_erased_patient(conn, centre_id, patient_id, operation_ids, records["follow_up_ids"])
     audit.record(conn, centre_id=centre_id, action="erase", entity="patient", entity_id=patient_id, actor=actor)
     return True

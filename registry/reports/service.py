@@ -16,6 +16,7 @@ Who sees what:
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
 from fractions import Fraction
 
 from registry.auth import SUBMITTER, Principal
@@ -44,6 +45,7 @@ class Figure:
     kind: str           # "proportion" | "summary" | "count"
     family: str         # the measure whose count decides its suppression
     value: object = None
+    numerator: str | None = None   # a proportion's numerator measure
 
 
 @dataclass
@@ -92,6 +94,10 @@ def _proportion(cell, numerator: str, denominator: str) -> dict:
     return stats.proportion(min(_measure(cell, numerator), n), n)
 
 
+def _rate(cell, numerator: str, denominator: str) -> Figure:
+    return Figure("proportion", denominator, _proportion(cell, numerator, denominator), numerator)
+
+
 def _summary(cell, counts: list, n_measure: str) -> dict:
     """n, mean, median and quartiles of a histogram of values.
 
@@ -128,17 +134,13 @@ def _recovery_histogram(cell):
 def complications_figures(cell) -> dict:
     figures = {
         "operations": Figure("count", "operations", _measure(cell, "operations")),
-        "intraop_event": Figure("proportion", "operations", _proportion(cell, "intraop_event", "operations")),
-        "instrument_breakage": Figure("proportion", "operations",
-                                      _proportion(cell, "ev_instrument_breakage", "operations")),
+        "intraop_event": _rate(cell, "intraop_event", "operations"),
+        "instrument_breakage": _rate(cell, "ev_instrument_breakage", "operations"),
     }
     for event_type in store.INTRAOP_EVENT_TYPES:
-        figures[f"intraop_event_types.{event_type}"] = Figure(
-            "proportion", "operations", _proportion(cell, f"ev_{event_type}", "operations"))
-    figures["postop_complication"] = Figure("proportion", "operations",
-                                            _proportion(cell, "postop_complication", "operations"))
-    figures["major_complication"] = Figure("proportion", "operations",
-                                           _proportion(cell, "major_complication", "operations"))
+        figures[f"intraop_event_types.{event_type}"] = _rate(cell, f"ev_{event_type}", "operations")
+    figures["postop_complication"] = _rate(cell, "postop_complication", "operations")
+    figures["major_complication"] = _rate(cell, "major_complication", "operations")
     figures["blood_loss_ml"] = Figure("summary", "blood_loss_n",
                                       _summary(cell, _histogram(cell, "blood_loss"), "blood_loss_n"))
     figures["duration_min"] = Figure("summary", "duration_n",
@@ -150,12 +152,10 @@ def fusion_figures(cell) -> dict:
     return {
         "operations": Figure("count", "operations", _measure(cell, "operations")),
         "fusion_operations": Figure("count", "fusion_operations", _measure(cell, "fusion_operations")),
-        "fusion": Figure("proportion", "fusion_assessed", _proportion(cell, "fusion_fused", "fusion_assessed")),
-        "pseudarthrosis": Figure("proportion", "fusion_assessed",
-                                 _proportion(cell, "fusion_not_fused", "fusion_assessed")),
-        "implant_failure": Figure("proportion", "instrumented_followed",
-                                  _proportion(cell, "implant_failure", "instrumented_followed")),
-        "revision": Figure("proportion", "followed", _proportion(cell, "revision", "followed")),
+        "fusion": _rate(cell, "fusion_fused", "fusion_assessed"),
+        "pseudarthrosis": _rate(cell, "fusion_not_fused", "fusion_assessed"),
+        "implant_failure": _rate(cell, "implant_failure", "instrumented_followed"),
+        "revision": _rate(cell, "revision", "followed"),
     }
 
 
@@ -177,14 +177,14 @@ def outcomes_figures(cell) -> dict:
 def completeness_figures(cell) -> dict:
     return {
         "operations": Figure("count", "operations", _measure(cell, "operations")),
-        "indication": Figure("proportion", "operations", _proportion(cell, "indication_recorded", "operations")),
-        "approach": Figure("proportion", "operations", _proportion(cell, "approach_recorded", "operations")),
-        "levels": Figure("proportion", "spinal", _proportion(cell, "levels_recorded", "spinal")),
-        "duration_min": Figure("proportion", "operations", _proportion(cell, "duration_n", "operations")),
-        "blood_loss_ml": Figure("proportion", "operations", _proportion(cell, "blood_loss_n", "operations")),
-        "preop_joa": Figure("proportion", "cervical", _proportion(cell, "joa_recorded", "cervical")),
-        "follow_up": Figure("proportion", "operations", _proportion(cell, "followed", "operations")),
-        "follow_up_12m": Figure("proportion", "operations", _proportion(cell, "followed_12m", "operations")),
+        "indication": _rate(cell, "indication_recorded", "operations"),
+        "approach": _rate(cell, "approach_recorded", "operations"),
+        "levels": _rate(cell, "levels_recorded", "spinal"),
+        "duration_min": _rate(cell, "duration_n", "operations"),
+        "blood_loss_ml": _rate(cell, "blood_loss_n", "operations"),
+        "preop_joa": _rate(cell, "joa_recorded", "cervical"),
+        "follow_up": _rate(cell, "followed", "operations"),
+        "follow_up_12m": _rate(cell, "followed_12m", "operations"),
     }
 
 
@@ -194,7 +194,7 @@ def funnel_figures(measure: str):
     def figures(cell) -> dict:
         return {
             "operations": Figure("count", "operations", _measure(cell, "operations")),
-            "measure": Figure("proportion", denominator, _proportion(cell, numerator, denominator)),
+            "measure": _rate(cell, numerator, denominator),
         }
     return figures
 
@@ -295,6 +295,18 @@ WITHHELD_PROPORTION = {"numerator": None, "denominator": None, "rate": None, "ci
 WITHHELD_SUMMARY = {"n": None, "mean": None, "median": None, "q1": None, "q3": None}
 
 
+@cache
+def base_measures() -> frozenset:
+    """The counts some report publishes as a base: a row's operations, a proportion's
+    denominator, a summary's n. Where such a count is a numerator (completeness: operations
+    with a follow-up, or with a blood loss recorded) it is withheld when small, as it is where
+    it is the base: one figure, one decision."""
+    probe = PublishedCell(dict.fromkeys([*store.COUNT_MEASURES, "fusion_not_fused"], 10), {}, False)
+    figure_sets = [figures_of(probe) for _, figures_of in SPECS.values()]
+    figure_sets += [funnel_figures(measure)(probe) for measure in FUNNEL_MEASURES]
+    return frozenset(figure.family for figures in figure_sets for figure in figures.values())
+
+
 def enforce_primary(cell, figures: dict, reasons: dict, threshold: int | None) -> dict:
     """The withheld reasons of a row, with the primary rule applied to every figure's family.
 
@@ -309,7 +321,9 @@ def enforce_primary(cell, figures: dict, reasons: dict, threshold: int | None) -
     if threshold is None:
         return reasons
     effective = dict(reasons)
-    families = {"operations", *(figure.family for figure in figures.values())}
+    bases = base_measures()
+    families = {"operations", *(figure.family for figure in figures.values()),
+                *(figure.numerator for figure in figures.values() if figure.numerator in bases)}
     small_row = 0 < _measure(cell, "operations") < threshold
     for family in families:
         if not effective.get(family) and (small_row or 0 < _measure(cell, family) < threshold):
@@ -321,7 +335,7 @@ def _render(figures: dict, withheld: dict) -> dict:
     """Nest the figures of a row ("a.b" names go under a), blanking the withheld ones."""
     row = {}
     for name, figure in figures.items():
-        reason = withheld.get(figure.family)
+        reason = withheld.get(figure.family) or (withheld.get(figure.numerator) if figure.numerator else None)
         if figure.kind == "count":
             value = None if reason else figure.value
         elif figure.kind == "proportion":

@@ -335,8 +335,7 @@ class Ingestion:
                         patient = patients_known["by_id"][document["patient_id"]]
                         patient_id, birth_year = patient["id"], patient["birth_year"]
                     columns, children = operations.columns_and_children(operation, birth_year)
-                    new_operations.append((patient_id, columns, children,
-                                           operations.created_operation_fields(operation)))
+                    new_operations.append((patient_id, columns, children))
                 operation_ids = bulk.insert_operations(conn, actor, new_operations, audit)
                 bulk.insert_follow_ups(conn, actor, [
                     (operation_ids[record.document["local_ref"]],
