@@ -18,6 +18,11 @@ ENTITIES = ("centre", "token", "patient", "operation", "follow_up", "submission"
 ACTIONS = ("create", "update", "delete", "revoke", "withdraw_consent", "restore_consent", "erase")
 
 
+class ValueChangeSchema(ma.Schema):
+    old = ma.fields.Raw(allow_none=True, metadata={"description": "The value before (absent for a creation)"})
+    new = ma.fields.Raw(allow_none=True, metadata={"description": "The value after (absent for a deletion)"})
+
+
 class AuditEventSchema(ma.Schema):
     id = ma.fields.Integer()
     centre_id = ma.fields.Integer()
@@ -28,7 +33,15 @@ class AuditEventSchema(ma.Schema):
     action = ma.fields.String()
     entity = ma.fields.String()
     entity_id = ma.fields.Integer(allow_none=True)
-    changed_fields = ma.fields.List(ma.fields.String(), metadata={"description": "Field names only, never values"})
+    changed_fields = ma.fields.List(ma.fields.String(), metadata={
+        "description": "The fields the event changed, with the API's names"})
+    changes = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(ValueChangeSchema), allow_none=True,
+                             metadata={"description": (
+                                 "The values, by field, with the API's names and JSON values: {old, new} for an "
+                                 "update, {new} for a creation, {old} for a deletion. Never a patient's ref or a "
+                                 "token's secret. null for events recorded before values were kept, events "
+                                 "without values (erase, lift_erasure), and every event of an erased patient's "
+                                 "records")})
 
 
 class AuditQuerySchema(PageQuerySchema):

@@ -11,7 +11,7 @@ def add_centre(conn, code: str, name: str, actor=None) -> dict:
         f"INSERT INTO centres (code, name) VALUES (%s, %s) RETURNING {CENTRE_COLUMNS}", (code, name)
     ).fetchone()
     audit.record(conn, centre_id=centre["id"], action="create", entity="centre", entity_id=centre["id"],
-                 changed_fields=("code", "name"), actor=actor)
+                 changes=audit.created({"code": code, "name": name}), actor=actor)
     return centre
 
 

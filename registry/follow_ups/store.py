@@ -68,6 +68,13 @@ def comparable(row: dict) -> dict:
     return {name: row["date"] if name == "follow_up_date" else row[name] for name in FIELDS}
 
 
+def audit_values(operation_id: int, values: dict) -> dict:
+    """A follow-up's values (`follow_up_columns` or `comparable` keys) as the audit trail records them:
+    the API's names (`date`, not the column's `follow_up_date`) and its operation."""
+    return {"operation_id": operation_id} | {"date" if name == "follow_up_date" else name: values[name]
+                                             for name in FIELDS}
+
+
 def save_follow_up(conn, actor: Principal, operation: dict, fields: dict, current: dict | None = None
                    ) -> tuple[dict, str]:
     """Create a follow-up of `operation`, or replace `current` (or the one with the same local_ref)."""
@@ -86,11 +93,11 @@ def save_follow_up(conn, actor: Principal, operation: dict, fields: dict, curren
                 VALUES (%(centre_id)s, %(operation_id)s, {", ".join(f"%({name})s" for name in FIELDS)})
                 RETURNING id""", values | {"centre_id": actor.centre_id, "operation_id": operation["id"]}).fetchone()
         audit.record(conn, centre_id=actor.centre_id, action="create", entity="follow_up", entity_id=row["id"],
-                     changed_fields=[name for name, value in values.items() if value is not None], actor=actor)
+                     changes=audit.created(audit_values(operation["id"], values)), actor=actor)
         return get_follow_up(conn, actor.centre_id, row["id"]), "created"
-    old = comparable(current)
-    changed = [name for name in FIELDS if old[name] != values[name]]
-    if not changed:
+    changes = audit.updated(audit_values(current["operation_id"], comparable(current)),
+                            audit_values(operation["id"], values))
+    if not changes:
         return current, "unchanged"
     if values["local_ref"] and values["local_ref"] != current["local_ref"] and conn.execute(
             "SELECT 1 FROM follow_ups WHERE centre_id = %s AND local_ref = %s",
@@ -103,14 +110,16 @@ def save_follow_up(conn, actor: Principal, operation: dict, fields: dict, curren
             WHERE centre_id = %(centre_id)s AND id = %(id)s""",
         values | {"centre_id": actor.centre_id, "id": current["id"]})
     audit.record(conn, centre_id=actor.centre_id, action="update", entity="follow_up", entity_id=current["id"],
-                 changed_fields=changed, actor=actor)
+                 changes=changes, actor=actor)
     return get_follow_up(conn, actor.centre_id, current["id"]), "updated"
 
 
 def delete_follow_up(conn, actor: Principal, follow_up_id: int) -> bool:
-    deleted = conn.execute("DELETE FROM follow_ups WHERE centre_id = %s AND id = %s RETURNING id",
-                           (actor.centre_id, follow_up_id)).fetchone()
+    deleted = conn.execute(
+        f"""DELETE FROM follow_ups WHERE centre_id = %s AND id = %s
+            RETURNING operation_id, {", ".join("joa::float8 AS joa" if name == "joa" else name for name in FIELDS)}""",
+        (actor.centre_id, follow_up_id)).fetchone()
     if deleted:
         audit.record(conn, centre_id=actor.centre_id, action="delete", entity="follow_up", entity_id=follow_up_id,
-                     actor=actor)
+                     changes=audit.deleted(audit_values(deleted["operation_id"], deleted)), actor=actor)
     return deleted is not None

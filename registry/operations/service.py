@@ -77,8 +77,8 @@ def audit_values(columns: dict, children: dict, patient_id: int) -> dict:
     intraoperative events and complications as whole lists (the list is what a centre sends).
 
     Taken from `row_to_document`, whose values are already the API's but for `levels`' key
-    (dates become ISO text when stored): dumping with OperationSchema would cost bulk
-    submission a fifth of its speed."""
+    (dates become ISO text when stored): dumping with OperationSchema costs ten times as much,
+    about 50 µs an operation, a tenth of what bulk submission spends on each."""
     row = columns | {"id": None, "patient_id": patient_id, "version": None, "created_at": None, "updated_at": None}
     document = store.row_to_document(row, children, None)
     values = {name: document[name] for name in _AUDITED}

@@ -15,8 +15,10 @@ import functools
 from flask import g, has_request_context
 from psycopg import sql
 
+from registry.audit import store as audit_store
 from registry.auth import Principal
 from registry.follow_ups import store as follow_ups
+from registry.operations import service as operation_service
 from registry.operations import store as operations
 from registry.patients import store as patients
 
@@ -51,16 +53,18 @@ class AuditRows:
     """Audit events gathered for one chunk and appended with one COPY, like `audit.record` would."""
 
     COLUMNS = ("centre_id", "actor_token_id", "actor_role", "request_id", "action", "entity", "entity_id",
-               "changed_fields")
+               "changed_fields", "changes")
 
     def __init__(self, actor: Principal):
         self.actor = actor
         self.request_id = g.get("request_id") if has_request_context() else None
         self.rows = []
 
-    def add(self, action: str, entity: str, entity_id: int, changed_fields) -> None:
-        self.rows.append((self.actor.centre_id, self.actor.token_id, self.actor.role, self.request_id, action,
-                          entity, entity_id, _text_array(tuple(sorted(changed_fields)))))
+    def add_creation(self, entity: str, entity_id: int, values: dict) -> None:
+        """A creation with these values (the API's names and values), as `audit.record` writes it."""
+        changes = audit_store.created(values)
+        self.rows.append((self.actor.centre_id, self.actor.token_id, self.actor.role, self.request_id, "create",
+                          entity, entity_id, _text_array(tuple(sorted(changes))), audit_store.changes_json(changes)))
 
     def write(self, conn) -> None:
         _copy(conn, "audit_events", self.COLUMNS, self.rows)
@@ -79,26 +83,27 @@ def insert_patients(conn, actor: Principal, new_patients: dict[bytes, dict], aud
     ids = _ids(conn, "patients", "ref_hash", actor.centre_id, list(values))
     for ref_hash, fields in new_patients.items():
         # as patients.store.upsert_patient audits a creation
-        audit.add("create", "patient", ids[ref_hash],
-                  [name for name in patients.PATIENT_FIELDS if fields.get(name) not in (None, [])])
+        audit.add_creation("patient", ids[ref_hash], patients.audit_values(fields))
     return ids
 
 
-def insert_operations(conn, actor: Principal, new_operations: list[tuple[int, dict, dict, list]],
+def insert_operations(conn, actor: Principal, new_operations: list[tuple[int, dict, dict]],
                       audit: AuditRows) -> dict[str, int]:
-    """Create operations from (patient id, columns, children, audited fields); their ids by local_ref."""
+    """Create operations from (patient id, columns, children); their ids by local_ref."""
     if not new_operations:
         return {}
     _copy(conn, "operations", ("centre_id", "patient_id", *operations.OPERATION_COLUMNS),
           ((actor.centre_id, patient_id, *_arrays(columns[name] for name in operations.OPERATION_COLUMNS))
-           for patient_id, columns, _, _ in new_operations))
-    ids = _ids(conn, "operations", "local_ref", actor.centre_id, [columns["local_ref"] for _, columns, _, _ in new_operations])
+           for patient_id, columns, _ in new_operations))
+    ids = _ids(conn, "operations", "local_ref", actor.centre_id, [columns["local_ref"] for _, columns, _ in new_operations])
     for table, child_columns in operations.CHILD_COLUMNS.items():
         _copy(conn, table, ("centre_id", "operation_id", "position", *child_columns),
               ((actor.centre_id, ids[columns["local_ref"]], position, *(item.get(name) for name in child_columns))
-               for _, columns, children, _ in new_operations for position, item in enumerate(children[table])))
-    for _, columns, _, fields in new_operations:
-        audit.add("create", "operation", ids[columns["local_ref"]], fields)
+               for _, columns, children in new_operations for position, item in enumerate(children[table])))
+    for patient_id, columns, children in new_operations:
+        # as operations.service.submit_operation audits a creation
+        audit.add_creation("operation", ids[columns["local_ref"]],
+                           operation_service.audit_values(columns, children, patient_id))
     return ids
 
 
@@ -110,10 +115,9 @@ def insert_follow_ups(conn, actor: Principal, new_follow_ups: list[tuple[int, di
           ((actor.centre_id, operation_id, *(values[name] for name in follow_ups.FIELDS))
            for operation_id, values in new_follow_ups))
     ids = _ids(conn, "follow_ups", "local_ref", actor.centre_id, [values["local_ref"] for _, values in new_follow_ups])
-    for _, values in new_follow_ups:
+    for operation_id, values in new_follow_ups:
         # as follow_ups.store.save_follow_up audits a creation
-        audit.add("create", "follow_up", ids[values["local_ref"]],
-                  [name for name, value in values.items() if value is not None])
+        audit.add_creation("follow_up", ids[values["local_ref"]], follow_ups.audit_values(operation_id, values))
 
 
 # as follow_ups.store selects them (joa as a float, the date as `date`)

@@ -34,8 +34,10 @@ def issue_token(conn, centre_id: int, role: str, label: str | None = None, actor
             RETURNING {TOKEN_COLUMNS}""",
         (centre_id, role, hash_token(token), label, actor.token_id if actor else None, expires_at, expires_in_days),
     ).fetchone()
+    # the token's fields as GET /v1/tokens/ shows them; never its secret or hash
     audit.record(conn, centre_id=centre_id, action="create", entity="token", entity_id=row["id"],
-                 changed_fields=("role", "label", "expires_at"), actor=actor)
+                 changes=audit.created({"role": row["role"], "label": row["label"], "expires_at": row["expires_at"]}),
+                 actor=actor)
     return row, token
 
 
@@ -72,7 +74,9 @@ def rotate_token(conn, old: dict, grace_hours: int, actor: Principal | None = No
         {"id": old["id"], "new": new["id"], "grace": grace_hours},
     ).fetchone()
     audit.record(conn, centre_id=old["centre_id"], action="rotate", entity="token", entity_id=old["id"],
-                 changed_fields=("successor_token_id", "expires_at"), actor=actor)
+                 changes=audit.updated({name: old[name] for name in ("successor_token_id", "expires_at")},
+                                       {name: replaced[name] for name in ("successor_token_id", "expires_at")}),
+                 actor=actor)
     return new, replaced, token
 
 
@@ -91,7 +95,7 @@ def revoke_token(conn, token_id: int, actor: Principal | None = None, centre_id:
     ).fetchone()
     if row is not None:
         audit.record(conn, centre_id=row["centre_id"], action="revoke", entity="token", entity_id=token_id,
-                     changed_fields=("revoked_at",), actor=actor)
+                     changes={"revoked_at": {"old": None, "new": row["revoked_at"]}}, actor=actor)
     return row
 
 

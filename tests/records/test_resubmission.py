@@ -27,13 +27,14 @@ def test_identical_resubmission_changes_nothing(client, tokens, db):
     assert db.execute("SELECT count(*) AS n FROM audit_events").fetchone()["n"] == audit_before
 
 
-def test_update_audit_names_only_the_changed_fields_without_values(client, tokens, db):
+def test_update_audit_names_only_the_changed_fields_with_their_values(client, tokens, db):
     client.post("/v1/operations/", json=seed_case(), headers=tokens.header("submitter_a"))
     changed = seed_case() | {"blood_loss_ml": 350, "levels": {"from": "C3", "to": "C7"}}
     client.post("/v1/operations/", json=changed, headers=tokens.header("submitter_a"))
     update = db.execute("SELECT * FROM audit_events WHERE action = 'update'").fetchone()
     assert update["changed_fields"] == ["blood_loss_ml", "levels"]
-    assert "350" not in str(update)
+    assert update["changes"] == {"blood_loss_ml": {"old": seed_case()["blood_loss_ml"], "new": 350},
+                                 "levels": {"old": seed_case()["levels"], "new": {"from": "C3", "to": "C7"}}}
 
 
 def test_replacing_events_replaces_them_whole(client, tokens, db):
