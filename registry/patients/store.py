@@ -83,7 +83,8 @@ def update_patient(conn, actor: Principal, current: dict, fields: dict) -> tuple
             WHERE centre_id = %(centre_id)s AND id = %(id)s RETURNING {PATIENT_COLUMNS}""",
         _values(fields) | {"centre_id": current["centre_id"], "id": current["id"]},
     ).fetchone()
-    # consent changes are audited without the clinical fields that changed alongside
+    # a consent change names the event (withdraw_consent, restore_consent); its changes list
+    # every field that changed, consent and any changed alongside
     audit.record(conn, centre_id=row["centre_id"], action=_action(current, changed, fields), entity="patient",
                  entity_id=row["id"], changes=audit.updated(audit_values(current), audit_values(fields)), actor=actor)
     return row, changed
