@@ -76,6 +76,7 @@ SAMPLES = {
     ("PUT", "/v1/follow-ups/{follow_up_id}"): Sample("submitter_a", lambda: seed_follow_up() | {"joa": 15},
                                                      "notes"),
     ("PATCH", "/v1/follow-ups/{follow_up_id}"): Sample("submitter_a", lambda: {"joa": 15}, "notes"),
+    ("POST", "/v1/patients/lift-erasure"): Sample("submitter_a", lambda: {"ref": "HOSTILE-ERASED"}, "ref"),
     ("POST", "/v1/submissions/"): Sample("submitter_a", lambda: [_operation(local_ref="HOSTILE-BULK")], "0.notes",
                                          "0.intraop_events", query="?mode=atomic"),
 }
@@ -103,6 +104,8 @@ def world(client, tokens):
     operation = client.post("/v1/operations/", json=seed_case(), headers=a).json
     follow_up = client.post(f"/v1/operations/{operation['id']}/follow-ups", json=seed_follow_up(), headers=a).json
     submission = client.post("/v1/submissions/", json=[_operation(local_ref="BULK-1")], headers=a).json
+    erased = client.post("/v1/patients/", json={"ref": "HOSTILE-ERASED", "diagnosis": "aro"}, headers=a).json
+    assert client.delete(f"/v1/patients/{erased['id']}", headers=a).status_code == 204  # lift-erasure's ref
     return {"operation_id": operation["id"], "patient_id": operation["patient_id"], "follow_up_id": follow_up["id"],
             "submission_id": submission["id"], "centre_id": tokens.centre_a["id"], "token_id": tokens.id("analyst")}
 
