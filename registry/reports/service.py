@@ -317,6 +317,12 @@ def enforce_primary(cell, figures: dict, reasons: dict, threshold: int | None) -
     published counts only, so the decision is the same wherever the same operations are
     counted. No grouping, filter or report shape can publish a small cell. Submitters
     (`threshold` None) see their own centre unsuppressed.
+
+    A summary's statistics (mean, median, quartiles) describe its values one by one: a median
+    and quartiles of 3 values are those values. They are shown when the published n is at
+    least threshold + MAX_NOISE, so that they always describe at least `threshold` values
+    (perturbation adds at most MAX_NOISE); below that the n is shown alone. The rule reads
+    the published n only, so being withheld tells nothing the n does not.
     """
     if threshold is None:
         return reasons
@@ -328,6 +334,10 @@ def enforce_primary(cell, figures: dict, reasons: dict, threshold: int | None) -
     for family in families:
         if not effective.get(family) and (small_row or 0 < _measure(cell, family) < threshold):
             effective[family] = "primary"
+    for figure in figures.values():
+        n = _measure(cell, figure.family)
+        if figure.kind == "summary" and 0 < n < threshold + suppression.MAX_NOISE:
+            effective[("statistics", figure.family)] = "primary"
     return effective
 
 
@@ -340,8 +350,12 @@ def _render(figures: dict, withheld: dict) -> dict:
             value = None if reason else figure.value
         elif figure.kind == "proportion":
             value = {**(WITHHELD_PROPORTION if reason else figure.value), "suppressed": reason}
+        elif reason:
+            value = {**WITHHELD_SUMMARY, "suppressed": reason}
+        elif withheld.get(("statistics", figure.family)):
+            value = {**WITHHELD_SUMMARY, "n": figure.value["n"], "suppressed": withheld[("statistics", figure.family)]}
         else:
-            value = {**(WITHHELD_SUMMARY if reason else figure.value), "suppressed": reason}
+            value = {**figure.value, "suppressed": None}
         target = row
         *parents, leaf = name.split(".")
         for parent in parents:

@@ -173,8 +173,16 @@ def exact(ops):
     return len(ops)
 
 
-def perturbed(ops):
-    return suppression.perturb(len(ops), sum(o["record_key"] for o in ops))
+def perturbed_at(threshold):
+    """Counting as a cross-centre reader does at this threshold; its `statistics_min` is the
+    published n a summary needs for its statistics (registry.reports.service.enforce_primary)."""
+    def count(ops):
+        return suppression.perturb(len(ops), sum(o["record_key"] for o in ops))
+    count.statistics_min = threshold + suppression.MAX_NOISE
+    return count
+
+
+perturbed = perturbed_at(1)  # the threshold of the report tests' settings
 
 
 def proportion(x_ops, n_ops, count=exact):
@@ -193,6 +201,8 @@ def summary(pairs, count=exact):
     n = count([o for o, _ in pairs])
     if not values or n == 0:
         return {"n": 0, "mean": None, "median": None, "q1": None, "q3": None}
+    if n < getattr(count, "statistics_min", 0):
+        return {"n": n, "mean": None, "median": None, "q1": None, "q3": None}
     if len(values) == 1:
         q1 = median = q3 = float(values[0])
     else:

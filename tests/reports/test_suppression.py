@@ -121,3 +121,30 @@ def test_figure_with_a_small_denominator_is_withheld_in_a_visible_cell(db, clien
     assert rows["anterior"]["blood_loss_ml"]["suppressed"] is None
     assert rows["anterior"]["blood_loss_ml"]["n"] == dataset.perturbed(recorded)
     assert rows["anterior"]["blood_loss_ml"]["median"] == 100 and rows["anterior"]["blood_loss_ml"]["mean"] == 100
+
+
+def test_a_summary_shows_statistics_only_of_enough_values(db, client, tokens):
+    """Statistics need a published n of threshold + 2: they then describe at least threshold
+    values, whatever the noise. Below that, the n is shown alone."""
+    a = tokens.centre_a["id"]
+    add_operations(db, a, "posterior", "lumbar", 30, blood_loss=None)
+    add_operations(db, a, "posterior", "lumbar", 5, blood_loss=400)
+    seen = set()
+    for key in range(0, KEY_SPACE, 8):  # one value's key, so the cell key of the five, in steps
+        db.execute("UPDATE operations SET record_key = %s WHERE centre_id = %s AND id = (SELECT min(id)"
+                   " FROM operations WHERE centre_id = %s AND blood_loss_ml IS NOT NULL)", (key, a, a))
+        published_n = dataset.perturbed([o for o in dataset.load(db) if o["blood_loss_ml"] is not None])
+        total = client.get("/v1/reports/complications", headers=tokens.header("analyst")).json["total"]
+        blood_loss = total["blood_loss_ml"]
+        if published_n >= 7:
+            seen.add("statistics")
+            assert blood_loss == {"n": published_n, "mean": 400, "median": 400, "q1": 400, "q3": 400,
+                                  "suppressed": None}
+        elif published_n >= 5:
+            seen.add("n alone")
+            assert blood_loss == {"n": published_n, "mean": None, "median": None, "q1": None, "q3": None,
+                                  "suppressed": "primary"}
+        else:
+            seen.add("withheld")
+            assert blood_loss["n"] is None and blood_loss["suppressed"] == "primary"
+    assert seen == {"statistics", "n alone", "withheld"}
