@@ -107,6 +107,8 @@ class DisclosureControlSchema(ma.Schema):
     max_noise = ma.fields.Integer(metadata={"description": "Largest change of a published count"})
     noise_variance = ma.fields.Float(metadata={"description": "Variance of the noise of a count of 2 or more"})
     threshold = ma.fields.Integer(metadata={"description": "Published counts below it (and above 0) are withheld"})
+    summary_min_n = ma.fields.Integer(metadata={
+        "description": "Published n a summary needs for its mean, median and quartiles (below: n alone)"})
     rates = ma.fields.String(metadata={"description": "Rates, intervals and means use the published counts"})
 
 

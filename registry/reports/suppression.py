@@ -18,7 +18,9 @@ difference is the difference of the true counts plus noise the asker cannot remo
 Then the primary rule: a published count of 1 .. threshold-1 is withheld. It is decided on the
 published count, so the decision is, like the figure, the same wherever the same operations
 are counted. Secondary (complementary) suppression is not needed: a withheld cell is no longer
-the total minus the visible cells, since every one of them carries its own noise.
+the total minus the visible cells, since every one of them carries its own noise. A summary's
+mean, median and quartiles need a published n of threshold + MAX_NOISE, so that they always
+describe at least `threshold` values (registry.reports.service.enforce_primary).
 """
 
 KEY_SPACE = 256        # record and cell keys are 0..255
@@ -66,5 +68,6 @@ def description(threshold: int) -> dict:
         "max_noise": MAX_NOISE,
         "noise_variance": round(noise_moments(2)[1], 3),
         "threshold": threshold,
+        "summary_min_n": threshold + MAX_NOISE,
         "rates": "computed from the published counts",
     }

@@ -32,7 +32,7 @@ def test_the_noise_is_unbiased_with_the_documented_variance():
         assert sum(perturb(count, key) - count for key in range(KEY_SPACE)) == 0  # the table itself
         assert variance == (232 / 256 if count == 1 else 242 / 256)
     assert suppression.description(5) == {"method": "cell-key perturbation", "max_noise": 2,
-                                          "noise_variance": 0.945, "threshold": 5,
+                                          "noise_variance": 0.945, "threshold": 5, "summary_min_n": 7,
                                           "rates": "computed from the published counts"}
 
 
