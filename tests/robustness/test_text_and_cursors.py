@@ -202,14 +202,14 @@ def test_look_alike_patient_refs_are_one_patient(client, tokens, db, pair):
     assert again.json["id"] == created.json["id"]
     found = client.get("/v1/patients/", query_string={"ref": second}, headers=a).json["items"]
     assert [patient["id"] for patient in found] == [created.json["id"]]
-    # inline in an operation document, alone and in bulk JSON and CSV
-    operation = client.post("/v1/operations/", json=seed_case() | {"patient": seed_case()["patient"] | {"ref": second}},
-                            headers=a)
+    # inline in an operation document, alone and in bulk JSON and CSV (describing the patient as
+    # stored: an inline patient that differs from the stored one is refused)
+    inline = {"ref": second, "diagnosis": "aro"}
+    operation = client.post("/v1/operations/", json=seed_case() | {"patient": inline}, headers=a)
     assert operation.json["patient_id"] == created.json["id"]
-    bulk = client.post("/v1/submissions/", json=[document(7, patient=document(7)["patient"] | {"ref": second})],
-                       headers=a).json
-    csv_report = client.post("/v1/submissions/", data=csv_body([csv_row(8, **{"patient.ref": second,
-                                                                              "patient.diagnosis": "aro"})]),
+    bulk = client.post("/v1/submissions/", json=[document(7, patient=inline)], headers=a).json
+    csv_report = client.post("/v1/submissions/", data=csv_body([csv_row(8, **{
+        "patient.ref": second, "patient.diagnosis": "aro", "patient.sex": "", "patient.birth_year": ""})]),
                              headers={**a, "Content-Type": "text/csv"}).json
     for report in (bulk, csv_report):
         assert report["created"] == 1, report
