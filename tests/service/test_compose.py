@@ -396,3 +396,15 @@ def test_every_path_the_image_copies_exists(dockerfile):
         *sources, _destination = arguments.split()
         for source in sources:
             assert (ROOT / source).exists(), f"COPY {source}: no such file in the repository"
+
+
+def test_the_proxys_logs_never_hold_a_query_string(nginx):
+    # GET /v1/patients/?ref=... carries a patient's ref: nginx's default log format ($request)
+    # and its error log lines (which quote the request line) would keep it in clear.
+    (http,) = nginx.blocks("http")
+    formats = {args[0]: " ".join(args[1:]) for args in http.values("log_format")}
+    for args in http.values("access_log"):
+        assert len(args) >= 2 and args[1] in formats, "a log format of the repository's own"
+        assert "$request " not in formats[args[1]] + " " and "$request_uri" not in formats[args[1]] \
+            and "$args" not in formats[args[1]] and "$query_string" not in formats[args[1]]
+    assert http.values("error_log") and all(args[-1] in ("crit", "alert", "emerg") for args in http.values("error_log"))
