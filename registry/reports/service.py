@@ -62,6 +62,7 @@ class PublishedCell:
     measures: dict
     histograms: dict
     perturbed: bool
+    exact: dict = field(default_factory=dict)   # the true counts: the primary rule reads both
 
 
 def published_cell(cell: store.Cell, perturbing: bool) -> PublishedCell:
@@ -73,9 +74,10 @@ def published_cell(cell: store.Cell, perturbing: bool) -> PublishedCell:
         measures["key_fusion_not_fused"] = measures["key_fusion_assessed"] - measures["key_fusion_fused"]
     counts = {name: value for name, value in measures.items()
               if not name.startswith("key_") and f"key_{name}" in measures}
+    exact = counts
     if perturbing:
         counts = {name: suppression.perturb(value, measures[f"key_{name}"]) for name, value in counts.items()}
-    return PublishedCell(counts, cell.histograms, perturbing)
+    return PublishedCell(counts, cell.histograms, perturbing, exact)
 
 
 def published_cells(cells: dict, perturbing: bool) -> dict:
@@ -312,10 +314,11 @@ def enforce_primary(cell, figures: dict, reasons: dict, threshold: int | None) -
 
     Every row of every report (groups and totals, JSON, CSV) is published through this, so it
     is where the primary rule holds for cross-centre readers (`threshold` set): a row whose
-    published operations count is below the threshold, or a figure whose own published count
-    (a count, or a proportion's denominator, or a summary's n) is, is withheld. It looks at
-    published counts only, so the decision is the same wherever the same operations are
-    counted. No grouping, filter or report shape can publish a small cell. Submitters
+    operations count is below the threshold, or a figure whose own count (a count, or a
+    proportion's denominator, or a summary's n) is, is withheld — below it as published or as
+    it truly is, so a group of 3 or 4 operations perturbed up to 5 shows nothing either. The
+    decision reads only the counts of the operations counted, so it is the same wherever the
+    same operations are counted. No grouping, filter or report shape can publish a small cell. Submitters
     (`threshold` None) see their own centre unsuppressed.
 
     A summary's statistics (mean, median, quartiles) describe its values one by one: a median
@@ -330,9 +333,12 @@ def enforce_primary(cell, figures: dict, reasons: dict, threshold: int | None) -
     bases = base_measures()
     families = {"operations", *(figure.family for figure in figures.values()),
                 *(figure.numerator for figure in figures.values() if figure.numerator in bases)}
-    small_row = 0 < _measure(cell, "operations") < threshold
+    def small(name):
+        return 0 < _measure(cell, name) < threshold or 0 < cell.exact.get(name, 0) < threshold
+
+    small_row = small("operations")
     for family in families:
-        if not effective.get(family) and (small_row or 0 < _measure(cell, family) < threshold):
+        if not effective.get(family) and (small_row or small(family)):
             effective[family] = "primary"
     for figure in figures.values():
         n = _measure(cell, figure.family)

@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 
+from registry.reports.suppression import perturb
 from tests.conftest import make_settings
 from tests.records.helpers import operation
 
@@ -107,6 +108,29 @@ def test_the_filtered_ungrouped_report_of_one_operation_shows_nothing(db, client
             assert group["blood_loss_ml"]["median"] is None and group["duration_min"]["mean"] is None
         else:
             assert group["joa_preop"]["median"] is None
+
+
+@pytest.mark.parametrize("true_count", [3, 4])
+def test_a_group_of_fewer_than_the_threshold_perturbed_up_to_it_shows_nothing(db, client, tokens, small_registry,
+                                                                               true_count):
+    """Perturbation adds up to 2: a true 3 or 4 may be published as 5 or 6, and must still be withheld."""
+    years = [str(2010 + n) for n in range(true_count)]
+    refs = [f"POST-{n}" for n in range(true_count)]
+    for n, ref in enumerate(refs):
+        set_record_key(db, ref, 0)
+    # choose the last operation's key so the group's cell key perturbs its count above the threshold
+    key = next(k for k in range(256) if perturb(true_count, k) >= THRESHOLD)
+    set_record_key(db, refs[-1], key)
+    operations_key = db.execute("SELECT sum(record_key) AS s FROM operations WHERE local_ref = ANY(%s)",
+                                (refs,)).fetchone()["s"]
+    assert perturb(true_count, operations_key) >= THRESHOLD
+    for report in REPORTS:
+        body = client.get(f"/v1/reports/{report}", query_string={"year": ",".join(years), "approach": "posterior"},
+                          headers=tokens.header("analyst")).json
+        for row in body["groups"] + [body["total"]]:
+            if row is None:
+                continue
+            assert row["suppressed"] == "primary" and row["operations"] is None, (report, row)
 
 
 def test_csv_of_a_narrow_filter_holds_no_figures(db, client, tokens, small_registry):
