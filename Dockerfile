@@ -9,7 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# A home directory too: gunicorn puts its control socket in ~/.gunicorn.
+# A non-root user with a home directory (gunicorn's control socket is off unless
+# REGISTRY_CONTROL_SOCKET names a path for it).
 RUN useradd --create-home --uid 10001 --user-group registry \
  && mkdir -p /run/registry-metrics \
  && chown registry:registry /run/registry-metrics

@@ -121,7 +121,10 @@ class OperationFieldsSchema(ma.Schema):
 class OperationInputSchema(OperationFieldsSchema):
     """An operation as a centre submits it: the patient inline (by ref) or by registry id."""
 
-    patient = ma.fields.Nested(PatientInputSchema, metadata={"description": "Inline patient, matched by ref"})
+    patient = ma.fields.Nested(PatientInputSchema, metadata={"description": (
+        "Inline patient, matched by ref. A new ref creates the patient; for a stored one, fields left out keep "
+        "their stored value and a field that differs is refused (422) - correct a patient with PUT/PATCH "
+        "/v1/patients/{id}. consent 'withdrawn' is applied; 'active' never restores a withdrawn consent.")})
     patient_id = Integer(1, 2**62, metadata={"description": "An existing patient of your centre"})
 
     @ma.validates_schema
