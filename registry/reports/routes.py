@@ -1,9 +1,12 @@
 """Aggregate reports: GET /v1/reports/{complications,fusion,outcomes,centres,completeness}.
 
-Every report is JSON by default and CSV with `Accept: text/csv` or `format=csv`. Reports
+Every report is JSON by default, CSV with `Accept: text/csv` or `format=csv`, and a plot
+with `Accept: image/svg+xml` / `image/png` or `format=svg` / `format=png`. Reports
 read through `reports_database()` (a replica when REPORTS_DATABASE_URL is set) in one
 read-only REPEATABLE READ transaction, so all figures of a report come from one snapshot.
 """
+
+from datetime import datetime, timezone
 
 import marshmallow as ma
 import psycopg
@@ -15,27 +18,54 @@ from registry.auth import ANALYST, OPERATOR, SUBMITTER, authenticate, require
 from registry.db import database, reports_database
 from registry.problems import Problem, document_errors
 from registry.report_queries import store as report_queries
-from registry.reports import schemas, service
+from registry.reports import plots, schemas, service
 from registry.reports.csv_output import report_csv
 
 blp = Blueprint("reports", __name__, url_prefix="/v1/reports",
                 description="Aggregate reports across centres, with Wilson intervals and suppression of small cells")
 
-# A report answers JSON (documented by @blp.response) or, when asked, the same report as CSV.
-CSV_RESPONSE = {"content_type": "text/csv", "schema": {"type": "string"}, "success": True,
-                "description": "The report: JSON, or CSV with `Accept: text/csv` or `format=csv`"}
+# A report answers JSON (documented by @blp.response) or, when asked, the same report as CSV
+# or drawn as a plot (registry.reports.plots), from the same report document.
+# One 200 response with several media types: the last description given is the one shown.
+ANSWERS = ("The report: JSON; CSV with `Accept: text/csv` or `format=csv`; the report drawn as a plot "
+           "with `Accept: image/svg+xml` or `format=svg` (each mark has a <title> with its label and "
+           "figures, a withheld group is labelled withheld and never drawn as a value) or as PNG with "
+           "`Accept: image/png` or `format=png`")
+CSV_RESPONSE = {"content_type": "text/csv", "schema": {"type": "string"}, "success": True, "description": ANSWERS}
+SVG_RESPONSE = {"content_type": "image/svg+xml", "schema": {"type": "string"}, "success": True,
+                "description": ANSWERS}
+PNG_RESPONSE = {"content_type": "image/png", "schema": {"type": "string", "format": "binary"}, "success": True,
+                "description": ANSWERS}
+# format= names: the media type each answers with
+FORMATS = {"json": "application/json", "csv": "text/csv", "svg": "image/svg+xml", "png": "image/png"}
+
+
+def _negotiated() -> str:
+    """The format asked for: `format=`, else the Accept type of the highest quality, JSON on a tie
+    (so `*/*`, a browser's Accept and no Accept at all get JSON)."""
+    if request.args.get("format") in FORMATS:
+        return request.args["format"]
+    accept = request.accept_mimetypes
+    best = "json"
+    for name, media_type in FORMATS.items():
+        if accept[media_type] > accept[FORMATS[best]]:
+            best = name
+    return best
 
 
 def _answer(report: dict) -> dict | Response:
-    wants_csv = request.args.get("format") == "csv" or (
-        request.args.get("format") is None
-        and request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
-        and request.accept_mimetypes["text/csv"] > request.accept_mimetypes["application/json"])
-    if not wants_csv:
+    chosen = _negotiated()
+    if chosen == "json":
         return report
-    filename = f"{report['report']}.csv"
-    return Response(report_csv(report), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    if chosen == "csv":
+        return Response(report_csv(report), mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{report["report"]}.csv"'})
+    today = datetime.now(timezone.utc).date()
+    body = plots.render_svg(report, today) if chosen == "svg" else plots.render_png(report, today)
+    return Response(body, mimetype=FORMATS[chosen], headers={
+        "Content-Disposition": f'inline; filename="{report["report"]}.{chosen}"',
+        # the plot depends on Accept as well as the URL
+        "Vary": "Accept"})
 
 
 def _run(report: str, query: dict, build, *args):
@@ -52,12 +82,14 @@ def _run(report: str, query: dict, build, *args):
         # killing the worker at its own timeout.
         conn.execute(f"SET LOCAL statement_timeout = {int(settings.report_timeout * 1000)}")
         try:
-            return _answer(build(conn, *args, principal, settings.suppression_threshold))
+            report_document = build(conn, *args, principal, settings.suppression_threshold)
         except psycopg.errors.QueryCanceled:
             raise Problem(503, f"The report took longer than {settings.report_timeout:g} s and was stopped. "
                                "Reports grouped by one dimension with no filter but a centre are fast at any "
                                "size; two dimensions, date ranges and other filters scan every operation.",
                           slug="report-timeout") from None
+    # drawn (or written as CSV) after the connection is back in the pool
+    return _answer(report_document)
 
 
 def _report_view(report: str, query_schema, report_schema, summary: str):
@@ -67,6 +99,8 @@ def _report_view(report: str, query_schema, report_schema, summary: str):
         @blp.arguments(query_schema(), location="query", unknown=ma.RAISE)
         @blp.response(200, report_schema)
         @blp.alt_response(200, **CSV_RESPONSE)
+        @blp.alt_response(200, **SVG_RESPONSE)
+        @blp.alt_response(200, **PNG_RESPONSE)
         @document_errors(blp, 401, 403, 422, 503)
         def get(self, query):
             return _run(report, query, service.build_report, report, query)
@@ -97,6 +131,8 @@ class CentresReport(MethodView):
     @blp.arguments(schemas.CentresQuerySchema(), location="query", unknown=ma.RAISE)
     @blp.response(200, schemas.CentresReportSchema)
     @blp.alt_response(200, **CSV_RESPONSE)
+    @blp.alt_response(200, **SVG_RESPONSE)
+    @blp.alt_response(200, **PNG_RESPONSE)
     @document_errors(blp, 401, 403, 422, 503)
     def get(self, query):
         """Compare each centre's rate with the pooled rate (funnel plot)"""

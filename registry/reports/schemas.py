@@ -48,8 +48,9 @@ class ReportQuerySchema(ma.Schema):
                                                         "(cross-centre readers: the 1st of a month)"})
     date_to = ma.fields.Date(metadata={"description": "Operations on or before this date "
                                                       "(cross-centre readers: the last day of a month)"})
-    format = ma.fields.String(validate=validate.OneOf(["json", "csv"]),
-                              metadata={"description": "csv for a CSV download (or send Accept: text/csv)"})
+    format = ma.fields.String(validate=validate.OneOf(["json", "csv", "svg", "png"]), metadata={
+        "description": "csv for a CSV download (or send Accept: text/csv); svg or png for the report "
+                       "drawn as a plot (or send Accept: image/svg+xml or image/png)"})
 
     @ma.validates_schema
     def dates_in_order(self, data, **kwargs):
