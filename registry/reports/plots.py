@@ -36,9 +36,12 @@ ET.register_namespace("", SVG_NS)
 ET.register_namespace("xlink", "http://www.w3.org/1999/xlink")
 
 WITHHELD = "withheld"
+# Channels are given as objects, not shorthand strings: Altair turns a string or dict into its
+# channel class through a lookup that costs milliseconds per channel.
+DESCRIPTION = alt.Description("description:N")
 WIDTH = 220          # one panel of a forest or box plot
 ROW_HEIGHT = 22      # per group on a categorical axis
-PNG_SCALE = 2        # PNGs are drawn at twice the CSS size, sharp on high-density screens
+PNG_SCALE = 1        # CSS pixels: a third of the bytes of 2x; SVG is the sharp one at any size
 
 COMPLICATIONS_MEASURES = {   # the measures a surgeon compares first; the rest are in the JSON/CSV
     "intraop_event": "Intraoperative event",
@@ -145,8 +148,14 @@ def _wrap(text: str, width: int) -> list[str]:
 
 # --- the plots -------------------------------------------------------------------------------
 
-def _data(rows: list[dict]) -> alt.Data:
-    return alt.Data(values=rows)
+class Datasets(dict):
+    """The plot's rows by name. Charts refer to them by name and the rows join the specification
+    only at the end: Altair deep-copies inline values at every layer and facet, which cost more
+    than drawing the plot."""
+
+    def __call__(self, name: str, rows: list[dict]) -> alt.NamedData:
+        self[name] = rows
+        return alt.NamedData(name=name)
 
 
 def _withheld_marks(y: alt.Y, extra: dict | None = None) -> alt.Chart:
@@ -154,10 +163,10 @@ def _withheld_marks(y: alt.Y, extra: dict | None = None) -> alt.Chart:
     and the figure's name. Only rows flagged `withheld` get one."""
     return alt.Chart().transform_filter("datum.withheld").mark_text(
         align="left", dx=2, fontStyle="italic", color="#666").encode(
-        y=y, x=alt.value(0), text=alt.value(WITHHELD), description="description:N", **(extra or {}))
+        y=y, x=alt.XValue(0), text=alt.TextValue(WITHHELD), description=DESCRIPTION, **(extra or {}))
 
 
-def forest(report: dict, measures: dict, today: date) -> alt.TopLevelMixin:
+def forest(report: dict, measures: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
     """Rates with their Wilson intervals, one panel per measure."""
     dims = report["group_by"]
     rows_of_report = list(report["groups"])
@@ -184,21 +193,21 @@ def forest(report: dict, measures: dict, today: date) -> alt.TopLevelMixin:
     x = alt.X("low:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="rate (95 % CI)")
     offset = {"yOffset": alt.YOffset("inner:N"), "color": alt.Color("inner:N", title=inner)} if inner else {}
     whiskers = alt.Chart().transform_filter("!datum.withheld").mark_rule().encode(
-        y=y, x=x, x2="high:Q", description="description:N", **offset)
+        y=y, x=x, x2=alt.X2("high"), description=DESCRIPTION, **offset)
     dots = alt.Chart().transform_filter("!datum.withheld").mark_point(filled=True, size=40).encode(
-        y=y, x="rate:Q", description="description:N", **offset)
+        y=y, x=alt.X("rate:Q"), description=DESCRIPTION, **offset)
     layers = [whiskers, dots]
     if withheld:
         layers.append(_withheld_marks(y, {"yOffset": alt.YOffset("inner:N")} if inner else None))
     # one data source, one panel per measure (rows without a rate draw no dot or whisker)
     layered = alt.layer(*layers).properties(width=WIDTH, height=alt.Step(ROW_HEIGHT))
     chart = layered.facet(facet=alt.Facet("measure:N", sort=list(measures.values()), title=None), columns=2,
-                          data=_data(shown + withheld))
+                          data=data("rows", shown + withheld))
     title = REPORT_TITLES[report["report"]] + (": rates by " + " and ".join(dims) if dims else ": rates")
     return chart.properties(title=_title(title, report, today))
 
 
-def outcomes(report: dict, today: date) -> alt.TopLevelMixin:
+def outcomes(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
     """Boxes from the first to the third quartile, the median as a tick, the mean as a dot."""
     rows_of_report = list(report["groups"]) + ([report["total"]] if report.get("total") else [])
     order = list(dict.fromkeys(_group_label(report, r) for r in rows_of_report))
@@ -222,20 +231,20 @@ def outcomes(report: dict, today: date) -> alt.TopLevelMixin:
               "color": alt.Color("timepoint:N", title=None, sort=["before surgery", "latest follow-up", "Hirabayashi"])}
     boxes = alt.Chart().transform_filter("!datum.withheld").mark_bar(height={"band": 0.8}, opacity=0.55).encode(
         y=y, x=alt.X("q1:Q", title="score (box: quartiles, line: median)"), x2="q3:Q",
-        description="description:N", **offset)
+        description=DESCRIPTION, **offset)
     medians = alt.Chart().transform_filter("!datum.withheld").mark_tick(thickness=2, color="black").encode(
-        y=y, x="median:Q", description="description:N", yOffset=offset["yOffset"])
+        y=y, x=alt.X("median:Q"), description=DESCRIPTION, yOffset=offset["yOffset"])
     layers = [boxes, medians]
     if withheld:
         layers.append(_withheld_marks(y, {"yOffset": offset["yOffset"]}))
     layered = alt.layer(*layers).properties(width=WIDTH, height=alt.Step(ROW_HEIGHT))
     chart = layered.facet(column=alt.Column("panel:N", sort=list(OUTCOME_PANELS), title=None),
-                          data=_data(shown + withheld)
+                          data=data("rows", shown + withheld)
                           ).resolve_scale(x="independent")
     return chart.properties(title=_title(REPORT_TITLES["outcomes"], report, today))
 
 
-def completeness(report: dict, today: date) -> alt.TopLevelMixin:
+def completeness(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
     """Share of operations with each field: a group × field heatmap."""
     cells = []
     order = []
@@ -257,20 +266,20 @@ def completeness(report: dict, today: date) -> alt.TopLevelMixin:
     y = alt.Y("group:N", sort=order, title=" · ".join(report["group_by"]) or None)
     x = alt.X("field:N", sort=list(COMPLETENESS_FIELDS.values()), title=None, axis=alt.Axis(labelAngle=-30))
     tiles = alt.Chart().mark_rect(stroke="white").encode(
-        y=y, x=x, description="description:N",
+        y=y, x=x, description=DESCRIPTION,
         color=alt.condition("isValid(datum.share)",
                             alt.Color("share:Q", scale=alt.Scale(domain=[0, 1], scheme="blues"),
                                       legend=alt.Legend(format="%", title="share recorded")),
                             alt.value("#eee")))
     labels = alt.Chart().mark_text(fontSize=10).encode(
-        y=y, x=x, text="text:N", description="description:N",
+        y=y, x=x, text=alt.Text("text:N"), description=DESCRIPTION,
         color=alt.condition("datum.share > 0.6", alt.value("white"), alt.value("black")))
-    chart = alt.layer(tiles, labels, data=_data(cells)).properties(
+    chart = alt.layer(tiles, labels, data=data("cells", cells)).properties(
         width=alt.Step(62), height=alt.Step(ROW_HEIGHT))
     return chart.properties(title=_title(REPORT_TITLES["completeness"], report, today))
 
 
-def funnel(report: dict, today: date) -> alt.TopLevelMixin:
+def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
     """Each centre's rate against its denominator, the pooled rate, 95 % and 99.8 % limits."""
     strata = [d for d in report["group_by"] if d != "centre"]
     measure = FUNNEL_TITLES.get(report["measure"], report["measure"])
@@ -312,19 +321,19 @@ def funnel(report: dict, today: date) -> alt.TopLevelMixin:
     layers = []
     if curves:
         for bound in ("lower", "upper"):
-            layers.append(alt.Chart(_data(curves)).mark_line(strokeWidth=1, aria=False).encode(
+            layers.append(alt.Chart(data("curves", curves)).mark_line(strokeWidth=1, aria=False).encode(
                 x=x, y=alt.Y(f"{bound}:Q"),
                 strokeDash=alt.StrokeDash("level:N", title="control limits", sort=["95 %", "99.8 %"]),
-                detail="level:N"))
-        layers.append(alt.Chart(_data(pooled_lines)).mark_rule(color="#333").encode(
-            y="pooled:Q", description="description:N"))
-    layers.append(alt.Chart(_data(points)).mark_point(filled=True, size=60).encode(
-        x=x, y=y, description="description:N",
+                detail=alt.Detail("level:N")))
+        layers.append(alt.Chart(data("pooled_lines", pooled_lines)).mark_rule(color="#333").encode(
+            y=alt.Y("pooled:Q"), description=DESCRIPTION))
+    layers.append(alt.Chart(data("points", points)).mark_point(filled=True, size=60).encode(
+        x=x, y=y, description=DESCRIPTION,
         color=alt.Color("position:N", title="position", scale=alt.Scale(
             domain=["within", "above 95", "below 95", "above 99.8", "below 99.8", "no limits"],
             range=["#4c78a8", "#f58518", "#54a24b", "#e45756", "#2e7d32", "#888"]))))
-    layers.append(alt.Chart(_data(points)).mark_text(align="left", dx=6, dy=-6, fontSize=10, aria=False).encode(
-        x=x, y=y, text="label:N"))
+    layers.append(alt.Chart(data("points", points)).mark_text(align="left", dx=6, dy=-6, fontSize=10, aria=False).encode(
+        x=x, y=y, text=alt.Text("label:N")))
     title = f"Funnel plot: {measure}" + (" by " + " and ".join(strata) if strata else "")
     title_params = _title(title, report, today)
     if notes:
@@ -336,9 +345,9 @@ def funnel(report: dict, today: date) -> alt.TopLevelMixin:
         panels = [alt.layer(*layers).properties(width=420, height=300)]
     if withheld:
         # a withheld centre has no place on the plane: it is listed under the plot
-        panels.append(alt.Chart(_data(withheld)).mark_text(
+        panels.append(alt.Chart(data("withheld", withheld)).mark_text(
             align="left", fontStyle="italic", color="#666").encode(
-            y=alt.Y("label:N", axis=None), x=alt.value(0), text="label:N", description="description:N"
+            y=alt.Y("label:N", axis=None), x=alt.XValue(0), text=alt.Text("label:N"), description=DESCRIPTION
         ).properties(width=420, height=alt.Step(16)))
     chart = panels[0] if len(panels) == 1 else alt.vconcat(*panels)
     return chart.properties(title=title_params)
@@ -360,23 +369,28 @@ def _n_range(largest: int) -> list[int]:
 
 # --- rendering -------------------------------------------------------------------------------
 
-def chart(report: dict, today: date) -> alt.TopLevelMixin:
+def chart(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
+    """The report's plot; its rows go into `data`."""
     kind = report["report"]
     if kind == "centres":
-        return funnel(report, today)
+        return funnel(report, today, data)
     if kind == "complications":
-        return forest(report, COMPLICATIONS_MEASURES, today)
+        return forest(report, COMPLICATIONS_MEASURES, today, data)
     if kind == "fusion":
-        return forest(report, FUSION_MEASURES, today)
+        return forest(report, FUSION_MEASURES, today, data)
     if kind == "outcomes":
-        return outcomes(report, today)
-    return completeness(report, today)
+        return outcomes(report, today, data)
+    return completeness(report, today, data)
 
 
 def spec(report: dict, today: date) -> dict:
-    top = chart(report, today).properties(description=caption(report, today))
+    """The Vega-Lite specification of the report's plot, its rows included."""
+    data = Datasets()
+    top = chart(report, today, data).properties(description=caption(report, today))
     # Altair's schema validation costs more than the drawing; the tests validate instead
-    return top.to_dict(validate=False)
+    specification = top.to_dict(validate=False)
+    specification["datasets"] = dict(data)
+    return specification
 
 
 def render_svg(report: dict, today: date) -> bytes:
