@@ -29,7 +29,8 @@ class PatientPatchSchema(PatientFieldsSchema):
 
 
 class LiftErasureSchema(ma.Schema):
-    ref = Ref(required=True, metadata={"description": "The ref of the erased patient, as your centre sent it"})
+    ref = Ref(required=True, metadata={"description": "The ref of the erased patient, as your centre sent it",
+                                       "example": "TJH-P-0999"})
 
 
 def _not_found():

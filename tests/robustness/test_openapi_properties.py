@@ -102,6 +102,10 @@ def seeded(app, tokens):
     submitted = client.post("/v1/submissions/", json=[seed_case() | {"local_ref": "BULK-1"}],
                             headers=tokens.header("submitter_a"))
     assert submitted.status_code == 201
+    # an erased patient whose ref is the documented example of POST /v1/patients/lift-erasure
+    erased = client.post("/v1/patients/", json={"ref": "TJH-P-0999", "diagnosis": "aro"},
+                         headers=tokens.header("submitter_a"))
+    assert client.delete(f"/v1/patients/{erased.json['id']}", headers=tokens.header("submitter_a")).status_code == 204
 
 
 def with_current_etag(case, app, headers):
