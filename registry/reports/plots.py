@@ -64,7 +64,7 @@ FUNNEL_TITLES = {
 OUTCOME_PANELS = {  # panel: [(figure, timepoint)]
     "JOA (0–17)": [("joa_preop", "before surgery"), ("joa_latest", "latest follow-up")],
     "mJOA (0–18)": [("mjoa_preop", "before surgery"), ("mjoa_latest", "latest follow-up")],
-    "JOA recovery rate (%)": [("joa_recovery_rate", "Hirabayashi")],
+    "JOA recovery rate (%)": [("joa_recovery_rate", "recovery (Hirabayashi)")],
 }
 COMPLETENESS_FIELDS = {
     "indication": "indication", "approach": "approach", "levels": "levels (spinal)",
@@ -221,15 +221,19 @@ def outcomes(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
                 if s.get("median") is None:
                     if s.get("suppressed") or row.get("suppressed"):
                         n = f"n {s['n']}, statistics " if s.get("n") is not None else ""
-                        withheld.append({**datum, "withheld": True, "description": f"{label}, {panel} {timepoint}: {n}{WITHHELD}"})
+                        withheld.append({**datum, "withheld": True,
+                                         "description": f"{label}, {panel} {timepoint}: {n}{WITHHELD}"})
                     continue
                 shown.append({**datum, "q1": s["q1"], "median": s["median"], "q3": s["q3"], "mean": s["mean"],
                               "description": f"{label}, {panel} {timepoint}: n {s['n']}, median {s['median']:g} "
                                              f"(quartiles {s['q1']:g} to {s['q3']:g}), mean {s['mean']:.1f}"})
     y = alt.Y("group:N", sort=order, title=" · ".join(report["group_by"]) or None)
-    offset = {"yOffset": alt.YOffset("timepoint:N", sort=["before surgery", "latest follow-up", "Hirabayashi"]),
-              "color": alt.Color("timepoint:N", title=None, sort=["before surgery", "latest follow-up", "Hirabayashi"])}
-    boxes = alt.Chart().transform_filter("!datum.withheld").mark_bar(height={"band": 0.8}, opacity=0.55).encode(
+    timepoints = [timepoint for figures in OUTCOME_PANELS.values() for _, timepoint in figures]
+    timepoints = list(dict.fromkeys(timepoints))
+    offset = {"yOffset": alt.YOffset("timepoint:N", sort=timepoints),
+              "color": alt.Color("timepoint:N", title=None, sort=timepoints)}
+    boxes = alt.Chart().transform_filter("!datum.withheld").mark_bar(
+        height={"band": 0.8}, opacity=0.55).encode(
         y=y, x=alt.X("q1:Q", title="score (box: quartiles, line: median)"), x2="q3:Q",
         description=DESCRIPTION, **offset)
     medians = alt.Chart().transform_filter("!datum.withheld").mark_tick(thickness=2, color="black").encode(
@@ -300,29 +304,32 @@ def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
                        "label": centre if outside else "",
                        "description": f"{centre}{'' if not strata else ', ' + stratum}: {_proportion_text(p)}; "
                                       f"{(row.get('position') or 'no limits').replace('_', ' ')}"})
+        # the pool (and whether it is withheld) is the stratum's, the same on each of its rows
         pools.setdefault(stratum, (row.get("pooled_rate"), row.get("pooled_withheld")))
-        pools[stratum] = (pools[stratum][0], pools[stratum][1]) if pools[stratum][0] is not None else \
-            (row.get("pooled_rate"), row.get("pooled_withheld"))
     largest = max([pt["n"] for pt in points] or [10])
     notes = []
     for stratum, (pooled, reason) in pools.items():
         if pooled is None:
             notes.append(f"pooled rate withheld ({reason})" if reason else "no pooled rate")
             continue
+        where = "" if stratum == "all" else stratum + ", "
         pooled_lines.append({"stratum": stratum, "pooled": pooled,
-                             "description": f"{'' if stratum == 'all' else stratum + ', '}pooled rate {_percent(pooled)}"})
+                             "description": f"{where}pooled rate {_percent(pooled)}"})
         for n in _n_range(largest):
             limits = stats.funnel_limits(pooled, n)
             for bound, level in (("95", "95 %"), ("998", "99.8 %")):
                 curves.append({"stratum": stratum, "n": n, "level": level,
-                               "lower": limits[f"lower_{bound}"], "upper": limits[f"upper_{bound}"]})
+                               "lower": limits[f"lower_{bound}"], "upper": limits[f"upper_{bound}"],
+                               **{f"{side}_description": f"{'' if stratum == 'all' else stratum + ', '}{side} "
+                                                         f"{level} control limit around the pooled rate "
+                                                         f"{_percent(pooled)}" for side in ("lower", "upper")}})
     x = alt.X("n:Q", scale=alt.Scale(zero=True), title="denominator (operations)")
     y = alt.Y("rate:Q", axis=alt.Axis(format="%"), title=f"{measure} rate")
     layers = []
     if curves:
         for bound in ("lower", "upper"):
-            layers.append(alt.Chart(data("curves", curves)).mark_line(strokeWidth=1, aria=False).encode(
-                x=x, y=alt.Y(f"{bound}:Q"),
+            layers.append(alt.Chart(data("curves", curves)).mark_line(strokeWidth=1, color="#777").encode(
+                x=x, y=alt.Y(f"{bound}:Q"), description=alt.Description(f"{bound}_description:N"),
                 strokeDash=alt.StrokeDash("level:N", title="control limits", sort=["95 %", "99.8 %"]),
                 detail=alt.Detail("level:N")))
         layers.append(alt.Chart(data("pooled_lines", pooled_lines)).mark_rule(color="#333").encode(
@@ -332,8 +339,9 @@ def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
         color=alt.Color("position:N", title="position", scale=alt.Scale(
             domain=["within", "above 95", "below 95", "above 99.8", "below 99.8", "no limits"],
             range=["#4c78a8", "#f58518", "#54a24b", "#e45756", "#2e7d32", "#888"]))))
-    layers.append(alt.Chart(data("points", points)).mark_text(align="left", dx=6, dy=-6, fontSize=10, aria=False).encode(
-        x=x, y=y, text=alt.Text("label:N")))
+    # the labels repeat their point's title: hidden from screen readers, which read the point
+    layers.append(alt.Chart(data("points", points)).mark_text(
+        align="left", dx=6, dy=-6, fontSize=10, aria=False).encode(x=x, y=y, text=alt.Text("label:N")))
     title = f"Funnel plot: {measure}" + (" by " + " and ".join(strata) if strata else "")
     title_params = _title(title, report, today)
     if notes:
@@ -349,7 +357,7 @@ def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
             align="left", fontStyle="italic", color="#666").encode(
             y=alt.Y("label:N", axis=None), x=alt.XValue(0), text=alt.Text("label:N"), description=DESCRIPTION
         ).properties(width=420, height=alt.Step(16)))
-    chart = panels[0] if len(panels) == 1 else alt.vconcat(*panels)
+    chart = panels[0] if len(panels) == 1 else alt.concat(*panels, columns=2)
     return chart.properties(title=title_params)
 
 
