@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     api.register_blueprint(__import__("registry.reports.routes", fromlist=["blp"]).blp)
     api.register_blueprint(__import__("registry.report_queries.routes", fromlist=["blp"]).blp)
     app.extensions["registry_api"] = api
+    app.register_blueprint(__import__("registry.fhir.routes", fromlist=["blp"]).blp)  # not in OpenAPI: docs/fhir.md
     return app
 
 

@@ -11,7 +11,7 @@ import logging
 
 import marshmallow as ma
 import psycopg.errors
-from flask import g, jsonify, request
+from flask import current_app, g, jsonify, request
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -161,6 +161,9 @@ class RegistryApi(Api):
         self.ma_plugin.converter.add_attribute_function(exclusive_range_bounds)
 
     def handle_http_exception(self, error: HTTPException):
+        foreign = other_error_format()
+        if foreign is not None:
+            return foreign(error)
         if isinstance(error, InternalServerError):
             original = getattr(error, "original_exception", None)
             if original is not None:
@@ -202,6 +205,20 @@ class RegistryApi(Api):
         self._app.register_error_handler(DatabaseUnavailable, handle_database_unavailable)
         self._app.register_error_handler(psycopg.errors.IntegrityError, handle_integrity_error)
         self._app.register_error_handler(RecursionError, handle_recursion_error)
+
+
+def other_error_format():
+    """The error handler of a path answering errors in its own format, if the request is under one.
+
+    /fhir answers OperationOutcome resources (registry.fhir registers its prefix in
+    `app.extensions["error_formats"]`); its blueprint handles the errors of its routes, but an
+    error raised before any route matched (an unknown path, a wrong method) reaches this app-wide
+    handler.
+    """
+    for prefix, handler in current_app.extensions.get("error_formats", {}).items():
+        if request.path == prefix or request.path.startswith(prefix + "/"):
+            return handler
+    return None
 
 
 def nullable_object_is_only_null(self, field, ret=None, **kwargs) -> dict:

@@ -1,0 +1,152 @@
+"""The /fhir endpoints: the CapabilityStatement and the registry's terminology (read and search).
+
+Everything here is open, as /v1/vocabularies is: the terminology is the registry's public
+vocabulary and holds no patient data, and FHIR requires `metadata` to be readable by anyone who
+may connect. Endpoints carrying records will take a token.
+"""
+
+from datetime import datetime, timezone
+
+from flask import Blueprint, current_app, request, url_for
+from werkzeug.http import parse_options_header
+
+from registry.fhir import terminology
+from registry.fhir.outcome import FHIR_JSON, FhirError, fhir_response, handle_error
+
+FHIR_VERSION = "4.0.1"
+# What a client may ask for with Accept: FHIR's JSON media type, plain JSON, and the pre-R4 name
+_ANSWERABLE = (FHIR_JSON, "application/json", "application/json+fhir")
+# `_format` values meaning JSON (http://hl7.org/fhir/R4/http.html#mime-type)
+_JSON_FORMATS = frozenset({"json", *_ANSWERABLE})
+_STARTED = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+blp = Blueprint("fhir", __name__, url_prefix="/fhir")
+# Every error of a routed /fhir request (HTTPException, database outage, a bug) is an OperationOutcome;
+# registry.problems sends those no route matched (unknown path, wrong method) here too.
+blp.register_error_handler(Exception, handle_error)
+
+
+@blp.record_once
+def _answer_unrouted_errors(state):
+    state.app.extensions.setdefault("error_formats", {})[blp.url_prefix] = handle_error
+
+
+@blp.before_request
+def negotiate():
+    """406 unless the client takes JSON: `_format` when given (FHIR lets it override Accept), else Accept."""
+    requested = request.args.get("_format")
+    if requested is not None:
+        if requested not in _JSON_FORMATS:
+            raise FhirError(406, f"_format={requested} is not served: this server answers JSON only "
+                                 f"(_format=json or {FHIR_JSON}).", code="not-supported")
+    elif request.accept_mimetypes and not _takes_json(request.accept_mimetypes):
+        raise FhirError(406, f"Accept asks for {request.headers.get('Accept')}: this server answers "
+                             f"{FHIR_JSON} (application/json is accepted too).", code="not-supported")
+
+
+def _takes_json(accept) -> bool:
+    """Whether Accept names a JSON type this server answers, with a fhirVersion of R4 if it gives one.
+
+    werkzeug's best_match compares media type parameters too, so it refused
+    `application/fhir+json; fhirVersion=4.0`, the form FHIR defines for asking for R4
+    (http://hl7.org/fhir/R4/versioning.html#mt-version).
+    """
+    for value, quality in accept:
+        media_type, parameters = parse_options_header(value)
+        version = parameters.get("fhirversion")
+        if quality > 0 and (version is None or version in ("4.0", FHIR_VERSION)) and (
+                media_type in ("*/*", "application/*") or media_type in _ANSWERABLE):
+            return True
+    return False
+
+
+def _refuse_unknown_parameters(*known: str) -> None:
+    """An unknown parameter is refused, not ignored: a filter silently dropped would return more
+    than the client asked for (FHIR's strict handling, http://hl7.org/fhir/R4/search.html#errors)."""
+    unknown = sorted(set(request.args) - {"_format", *known})
+    if unknown:
+        supported = ", ".join(known) if known else "none"
+        raise FhirError(400, f"Parameter {', '.join(unknown)} is not supported here (supported: {supported}).",
+                        code="not-supported")
+
+
+@blp.get("/metadata")
+def metadata():
+    """The CapabilityStatement: exactly what this server does, nothing it does not."""
+    _refuse_unknown_parameters("mode")
+    mode = request.args.get("mode", "full")
+    if mode != "full":
+        raise FhirError(400, f"mode={mode} is not supported: only the full CapabilityStatement is served.",
+                        code="not-supported")
+    return fhir_response(capability_statement())
+
+
+def capability_statement() -> dict:
+    search_by_url = {"name": "url", "type": "uri",
+                     "definition": "http://hl7.org/fhir/SearchParameter/conformance-url",
+                     "documentation": "The canonical URL, matched exactly; comma-separated values match any."}
+    terminology_resource = {"interaction": [{"code": "read"}, {"code": "search-type"}],
+                            "versioning": "no-version", "readHistory": False, "updateCreate": False,
+                            "searchParam": [search_by_url]}
+    base = url_for("fhir.metadata", _external=True).rsplit("/", 1)[0]
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": _STARTED,
+        "publisher": current_app.config["API_TITLE"],
+        "kind": "instance",
+        "software": {"name": current_app.config["API_TITLE"], "version": current_app.config["API_VERSION"]},
+        "implementation": {"description": "The registry's FHIR R4 endpoint", "url": base},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json", FHIR_JSON],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Terminology only so far: the registry's vocabularies as CodeSystem and ValueSet, "
+                             "open like /v1/vocabularies. Unknown search parameters are refused (400).",
+            "resource": [dict(terminology_resource, type="CodeSystem"), dict(terminology_resource, type="ValueSet")],
+        }],
+    }
+
+
+def _search(resources: list[dict], endpoint: str) -> dict:
+    """A searchset Bundle of the resources `?url=` selects (each occurrence ANDed, commas ORed)."""
+    _refuse_unknown_parameters("url")
+    for value in request.args.getlist("url"):
+        wanted = set(value.split(","))
+        resources = [resource for resource in resources if resource["url"] in wanted]
+    bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
+              "link": [{"relation": "self", "url": request.url}]}
+    if resources:  # FHIR JSON has no empty arrays (http://hl7.org/fhir/R4/json.html)
+        bundle["entry"] = [{"fullUrl": url_for(endpoint, resource_id=resource["id"], _external=True),
+                            "resource": resource, "search": {"mode": "match"}} for resource in resources]
+    return bundle
+
+
+def _read(resource_type: str, resource_id: str, build) -> dict:
+    _refuse_unknown_parameters()
+    name = terminology.find_name(resource_id)
+    if name is None:
+        raise FhirError(404, f"No {resource_type} with id {resource_id}.")
+    return build(name)
+
+
+@blp.get("/CodeSystem")
+def search_code_systems():
+    return fhir_response(_search(terminology.all_code_systems(), "fhir.read_code_system"))
+
+
+@blp.get("/CodeSystem/<resource_id>")
+def read_code_system(resource_id: str):
+    return fhir_response(_read("CodeSystem", resource_id, terminology.code_system))
+
+
+@blp.get("/ValueSet")
+def search_value_sets():
+    return fhir_response(_search(terminology.all_value_sets(), "fhir.read_value_set"))
+
+
+@blp.get("/ValueSet/<resource_id>")
+def read_value_set(resource_id: str):
+    return fhir_response(_read("ValueSet", resource_id, terminology.value_set))
+
+
