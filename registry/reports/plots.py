@@ -394,7 +394,15 @@ def chart(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
 def spec(report: dict, today: date) -> dict:
     """The Vega-Lite specification of the report's plot, its rows included."""
     data = Datasets()
-    top = chart(report, today, data).properties(description=caption(report, today))
+    top = chart(report, today, data)
+    if not any(data.values()):
+        # nothing to draw (no operation matches, or none published): say so, under the same title
+        data = Datasets()
+        top = alt.Chart(data("message", [{"text": "No operations to show for these filters.",
+                                          "description": "No operations to show for these filters."}])
+                        ).mark_text(fontSize=13, color="#444").encode(
+            text=alt.Text("text:N"), description=DESCRIPTION).properties(width=420, height=60, title=top.title)
+    top = top.properties(description=caption(report, today))
     # Altair's schema validation costs more than the drawing; the tests validate instead
     specification = top.to_dict(validate=False)
     specification["datasets"] = dict(data)

@@ -162,3 +162,15 @@ def test_every_plot_specification_is_valid_vega_lite(client, tokens, registry):
                           ("centres", {"group_by": "region"})):
         document = get(client, tokens, report, **query).json
         validate(plots.spec(document, date.today()), schema)
+
+
+def test_a_report_with_nothing_to_show_draws_a_notice(client, tokens):
+    # no operations at all: every report still answers a plot (an empty facet has no size and
+    # could not be drawn as PNG)
+    for index, report in enumerate(REPORTS):
+        answer = get(client, tokens, report, format="png" if index % 2 else "svg")
+        assert answer.status_code == 200, answer.data[:300]
+        if answer.mimetype == "image/svg+xml":
+            assert "No operations to show for these filters." in titles(answer.data)
+        else:
+            assert answer.data.startswith(PNG_MAGIC)
