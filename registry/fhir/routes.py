@@ -36,6 +36,8 @@ def negotiate():
     """406 unless the client takes JSON: `_format` when given (FHIR lets it override Accept), else Accept."""
     requested = request.args.get("_format")
     if requested is not None:
+        # `_format=application/fhir+json` sent unescaped arrives with its '+' decoded as a space
+        requested = requested.replace(" ", "+")
         if requested not in _JSON_FORMATS:
             raise FhirError(406, f"_format={requested} is not served: this server answers JSON only "
                                  f"(_format=json or {FHIR_JSON}).", code="not-supported")

@@ -59,7 +59,9 @@ def test_metadata_is_open_and_answers_the_accept_a_client_sends(client):
                    "application/fhir+xml;q=0.9, application/fhir+json;q=0.8", None):
         headers = {"Accept": accept} if accept else {}
         fhir(client.get("/fhir/metadata", headers=headers), 200, "CapabilityStatement")
-    fhir(client.get("/fhir/metadata?_format=json", headers={"Accept": "application/fhir+xml"}), 200)
+    # `_format` overrides Accept; an unescaped '+' in it reads as a space in a query string
+    for requested in ("json", "application%2Ffhir%2Bjson", "application/fhir+json", "application/json"):
+        fhir(client.get(f"/fhir/metadata?_format={requested}", headers={"Accept": "application/fhir+xml"}), 200)
 
 
 def test_every_vocabulary_is_a_code_system_with_its_codes_and_labels(client):
