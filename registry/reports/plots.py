@@ -323,7 +323,7 @@ def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
                                **{f"{side}_description": f"{'' if stratum == 'all' else stratum + ', '}{side} "
                                                          f"{level} control limit around the pooled rate "
                                                          f"{_percent(pooled)}" for side in ("lower", "upper")}})
-    x = alt.X("n:Q", scale=alt.Scale(zero=True), title="denominator (operations)")
+    x = alt.X("n:Q", scale=alt.Scale(zero=True), title="denominator n (operations, or those assessed or followed for fusion, implant failure, revision)")
     y = alt.Y("rate:Q", axis=alt.Axis(format="%"), title=f"{measure} rate")
     layers = []
     if curves:
