@@ -61,6 +61,10 @@ FUNNEL_TITLES = {
     "postop_complication": "postoperative complication", "major_complication": "major complication",
     "pseudarthrosis": "pseudarthrosis", "implant_failure": "implant failure", "revision": "revision",
 }
+FUNNEL_DENOMINATORS = {  # as service.FUNNEL_MEASURES counts them; the others are per operation
+    "pseudarthrosis": "operations assessed for fusion", "implant_failure": "instrumented operations followed up",
+    "revision": "operations followed up",
+}
 OUTCOME_PANELS = {  # panel: [(figure, timepoint)]
     "JOA (0–17)": [("joa_preop", "before surgery"), ("joa_latest", "latest follow-up")],
     "mJOA (0–18)": [("mjoa_preop", "before surgery"), ("mjoa_latest", "latest follow-up")],
@@ -323,7 +327,8 @@ def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
                                **{f"{side}_description": f"{'' if stratum == 'all' else stratum + ', '}{side} "
                                                          f"{level} control limit around the pooled rate "
                                                          f"{_percent(pooled)}" for side in ("lower", "upper")}})
-    x = alt.X("n:Q", scale=alt.Scale(zero=True), title="denominator n (operations, or those assessed or followed for fusion, implant failure, revision)")
+    denominator = FUNNEL_DENOMINATORS.get(report["measure"], "operations")
+    x = alt.X("n:Q", scale=alt.Scale(zero=True), title=f"denominator: {denominator}")
     y = alt.Y("rate:Q", axis=alt.Axis(format="%"), title=f"{measure} rate")
     layers = []
     if curves:
