@@ -9,11 +9,14 @@ from registry.reports.store import DIMENSIONS, INTRAOP_EVENT_TYPES
 
 
 class CommaList(ma.fields.List):
-    """A list given as repeated parameters (`?a=x&a=y`), comma-separated (`?a=x,y`), or both."""
+    """A list given as repeated parameters (`?a=x&a=y`), comma-separated (`?a=x,y`), or both.
+
+    An empty element (`?group_by=`, `?approach=anterior,`) is refused like any value outside
+    the list's codes, as the published schema says, rather than read as "not given"."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         items = value if isinstance(value, (list, tuple)) else [value]
-        split = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+        split = [part.strip() for item in items for part in str(item).split(",")]
         return super()._deserialize(split, attr, data, **kwargs)
 
 
