@@ -52,23 +52,20 @@ def _request_fingerprint() -> bytes:
                              request.get_data(cache=True))
 
 
+def _members(node):
+    """(name, value) of every object member of a JSON document, at any depth, in document order."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _members(item)
+    elif isinstance(node, dict):
+        for name, value in node.items():
+            yield name, value
+            yield from _members(value)
+
+
 def _ref_values(body) -> list[str]:
     """The values of every `ref` member of a JSON document, at any depth, in document order."""
-    found = []
-
-    def walk(node):
-        if isinstance(node, list):
-            for item in node:
-                walk(item)
-        elif isinstance(node, dict):
-            for name, value in node.items():
-                if name == "ref" and isinstance(value, str):
-                    found.append(value)
-                else:
-                    walk(value)
-
-    walk(body)
-    return found
+    return [value for name, value in _members(body) if name == "ref" and isinstance(value, str)]
 
 
 def _request_refs() -> list[str]:
@@ -116,22 +113,13 @@ def _with_refs(template: bytes) -> bytes:
 def _named_records(answer, location: str) -> tuple[list[int], list[int]]:
     """(patient ids, operation ids) an answer names, so that erasing one finds the answer."""
     patient_ids, operation_ids = set(), set()
-
-    def walk(node):
-        if isinstance(node, list):
-            for item in node:
-                walk(item)
-        elif isinstance(node, dict):
-            for name, value in node.items():
-                if name == "patient_id" and isinstance(value, int):
-                    patient_ids.add(value)
-                elif name == "operation_id" and isinstance(value, int):
-                    operation_ids.add(value)
-                elif name == "patient" and isinstance(value, dict) and isinstance(value.get("id"), int):
-                    patient_ids.add(value["id"])
-                walk(value)
-
-    walk(answer)
+    for name, value in _members(answer):
+        if name == "patient_id" and isinstance(value, int):
+            patient_ids.add(value)
+        elif name == "operation_id" and isinstance(value, int):
+            operation_ids.add(value)
+        elif name == "patient" and isinstance(value, dict) and isinstance(value.get("id"), int):
+            patient_ids.add(value["id"])
     if isinstance(answer, dict) and isinstance(answer.get("id"), int):
         if location.startswith("/v1/patients/"):
             patient_ids.add(answer["id"])
