@@ -149,3 +149,23 @@ class Tokens:
 @pytest.fixture
 def tokens(db):
     return Tokens(db)
+
+
+# Tests that need a system package: run, or reported as not run (tests/system_packages.py)
+from tests import system_packages  # noqa: E402
+
+
+def pytest_configure(config):
+    system_packages.register(config)
+
+
+def pytest_collection_modifyitems(config, items):
+    system_packages.set_aside_missing(config, items)
+
+
+def pytest_runtest_setup(item):
+    system_packages.fail_if_required_and_missing(item)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    system_packages.report_not_run(terminalreporter, config)
