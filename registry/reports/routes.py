@@ -1,11 +1,13 @@
 """Aggregate reports: GET /v1/reports/{complications,fusion,outcomes,centres,completeness}.
 
-Every report is JSON by default, CSV with `Accept: text/csv` or `format=csv`, and a plot
-with `Accept: image/svg+xml` / `image/png` or `format=svg` / `format=png`. Reports
+Every report is JSON by default, CSV with `Accept: text/csv` or `format=csv`, a plot
+with `Accept: image/svg+xml` / `image/png` or `format=svg` / `format=png`, and a FHIR
+MeasureReport with `Accept: application/fhir+json` or `format=fhir`. Reports
 read through `reports_database()` (a replica when REPORTS_DATABASE_URL is set) in one
 read-only REPEATABLE READ transaction, so all figures of a report come from one snapshot.
 """
 
+import json
 from datetime import datetime, timezone
 
 import marshmallow as ma
@@ -13,9 +15,12 @@ import psycopg
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import validate
+from werkzeug.http import parse_options_header
 
 from registry.auth import ANALYST, OPERATOR, SUBMITTER, authenticate, require
 from registry.db import database, reports_database
+from registry.fhir.measure_report import measure_report
 from registry.problems import Problem, document_errors
 from registry.report_queries import store as report_queries
 from registry.reports import plots, schemas, service
@@ -30,14 +35,20 @@ blp = Blueprint("reports", __name__, url_prefix="/v1/reports",
 ANSWERS = ("The report: JSON; CSV with `Accept: text/csv` or `format=csv`; the report drawn as a plot "
            "with `Accept: image/svg+xml` or `format=svg` (each mark has a <title> with its label and "
            "figures, a withheld group is labelled withheld and never drawn as a value) or as PNG with "
-           "`Accept: image/png` or `format=png`")
+           "`Accept: image/png` or `format=png`; a FHIR R4 MeasureReport (type summary, withheld cells "
+           "without a count) with `Accept: application/fhir+json` or `format=fhir`")
 CSV_RESPONSE = {"content_type": "text/csv", "schema": {"type": "string"}, "success": True, "description": ANSWERS}
 SVG_RESPONSE = {"content_type": "image/svg+xml", "schema": {"type": "string"}, "success": True,
                 "description": ANSWERS}
 PNG_RESPONSE = {"content_type": "image/png", "schema": {"type": "string", "format": "binary"}, "success": True,
                 "description": ANSWERS}
+FHIR_RESPONSE = {"content_type": "application/fhir+json", "schema": {"type": "object"}, "success": True,
+                 "description": ANSWERS}
 # format= names: the media type each answers with
-FORMATS = {"json": "application/json", "csv": "text/csv", "svg": "image/svg+xml", "png": "image/png"}
+FORMATS = {"json": "application/json", "csv": "text/csv", "svg": "image/svg+xml", "png": "image/png",
+           "fhir": "application/fhir+json"}
+# Media types naming FHIR JSON: R4's, and the pre-R4 name some engines still send
+FHIR_MEDIA_TYPES = ("application/fhir+json", "application/json+fhir")
 
 
 def _negotiated() -> str:
@@ -46,10 +57,24 @@ def _negotiated() -> str:
     if request.args.get("format") in FORMATS:
         return request.args["format"]
     accept = request.accept_mimetypes
+    quality = {name: accept[media_type] for name, media_type in FORMATS.items()}
+    quality["fhir"] = _fhir_quality(accept)
     best = "json"
-    for name, media_type in FORMATS.items():
-        if accept[media_type] > accept[FORMATS[best]]:
+    for name in FORMATS:
+        if quality[name] > quality[best]:
             best = name
+    return best
+
+
+def _fhir_quality(accept) -> float:
+    """The quality Accept gives FHIR JSON named explicitly (a wildcard is JSON's). werkzeug's lookup
+    compares media type parameters, so it gave `application/fhir+json; fhirVersion=4.0` (the
+    form FHIR defines for asking for R4) no quality at all; another FHIR version is not this."""
+    best = 0
+    for value, quality in accept:
+        media_type, parameters = parse_options_header(value)
+        if media_type in FHIR_MEDIA_TYPES and parameters.get("fhirversion") in (None, "4.0", "4.0.1"):
+            best = max(best, quality)
     return best
 
 
@@ -57,15 +82,34 @@ def _answer(report: dict) -> dict | Response:
     chosen = _negotiated()
     if chosen == "json":
         return report
+    if chosen == "fhir":
+        # built from the same document as the JSON, after disclosure control: withheld stays withheld
+        return Response(json.dumps(measure_report(report), ensure_ascii=False), mimetype=FHIR_MEDIA_TYPES[0])
     if chosen == "csv":
         return Response(report_csv(report), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{report["report"]}.csv"'})
     today = datetime.now(timezone.utc).date()
     body = plots.render_svg(report, today) if chosen == "svg" else plots.render_png(report, today)
     return Response(body, mimetype=FORMATS[chosen], headers={
-        "Content-Disposition": f'inline; filename="{report["report"]}.{chosen}"',
-        # the plot depends on Accept as well as the URL
-        "Vary": "Accept"})
+        "Content-Disposition": f'inline; filename="{report["report"]}.{chosen}"'})
+
+
+@blp.after_request
+def _vary_on_accept(response: Response) -> Response:
+    # every report answer depends on Accept as well as the URL (JSON, CSV, plot or FHIR), so a
+    # cache must not answer one client's Accept with another's
+    response.vary.add("Accept")
+    return response
+
+
+def _with_fhir_format(query_schema):
+    """The report's query schema with `format=fhir` taken too (registry.reports.schemas lists
+    json, csv, svg and png)."""
+    return type(query_schema.__name__, (query_schema,), {"format": ma.fields.String(
+        validate=validate.OneOf(list(FORMATS)), metadata={
+            "description": "csv for a CSV download (or send Accept: text/csv); svg or png for the report "
+                           "drawn as a plot (or send Accept: image/svg+xml or image/png); fhir for a FHIR R4 "
+                           "MeasureReport (or send Accept: application/fhir+json)"})})
 
 
 def _run(report: str, query: dict, build, *args):
@@ -96,11 +140,12 @@ def _report_view(report: str, query_schema, report_schema, summary: str):
     class ReportView(MethodView):
         @require(SUBMITTER, ANALYST, OPERATOR)
         @blp.doc(security=[{"bearerAuth": []}])
-        @blp.arguments(query_schema(), location="query", unknown=ma.RAISE)
+        @blp.arguments(_with_fhir_format(query_schema)(), location="query", unknown=ma.RAISE)
         @blp.response(200, report_schema)
         @blp.alt_response(200, **CSV_RESPONSE)
         @blp.alt_response(200, **SVG_RESPONSE)
         @blp.alt_response(200, **PNG_RESPONSE)
+        @blp.alt_response(200, **FHIR_RESPONSE)
         @document_errors(blp, 401, 403, 422, 503)
         def get(self, query):
             return _run(report, query, service.build_report, report, query)
@@ -128,11 +173,12 @@ blp.route("/completeness")(_report_view(
 class CentresReport(MethodView):
     @require(SUBMITTER, ANALYST, OPERATOR)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(schemas.CentresQuerySchema(), location="query", unknown=ma.RAISE)
+    @blp.arguments(_with_fhir_format(schemas.CentresQuerySchema)(), location="query", unknown=ma.RAISE)
     @blp.response(200, schemas.CentresReportSchema)
     @blp.alt_response(200, **CSV_RESPONSE)
     @blp.alt_response(200, **SVG_RESPONSE)
     @blp.alt_response(200, **PNG_RESPONSE)
+    @blp.alt_response(200, **FHIR_RESPONSE)
     @document_errors(blp, 401, 403, 422, 503)
     def get(self, query):
         """Compare each centre's rate with the pooled rate (funnel plot)"""
