@@ -10,6 +10,28 @@ from registry import vocabulary
 
 CANONICAL_BASE = "https://registry.example.org/fhir"
 
+# Codes FHIR needs where the registry has no vocabulary and no standard code was found: the codes
+# of the operation's Observations and of implant properties (registry.fhir.mapping). Published as
+# one more CodeSystem, next to the vocabularies'.
+REGISTRY_ELEMENT = "registry_element"
+REGISTRY_ELEMENTS = {
+    "blood-loss": "Estimated blood loss during the operation",
+    "duration": "Duration of the operation, skin to skin",
+    "transfusion": "Blood transfusion during or after the operation",
+    "joa": "JOA score (Japanese Orthopaedic Association, 0-17)",
+    "mjoa": "Modified JOA score (0-18)",
+    "follow-up": "Follow-up assessment of an operation",
+    "months-after": "Whole months after the operation",
+    "fusion-status": "Fusion status",
+    "implant-status": "Implant status",
+    "revision-surgery": "Revision surgery since the operation",
+    "revision-reason": "Reason for revision surgery",
+    "diameter": "Implant diameter",
+    "length": "Implant length",
+}
+# Every CodeSystem served: the vocabularies of /v1/vocabularies, then the FHIR-only one
+_CODES = {**vocabulary.ALL, REGISTRY_ELEMENT: REGISTRY_ELEMENTS}
+
 # Titles where the wire name does not read as one ("classintra_grade" -> "ClassIntra grade")
 _TITLES = {
     "genes": "Genes",
@@ -20,6 +42,7 @@ _TITLES = {
     "intraop_event": "Intraoperative event",
     "postop_complication": "Postoperative complication",
     "role": "Token role",
+    REGISTRY_ELEMENT: "Registry FHIR elements",
 }
 
 
@@ -45,8 +68,15 @@ def value_set_url(name: str) -> str:
     return f"{CANONICAL_BASE}/ValueSet/{resource_id(name)}"
 
 
+def _description(name: str) -> str:
+    if name == REGISTRY_ELEMENT:
+        return ("Codes of the registry's FHIR resources that no vocabulary of /v1 holds and no standard code was "
+                "found for: Observation codes of an operation and its follow-ups, implant properties.")
+    return f"The registry's `{name}` vocabulary: every code it accepts with its label (as /v1/vocabularies lists it)."
+
+
 def code_system(name: str) -> dict:
-    terms = vocabulary.ALL[name]
+    terms = _CODES[name]
     return {
         "resourceType": "CodeSystem",
         "id": resource_id(name),
@@ -55,8 +85,7 @@ def code_system(name: str) -> dict:
         "title": _title(name),
         "status": "active",
         "experimental": False,
-        "description": f"The registry's `{name}` vocabulary: every code it accepts with its label "
-                       f"(as /v1/vocabularies lists it).",
+        "description": _description(name),
         "caseSensitive": True,
         "valueSet": value_set_url(name),
         "content": "complete",
@@ -74,21 +103,22 @@ def value_set(name: str) -> dict:
         "title": _title(name),
         "status": "active",
         "experimental": False,
-        "description": f"Every code of the registry's `{name}` vocabulary.",
+        "description": f"Every code of the registry's `{name}` vocabulary." if name in vocabulary.ALL
+                       else "Every code of the registry's FHIR elements.",
         "compose": {"include": [{"system": code_system_url(name)}]},
     }
 
 
 # Resource id -> vocabulary name, for the reads
-_NAMES = {resource_id(name): name for name in vocabulary.ALL}
+_NAMES = {resource_id(name): name for name in _CODES}
 
 
 def all_code_systems() -> list[dict]:
-    return [code_system(name) for name in vocabulary.ALL]
+    return [code_system(name) for name in _CODES]
 
 
 def all_value_sets() -> list[dict]:
-    return [value_set(name) for name in vocabulary.ALL]
+    return [value_set(name) for name in _CODES]
 
 
 def find_name(resource_id_: str) -> str | None:

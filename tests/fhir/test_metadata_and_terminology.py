@@ -67,7 +67,8 @@ def test_metadata_is_open_and_answers_the_accept_a_client_sends(client):
 def test_every_vocabulary_is_a_code_system_with_its_codes_and_labels(client):
     bundle = fhir(client.get("/fhir/CodeSystem"), 200, "Bundle")
     assert bundle["type"] == "searchset"
-    assert bundle["total"] == len(vocabulary.ALL) == len(bundle["entry"])
+    # every vocabulary, and the registry's FHIR element codes (Observation codes, implant properties)
+    assert bundle["total"] == len(vocabulary.ALL) + 1 == len(bundle["entry"])
     by_url = {entry["resource"]["url"]: entry for entry in bundle["entry"]}
     for name, terms in vocabulary.ALL.items():
         entry = by_url[f"https://registry.example.org/fhir/CodeSystem/{name.replace('_', '-')}"]
@@ -81,6 +82,15 @@ def test_every_vocabulary_is_a_code_system_with_its_codes_and_labels(client):
         assert read == system
 
 
+def test_the_registry_element_codes_are_a_code_system(client):
+    from registry.fhir.terminology import REGISTRY_ELEMENTS
+
+    system = fhir(client.get("/fhir/CodeSystem/registry-element"), 200, "CodeSystem")
+    assert system["url"] == "https://registry.example.org/fhir/CodeSystem/registry-element"
+    assert [(c["code"], c["display"]) for c in system["concept"]] == list(REGISTRY_ELEMENTS.items())
+    assert "blood-loss" in REGISTRY_ELEMENTS
+
+
 def test_code_systems_match_v1_vocabularies(client):
     listed = client.get("/v1/vocabularies/").get_json()
     for name, terms in listed.items():
@@ -90,7 +100,7 @@ def test_code_systems_match_v1_vocabularies(client):
 
 def test_each_value_set_composes_all_of_its_code_system(client):
     bundle = fhir(client.get("/fhir/ValueSet"), 200, "Bundle")
-    assert bundle["total"] == len(vocabulary.ALL)
+    assert bundle["total"] == len(vocabulary.ALL) + 1
     systems = {entry["resource"]["url"] for entry in fhir(client.get("/fhir/CodeSystem"))["entry"]}
     for entry in bundle["entry"]:
         value_set = entry["resource"]

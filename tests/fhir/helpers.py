@@ -1,0 +1,30 @@
+"""Shared checks of the FHIR tests: every resource the registry emits is validated with a third-party
+library, fhir.resources' R4B models (R4B matches R4 for every resource the registry uses)."""
+
+import importlib
+
+from registry.demo.cases import literature_cases, seed_case
+
+FHIR_JSON = "application/fhir+json"
+
+
+def r4_model(resource_type: str):
+    return getattr(importlib.import_module(f"fhir.resources.R4B.{resource_type.lower()}"), resource_type)
+
+
+def validate(resource: dict) -> dict:
+    """Raise unless `resource` is valid R4; each Bundle entry's resource is validated with its own model."""
+    r4_model(resource["resourceType"]).model_validate(resource)
+    for entry in resource.get("entry", []):
+        if "resource" in entry:
+            validate(entry["resource"])
+        if "response" in entry and "outcome" in entry["response"]:
+            validate(entry["response"]["outcome"])
+    return resource
+
+
+def demo_cases() -> list[tuple[str, dict, list[dict]]]:
+    """(name, operation document, follow-ups) of the seed case and every demo case."""
+    operation, follow_ups = seed_case()
+    return [("seed", operation, follow_ups)] + [(operation["local_ref"], operation, follow_ups)
+                                                for operation, follow_ups in literature_cases()]

@@ -1,0 +1,78 @@
+"""The mapping between operation documents and FHIR R4 resources (registry.fhir.mapping), without a server."""
+
+import pytest
+
+from registry.fhir import mapping
+from tests.fhir.helpers import demo_cases, validate
+
+CASES = demo_cases()
+
+
+@pytest.mark.parametrize("name, operation, follow_ups", CASES, ids=[case[0] for case in CASES])
+def test_every_resource_of_every_demo_case_is_valid_r4(name, operation, follow_ups):
+    bundle = validate(mapping.operation_to_bundle(operation, follow_ups))
+    assert bundle["type"] == "transaction"
+    types = [entry["resource"]["resourceType"] for entry in bundle["entry"]]
+    assert types[:3] == ["Patient", "Procedure", "Condition"]
+    assert set(types) <= set(mapping.SUPPORTED_TYPES)
+    stored = dict(operation, id=12, patient_id=7,
+                  patient={key: value for key, value in operation["patient"].items() if key != "ref"})
+    for resource in mapping.operation_to_resources(stored, [dict(item, id=3) for item in follow_ups]):
+        validate(resource)
+        assert resource["id"]
+
+
+def test_the_seed_case_maps_to_the_resources_the_docs_describe():
+    operation, follow_ups = demo_cases()[0][1:]
+    bundle = mapping.operation_to_bundle(operation, follow_ups)
+    by_type = {}
+    for entry in bundle["entry"]:
+        by_type.setdefault(entry["resource"]["resourceType"], []).append(entry)
+    [patient] = by_type["Patient"]
+    assert patient["request"] == {"method": "POST", "url": "Patient",
+                                  "ifNoneExist": "identifier=https://registry.example.org/fhir/sid/patient-ref|TJH-P-0001"}
+    assert (patient["resource"]["gender"], patient["resource"]["birthDate"]) == ("male", "1973")
+    [procedure] = by_type["Procedure"]
+    assert procedure["request"] == {"method": "PUT", "url": "Procedure?identifier=https://registry.example.org/fhir/"
+                                                            "sid/operation-local-ref|TJH-2016-146"}
+    assert procedure["resource"]["performedDateTime"] == "2016"  # date_precision: year
+    assert [site["coding"][0]["code"] for site in procedure["resource"]["bodySite"]] == [
+        "cervical", "C3", "C4", "C5", "C6"]
+    [condition] = by_type["Condition"]
+    systems = {coding["system"]: coding["code"] for coding in condition["resource"]["code"]["coding"]}
+    assert systems["http://www.orpha.net"] == "53" and systems["http://hl7.org/fhir/sid/icd-10"] == "Q78.2"
+    observations = {entry["resource"]["code"]["coding"][0]["code"]: entry["resource"]
+                    for entry in by_type["Observation"]}
+    assert observations["blood-loss"]["valueQuantity"] == {"value": 300, "unit": "mL",
+                                                           "system": "http://unitsofmeasure.org", "code": "mL"}
+    assert observations["duration"]["valueQuantity"]["code"] == "min"
+    [event] = by_type["AdverseEvent"]
+    [instrument] = [entry for entry in by_type["Device"]
+                    if entry["fullUrl"] == event["resource"]["suspectEntity"][1]["instance"]["reference"]]
+    assert instrument["resource"]["type"]["coding"][0]["code"] == "drill_bit"
+    extensions = {extension["url"].rsplit("/", 1)[1]: extension for extension in event["resource"]["extension"]}
+    assert extensions["retained-fragment"]["valueBoolean"] is True
+    assert extensions["spinal-level"]["valueCoding"]["code"] == "C4"
+
+
+def test_the_same_document_always_gives_the_same_bundle():
+    operation, follow_ups = demo_cases()[0][1:]
+    assert mapping.operation_to_bundle(operation, follow_ups) == mapping.operation_to_bundle(operation, follow_ups)
+
+
+def test_a_stored_document_names_its_patient_by_id_and_never_by_ref():
+    operation, follow_ups = demo_cases()[0][1:]
+    stored = dict(operation, id=12, patient_id=7,
+                  patient={key: value for key, value in operation["patient"].items() if key != "ref"})
+    bundle = mapping.operation_to_bundle(stored, follow_ups)
+    assert bundle["entry"][0]["request"]["ifNoneExist"] == "_id=7"
+    assert "TJH-P-0001" not in str(bundle)
+    resources = mapping.operation_to_resources(stored, [dict(item, id=3) for item in follow_ups])
+    assert resources[0]["id"] == "7" and "identifier" not in resources[0]
+    assert resources[1]["id"] == "12" and resources[1]["subject"] == {"reference": "Patient/7"}
+    assert {resource["id"] for resource in resources} >= {"12-blood-loss", "12-intraop-event-1", "follow-up-3"}
+
+
+def test_conditional_urls_escape_search_separators():
+    url = mapping.conditional_url("Procedure", mapping.OPERATION_IDENTIFIER, "A|B,C$D")
+    assert mapping.parse_identifier_query(url.split("?", 1)[1]) == (mapping.OPERATION_IDENTIFIER, "A|B,C$D")
