@@ -62,6 +62,7 @@ class Settings:
     environment: str = "development"
     database_url: str | None = None          # None: start the embedded PostgreSQL
     reports_database_url: str | None = None  # None: reports read the main database
+    reports_max_lag_seconds: float = 30.0    # a replica further behind than this: reports read the primary
     data_dir: Path = Path("var")
     registry_secret: bytes = b""
     pool_min_size: int = 1
@@ -112,6 +113,7 @@ class Settings:
             environment=environment,
             database_url=database_url,
             reports_database_url=_database_url(environ, "REPORTS_DATABASE_URL"),
+            reports_max_lag_seconds=_number(environ, "REPORTS_MAX_LAG_SECONDS", 30.0, 0.0, 86_400.0),
             data_dir=data_dir,
             registry_secret=_registry_secret(environ, environment, data_dir),
             pool_min_size=pool_min,

@@ -12,9 +12,12 @@ microseconds of CPU on the two sides), so a write view may run its request trans
 pipeline mode (`@pipelined`): statements whose results it does not read (audit entries, child
 rows, the idempotency answer) travel with the next one it does read, or with the COMMIT.
 
-Nothing here keeps session state between transactions (no SET, no temp tables, no advisory
-locks held across requests), so the service runs behind PgBouncer in transaction mode; set
-DB_PREPARE_THRESHOLD=-1 there if the pooler cannot carry prepared statements.
+Nothing here keeps session state between transactions (no SET, no temp tables, no LISTEN, no
+advisory locks held across requests: settings are SET LOCAL, locks pg_advisory_xact_lock), so the
+service runs behind PgBouncer in transaction mode, which tests/cluster/ checks on a real one.
+There set DB_PREPARE_THRESHOLD=-1 unless the pooler carries prepared statements (PgBouncer 1.21+
+with max_prepared_statements > 0): psycopg would prepare a statement on one server connection and
+run it on another. See docs/scale-out.md.
 """
 
 import threading
@@ -110,6 +113,8 @@ class Database:
         )
         self._open_lock = threading.Lock()
         self._opened = False
+        # monotonic time before which a replica found unreachable is not tried (registry.replica)
+        self.unavailable_until = 0.0
 
     def _ensure_open(self) -> None:
         if self._opened:
