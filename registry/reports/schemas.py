@@ -4,6 +4,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from registry import vocabulary as v
+from registry.reports import definitions as d
 from registry.reports.service import FUNNEL_MEASURES
 from registry.reports.store import DIMENSIONS, INTRAOP_EVENT_TYPES
 
@@ -23,6 +24,14 @@ class CommaList(ma.fields.List):
 def _codes(vocabulary, description):
     return CommaList(ma.fields.String(validate=validate.OneOf(list(vocabulary))),
                      metadata={"description": description + " (repeat or comma-separate for several)"})
+
+
+# The measures of the complications and fusion rows, for `measure=` (the service checks that
+# a name belongs to the report asked for).
+MEASURE_NAMES = ["intraop_event", "instrument_breakage", "intraop_event_types", "postop_complication",
+                 "major_complication", "postop_timing_not_recorded", "major_timing_not_recorded", "blood_loss_ml",
+                 "duration_min", "fusion_operations", "fusion", "pseudarthrosis", "indeterminate", "not_assessed",
+                 "implant_failure", "revision"]
 
 
 class ReportQuerySchema(ma.Schema):
@@ -51,6 +60,22 @@ class ReportQuerySchema(ma.Schema):
                                                         "(cross-centre readers: the 1st of a month)"})
     date_to = ma.fields.Date(metadata={"description": "Operations on or before this date "
                                                       "(cross-centre readers: the last day of a month)"})
+    unit = ma.fields.String(validate=validate.OneOf(d.UNITS), metadata={
+        "description": "Unit of analysis: operation (default, every operation) or patient (each patient's first "
+                       "operation). Not for /centres"})
+    window = ma.fields.String(validate=validate.OneOf(list(d.WINDOWS)), metadata={
+        "description": "Complications only: postoperative complications within 30 or 90 days (days_after), over "
+                       "operations at least that old, with complications of unrecorded timing counted apart; "
+                       "any (default): at any time, over every operation"})
+    major = ma.fields.String(validate=validate.OneOf(d.MAJOR), metadata={
+        "description": "Complications only: a major complication is Clavien-Dindo IIIa or worse (clavien, default), "
+                       "or also an intraoperative event of ClassIntra III or worse (clavien_or_classintra)"})
+    timepoint = ma.fields.String(validate=validate.OneOf(d.TIMEPOINTS), metadata={
+        "description": "Outcomes only: latest (default: each score at the latest follow-up recording it) or 12m "
+                       "(the follow-up closest to 12 months within 9-15 months; JOA and mJOA from that visit)"})
+    measure = CommaList(ma.fields.String(validate=validate.OneOf(MEASURE_NAMES)), metadata={
+        "description": "Complications and fusion only: the measures each row carries (default all); one or more of "
+                       + ", ".join(MEASURE_NAMES) + " (repeat or comma-separate for several)"})
     format = ma.fields.String(validate=validate.OneOf(["json", "csv", "svg", "png"]), metadata={
         "description": "csv for a CSV download (or send Accept: text/csv); svg or png for the report "
                        "drawn as a plot (or send Accept: image/svg+xml or image/png)"})
@@ -69,6 +94,11 @@ class ReportQuerySchema(ma.Schema):
 class FusionQuerySchema(ReportQuerySchema):
     min_months = ma.fields.Integer(load_default=12, validate=validate.Range(0, 1200), metadata={
         "description": "Follow-ups at or after this many months decide fusion (default 12)"})
+    assessment = _codes(v.ASSESSMENT, "Only fusion operations whose deciding follow-up used these methods")
+    failure_window = ma.fields.String(validate=validate.OneOf(list(d.FAILURE_WINDOWS)), metadata={
+        "description": "Implant failure and revision within 12, 24 or 60 months (over operations whose status "
+                       "then is known: the event by then, or a follow-up at or after it); any (default): at any "
+                       "follow-up"})
 
 
 class CentresQuerySchema(ReportQuerySchema):
@@ -138,6 +168,8 @@ class ComplicationsRowSchema(RowSchema):
         {t: _proportion() for t in INTRAOP_EVENT_TYPES}, name="IntraopEventTypes"))
     postop_complication = _proportion()
     major_complication = _proportion()
+    postop_timing_not_recorded = _proportion()
+    major_timing_not_recorded = _proportion()
     blood_loss_ml = _summary()
     duration_min = _summary()
 
@@ -146,6 +178,8 @@ class FusionRowSchema(RowSchema):
     fusion_operations = ma.fields.Integer(allow_none=True)
     fusion = _proportion()
     pseudarthrosis = _proportion()
+    indeterminate = _proportion()
+    not_assessed = _proportion()
     implant_failure = _proportion()
     revision = _proportion()
 
@@ -194,6 +228,9 @@ class ReportSchema(ma.Schema):
     disclosure_control = ma.fields.Nested(DisclosureControlSchema, allow_none=True, metadata={
         "description": "How cross-centre figures are protected; null: a submitter's own centre, exact"})
     method = ma.fields.String(metadata={"description": "fast (pre-aggregated) or scan"})
+    query = ma.fields.Dict(metadata={"description": "Every parameter as understood, defaults included"})
+    definitions = ma.fields.Dict(metadata={
+        "description": "Each definition used: parameter, value, what was counted over what, and its source"})
 
 
 def _report_schema(row_schema, name, **extra):

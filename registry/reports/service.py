@@ -21,7 +21,8 @@ from fractions import Fraction
 
 from registry.auth import SUBMITTER, Principal
 from registry.problems import Problem, InvalidInput, field_error
-from registry.reports import stats, store, suppression
+from registry.reports import definitions, stats, store, suppression
+from registry.reports.definitions import Choices
 
 FUNNEL_MEASURES = {
     # name: (numerator measure, denominator measure); pseudarthrosis is assessed - fused
@@ -133,7 +134,9 @@ def _recovery_histogram(cell):
 
 # --- the figures of each report ------------------------------------------------------------
 
-def complications_figures(cell) -> dict:
+def complications_figures(cell, choices: Choices = Choices()) -> dict:
+    # within a window, postoperative figures are over the operations old enough for it
+    postop_base = "postop_eligible" if choices.window else "operations"
     figures = {
         "operations": Figure("count", "operations", _measure(cell, "operations")),
         "intraop_event": _rate(cell, "intraop_event", "operations"),
@@ -141,8 +144,11 @@ def complications_figures(cell) -> dict:
     }
     for event_type in store.INTRAOP_EVENT_TYPES:
         figures[f"intraop_event_types.{event_type}"] = _rate(cell, f"ev_{event_type}", "operations")
-    figures["postop_complication"] = _rate(cell, "postop_complication", "operations")
-    figures["major_complication"] = _rate(cell, "major_complication", "operations")
+    figures["postop_complication"] = _rate(cell, "postop_complication", postop_base)
+    figures["major_complication"] = _rate(cell, "major_complication", postop_base)
+    if choices.window:
+        figures["postop_timing_not_recorded"] = _rate(cell, "postop_untimed", postop_base)
+        figures["major_timing_not_recorded"] = _rate(cell, "major_untimed", postop_base)
     figures["blood_loss_ml"] = Figure("summary", "blood_loss_n",
                                       _summary(cell, _histogram(cell, "blood_loss"), "blood_loss_n"))
     figures["duration_min"] = Figure("summary", "duration_n",
@@ -150,18 +156,22 @@ def complications_figures(cell) -> dict:
     return figures
 
 
-def fusion_figures(cell) -> dict:
+def fusion_figures(cell, choices: Choices = Choices()) -> dict:
+    windowed = choices.failure_window is not None
     return {
         "operations": Figure("count", "operations", _measure(cell, "operations")),
         "fusion_operations": Figure("count", "fusion_operations", _measure(cell, "fusion_operations")),
         "fusion": _rate(cell, "fusion_fused", "fusion_assessed"),
         "pseudarthrosis": _rate(cell, "fusion_not_fused", "fusion_assessed"),
-        "implant_failure": _rate(cell, "implant_failure", "instrumented_followed"),
-        "revision": _rate(cell, "revision", "followed"),
+        # beside the rate: fusion operations followed to min_months that no follow-up decided
+        "indeterminate": _rate(cell, "fusion_indeterminate", "fusion_followed"),
+        "not_assessed": _rate(cell, "fusion_not_assessed", "fusion_followed"),
+        "implant_failure": _rate(cell, "implant_failure", "implant_known" if windowed else "instrumented_followed"),
+        "revision": _rate(cell, "revision", "revision_known" if windowed else "followed"),
     }
 
 
-def outcomes_figures(cell) -> dict:
+def outcomes_figures(cell, choices: Choices = Choices()) -> dict:
     def summary(metric, n_measure):
         return Figure("summary", n_measure, _summary(cell, _histogram(cell, metric), n_measure))
 
@@ -176,7 +186,7 @@ def outcomes_figures(cell) -> dict:
     }
 
 
-def completeness_figures(cell) -> dict:
+def completeness_figures(cell, choices: Choices = Choices()) -> dict:
     return {
         "operations": Figure("count", "operations", _measure(cell, "operations")),
         "indication": _rate(cell, "indication_recorded", "operations"),
@@ -186,7 +196,8 @@ def completeness_figures(cell) -> dict:
         "blood_loss_ml": _rate(cell, "blood_loss_n", "operations"),
         "preop_joa": _rate(cell, "joa_recorded", "cervical"),
         "follow_up": _rate(cell, "followed", "operations"),
-        "follow_up_12m": _rate(cell, "followed_12m", "operations"),
+        # over the operations at least 12 months old (definitions.COMPLETENESS_MONTHS)
+        "follow_up_12m": _rate(cell, "followed_12m_of_due", "due_12m"),
     }
 
 
@@ -208,6 +219,7 @@ SPECS = {
                                              "blood_loss_n", "duration_n"],
                            ["blood_loss", "duration"]), complications_figures),
     "fusion": (Spec("fusion", ["operations", "fusion_operations", "fusion_assessed", "fusion_fused",
+                               "fusion_followed", "fusion_indeterminate", "fusion_not_assessed",
                                "followed", "revision", "instrumented_followed", "implant_failure"]),
                fusion_figures),
     "outcomes": (Spec("outcomes", ["operations", "joa_pre_n", "joa_post_n", "recovery_n",
@@ -215,8 +227,29 @@ SPECS = {
                       ["joa_pre", "joa_post", "joa_pair", "mjoa_pre", "mjoa_post"]), outcomes_figures),
     "completeness": (Spec("completeness", ["operations", "indication_recorded", "approach_recorded", "spinal",
                                            "levels_recorded", "cervical", "joa_recorded", "duration_n",
-                                           "blood_loss_n", "followed", "followed_12m"]), completeness_figures),
+                                           "blood_loss_n", "followed", "due_12m", "followed_12m_of_due"]),
+                     completeness_figures),
 }
+# The parameters of the definitions, and the reports that take each (others refuse them).
+DEFINITION_PARAMETERS = {
+    "unit": {"complications", "fusion", "outcomes", "completeness"},
+    "window": {"complications"},
+    "major": {"complications"},
+    "measure": {"complications", "fusion"},
+    "timepoint": {"outcomes"},
+    "assessment": {"fusion"},
+    "failure_window": {"fusion"},
+}
+
+
+def measures_of(report: str, choices: Choices) -> list:
+    """The count measures a report needs under these definitions."""
+    measures = list(SPECS[report][0].measures)
+    if report == "complications" and choices.window:
+        measures += ["postop_eligible", "postop_untimed", "major_untimed"]
+    if report == "fusion" and choices.failure_window is not None:
+        measures += ["implant_known", "revision_known"]
+    return measures
 
 
 # --- scope, filters, labels ------------------------------------------------------------------
@@ -303,8 +336,10 @@ def base_measures() -> frozenset:
     denominator, a summary's n. Where such a count is a numerator (completeness: operations
     with a follow-up, or with a blood loss recorded) it is withheld when small, as it is where
     it is the base: one figure, one decision."""
-    probe = PublishedCell(dict.fromkeys([*store.COUNT_MEASURES, "fusion_not_fused"], 10), {}, False)
-    figure_sets = [figures_of(probe) for _, figures_of in SPECS.values()]
+    probe = PublishedCell(dict.fromkeys([*store.COUNT_MEASURES, *definitions.EXTRA_MEASURES, "fusion_not_fused"],
+                                        10), {}, False)
+    every_choice = [Choices(), Choices(window=30, failure_window=12)]
+    figure_sets = [figures_of(probe, choices) for _, figures_of in SPECS.values() for choices in every_choice]
     figure_sets += [funnel_figures(measure)(probe) for measure in FUNNEL_MEASURES]
     return frozenset(figure.family for figures in figure_sets for figure in figures.values())
 
@@ -380,12 +415,25 @@ def publish_row(group: dict, cell, figures: dict, reasons: dict, threshold: int 
 
 def build_report(conn, report: str, query: dict, principal: Principal, threshold: int) -> dict:
     """The report `report` (complications, fusion, outcomes, completeness) for this caller."""
-    spec, figures_of = SPECS[report]
+    spec, all_figures_of = SPECS[report]
+    _refuse_other_reports_parameters(report, query)
     dims = list(query.get("group_by") or (["centre"] if report == "completeness" else []))
     filters = resolve_filters(conn, query, principal)
     min_months = query.get("min_months", store.STORED_FUSION_MONTHS)
     perturbing = principal.role != SUBMITTER
-    cells = published_cells(store.fetch_cells(conn, dims, filters, spec.measures, spec.metrics, min_months),
+    choices = definitions.choose(report, query, perturbing, definitions.today_utc())
+    definition = definitions.scan_definition(report, choices)
+    measures = measures_of(report, choices)
+    chosen = _chosen_measures(report, query, all_figures_of, choices)
+
+    def figures_of(cell):
+        figures = all_figures_of(cell, choices)
+        if chosen is None:
+            return figures
+        return {name: figure for name, figure in figures.items()
+                if name == "operations" or name.split(".")[0] in chosen}
+
+    cells = published_cells(store.fetch_cells(conn, dims, filters, measures, spec.metrics, min_months, definition),
                             perturbing)
     disclosure = threshold if perturbing else None
     codes = store.centre_codes(conn, _centre_ids(cells, dims))
@@ -402,17 +450,45 @@ def build_report(conn, report: str, query: dict, principal: Principal, threshold
     answer = {
         "report": report,
         "group_by": dims,
+        "query": _echo_query(query),
+        "definitions": definitions.describe(report, choices, perturbing),
         "filters": _echo_filters(query),
         "scope": principal.centre_code if principal.role == SUBMITTER else "all centres",
         "suppression": {"applied": perturbing, "threshold": threshold},
         "disclosure_control": suppression.description(threshold) if perturbing else None,
-        "method": "fast" if store.uses_fast_path(dims, filters, spec.measures, min_months) else "scan",
+        "method": "fast" if store.uses_fast_path(dims, filters, measures, min_months, definition) else "scan",
         "groups": groups,
         "total": total,
     }
     if report == "fusion":
         answer["min_months"] = min_months
     return answer
+
+
+def _refuse_other_reports_parameters(report: str, query: dict) -> None:
+    """A definition parameter given to a report it does not apply to is refused, naming it."""
+    errors = [field_error(name, f"Not a parameter of the {report} report (only of: {', '.join(sorted(reports))}).",
+                          "query")
+              for name, reports in DEFINITION_PARAMETERS.items()
+              if query.get(name) not in (None, [], "") and report not in reports
+              and not (report == "centres" and name == "measure")]
+    if errors:
+        raise InvalidInput(errors)
+
+
+def _chosen_measures(report: str, query: dict, figures_of, choices: Choices) -> set | None:
+    """The measures named by `measure=` (None: all), each checked against this report's rows."""
+    names = query.get("measure")
+    if not names:
+        return None
+    probe = PublishedCell(dict.fromkeys([*store.COUNT_MEASURES, *definitions.EXTRA_MEASURES, "fusion_not_fused"],
+                                        10), {}, False)
+    known = {name.split(".")[0] for name in figures_of(probe, choices)} - {"operations"}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise InvalidInput([field_error("measure", f"Not a measure of this {report} report: {', '.join(unknown)} "
+                                                   f"(measures: {', '.join(sorted(known))}).", "query")])
+    return set(names)
 
 
 def _listed(group: dict, dims: list) -> list:
@@ -425,6 +501,7 @@ def _listed(group: dict, dims: list) -> list:
 
 def build_funnel(conn, query: dict, principal: Principal, threshold: int) -> dict:
     """Each centre's rate of `measure` against the pooled rate, with funnel limits."""
+    _refuse_other_reports_parameters("centres", query)
     measure = query.get("measure", "intraop_event")
     numerator, denominator = FUNNEL_MEASURES[measure]
     strata = list(query.get("group_by") or [])
@@ -489,6 +566,7 @@ def build_funnel(conn, query: dict, principal: Principal, threshold: int) -> dic
         "suppression": {"applied": not submitter, "threshold": threshold},
         "disclosure_control": None if submitter else suppression.description(threshold),
         "method": "fast" if store.uses_fast_path(dims, filters, measures) else "scan",
+        "query": _echo_query(query),
         "funnel_method": "exact binomial with interpolation (Spiegelhalter 2005); normal approximation "
                          "when n·p·(1-p) > 2500",
         "groups": groups,
@@ -507,10 +585,16 @@ def _centre_ids(cells, dims):
     return ids
 
 
+def _echo_query(query: dict) -> dict:
+    """Every parameter of the query as understood (defaults included), dates as ISO text."""
+    return {name: value.isoformat() if hasattr(value, "isoformat") else value
+            for name, value in query.items() if name != "format" and value not in (None, [], "")}
+
+
 def _echo_filters(query: dict) -> dict:
     echoed = {}
     for name, value in query.items():
-        if name in ("group_by", "format", "min_months", "measure") or value in (None, [], ""):
+        if name in ("group_by", "format", "min_months", "measure", *DEFINITION_PARAMETERS) or value in (None, [], ""):
             continue
         echoed[name] = value.isoformat() if hasattr(value, "isoformat") else value
     return echoed

@@ -85,6 +85,24 @@ STORED_FUSION_MONTHS = 12
 
 
 @dataclass
+class Definition:
+    """What a report definition other than the stored one adds to a scan (registry.reports.definitions):
+    LATERAL joins over `m`, count measures computed per operation as SQL 0/1 expressions (new
+    ones, or replacing a stored one of the same name), histogram values replacing the stored
+    ones ({metric: (x, y)}), conditions on the operations counted, and their bound parameters.
+    The record-key sum of every count measure it computes is summed with it (`key_<name>`)."""
+
+    joins: list = field(default_factory=list)
+    measures: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    where: list = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+
+    def __bool__(self):
+        return bool(self.joins or self.measures or self.metrics or self.where)
+
+
+@dataclass
 class Cell:
     """The sums of the measures of one group, and its value histograms {metric: [(x, y, n)]}."""
 
@@ -93,17 +111,19 @@ class Cell:
 
 
 def fetch_cells(conn, dims: list[str], filters: dict, measures: list[str], metrics: list[str],
-                min_months: int = STORED_FUSION_MONTHS) -> dict:
+                min_months: int = STORED_FUSION_MONTHS, definition: Definition | None = None) -> dict:
     """Cells of every grouping set the report needs.
 
     Returns {grouping set: {values: Cell}}: for group_by (a, b) the sets (a, b), (a,), (b,) and
     (); for (a,) the sets (a,) and (); for none, (). `filters` holds only the filters given
     (centre_ids for a centre scope). Withdrawn-consent patients are never counted. Each cell
-    also holds key_x, the record-key sum, of each count measure x asked for.
+    also holds key_x, the record-key sum, of each count measure x asked for. A `definition`
+    (other windows, time points, units) is computed by the scan.
     """
-    measures = [*measures, *(f"key_{m}" for m in measures if m in COUNT_MEASURES)]
+    definition = definition or Definition()
+    measures = [*measures, *(f"key_{m}" for m in measures if m in COUNT_MEASURES or m in definition.measures)]
     sets = _grouping_sets(dims)
-    if _fast_path_applies(dims, filters, measures, min_months):
+    if _fast_path_applies(dims, filters, measures, min_months, definition):
         scope = filters["centre_ids"][0] if "centre_ids" in filters else 0
         return _fetch_from_tallies(conn, dims, scope, measures, metrics)
     result = {grouping: {} for grouping in sets}
@@ -112,15 +132,17 @@ def fetch_cells(conn, dims: list[str], filters: dict, measures: list[str], metri
     for with_procedure in (True, False):
         part = [g for g in sets if ("procedure" in g) == with_procedure]
         if part:
-            _scan(conn, part, filters, measures, metrics, min_months, with_procedure, result)
+            _scan(conn, part, filters, measures, metrics, min_months, with_procedure, result, definition)
     return result
 
 
-def uses_fast_path(dims, filters, measures, min_months=STORED_FUSION_MONTHS) -> bool:
-    return _fast_path_applies(dims, filters, measures, min_months)
+def uses_fast_path(dims, filters, measures, min_months=STORED_FUSION_MONTHS, definition=None) -> bool:
+    return _fast_path_applies(dims, filters, measures, min_months, definition)
 
 
-def _fast_path_applies(dims, filters, measures, min_months) -> bool:
+def _fast_path_applies(dims, filters, measures, min_months, definition=None) -> bool:
+    if definition:
+        return False
     other_filters = set(filters) - {"centre_ids"}
     one_centre = "centre_ids" not in filters or len(filters["centre_ids"]) == 1
     fusion_default = min_months == STORED_FUSION_MONTHS or not set(FUSION_AT) & set(measures)
@@ -188,21 +210,27 @@ def _fetch_from_tallies(conn, dims, scope, measures, metrics) -> dict:
     return result
 
 
-def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, result) -> None:
+def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, result, definition) -> None:
     """One plain GROUP BY at the finest of `sets` (PostgreSQL runs it in parallel); the coarser
     sets are summed from it here, which is exact because the other dimensions partition."""
     finest = max(sets, key=len)
     columns = [DIMENSIONS[d] for d in finest]
-    where = sql.SQL(" AND ").join([sql.SQL("m.counted"), *(FILTERS[name] for name in filters)])
-    join = UNNEST_PROCEDURES if with_procedure else sql.SQL("")
+    where = sql.SQL(" AND ").join([sql.SQL("m.counted"), *(FILTERS[name] for name in filters), *definition.where])
+    join = sql.SQL(" ").join([UNNEST_PROCEDURES if with_procedure else sql.SQL(""), *definition.joins])
     fusion_at = min_months != STORED_FUSION_MONTHS and bool(set(FUSION_AT) & set(measures))
     select_dims = sql.SQL("").join(sql.SQL("{} AS {}, ").format(c, sql.Identifier(f"g_{d}"))
                                    for c, d in zip(columns, finest))
     group_by = sql.SQL(", ").join(sql.Identifier(f"g_{d}") for d in finest) if finest else None
 
     def measure(name):
-        expression = (FUSION_AT[name] if name in FUSION_AT and fusion_at
-                      else sql.SQL("m.{}").format(sql.Identifier(name)))
+        if name in definition.measures:
+            expression = definition.measures[name]
+        elif name.startswith("key_") and name[4:] in definition.measures:
+            expression = sql.SQL("m.record_key * ({})").format(definition.measures[name[4:]])
+        elif name in FUSION_AT and fusion_at:
+            expression = FUSION_AT[name]
+        else:
+            expression = sql.SQL("m.{}").format(sql.Identifier(name))
         return sql.SQL("sum({}) AS {}").format(expression, sql.Identifier(name))
 
     query = sql.SQL("""
@@ -212,7 +240,7 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
         {group_by}""").format(
         select_dims=select_dims, measures=sql.SQL(", ").join(measure(name) for name in measures),
         join=sql.SQL(" ").join([join, FUSION_AT_JOIN]) if fusion_at else join, where=where, group_by=sql.SQL("GROUP BY {}").format(group_by) if group_by else sql.SQL(""))
-    params = {**filters, "min_months": min_months}
+    params = {**filters, "min_months": min_months, **definition.params}
     finest_cells = {}
     for row in conn.execute(query, params):
         if row["operations"]:
@@ -236,7 +264,8 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
         FROM report_operation_measures m {join}
         WHERE {where} AND {x} IS NOT NULL
         GROUP BY {group_by}x, y""").format(
-        select_dims=select_dims, metric=sql.Literal(name), x=METRIC_VALUES[name][0], y=METRIC_VALUES[name][1],
+        select_dims=select_dims, metric=sql.Literal(name), x=definition.metrics.get(name, METRIC_VALUES[name])[0],
+        y=definition.metrics.get(name, METRIC_VALUES[name])[1],
         join=join, where=where, group_by=sql.SQL("{}, ").format(group_by) if group_by else sql.SQL(""))
         for name in metrics)
     counts = {grouping: {} for grouping in sets}

@@ -243,6 +243,12 @@ def fusion(ops, min_months=12, count=exact):
         if deciding:
             assessed.append((o, deciding["fusion_status"]))
     decided = [o for o, _ in assessed]
+    undecided = []  # fusion operations followed to min_months that no follow-up decided: (op, latest status)
+    for o in ops:
+        later = [f for f in o["follow_ups"] if f["months_after"] >= min_months]
+        if "fusion" in o["procedures"] and later and o not in decided:
+            undecided.append((o, latest(later, lambda f: True)["fusion_status"]))
+    followed_to_min = decided + [o for o, _ in undecided]
     instrumented_followed = [o for o in ops if is_instrumented(o) and o["follow_ups"]]
     followed = [o for o in ops if o["follow_ups"]]
     return {
@@ -250,6 +256,10 @@ def fusion(ops, min_months=12, count=exact):
         "fusion_operations": count([o for o in ops if "fusion" in o["procedures"]]),
         "fusion": proportion([o for o, status in assessed if status == "fused"], decided, count),
         "pseudarthrosis": proportion([o for o, status in assessed if status == "not_fused"], decided, count),
+        "indeterminate": proportion([o for o, status in undecided if status == "indeterminate"], followed_to_min,
+                                    count),
+        "not_assessed": proportion([o for o, status in undecided if status in (None, "not_assessed")],
+                                   followed_to_min, count),
         "implant_failure": proportion([o for o in instrumented_followed if any(
             f["implant_status"] in v.IMPLANT_FAILURE_STATUSES for f in o["follow_ups"])], instrumented_followed, count),
         "revision": proportion([o for o in followed if any(f["revision_surgery"] for f in o["follow_ups"])],
@@ -278,7 +288,19 @@ def outcomes(ops, count=exact):
             "mjoa_latest": summary(mpost, count)}
 
 
-def completeness(ops, count=exact):
+def twelve_months_ago():
+    today = dt.datetime.now(dt.timezone.utc).date()
+    try:
+        return today.replace(year=today.year - 1)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year - 1, day=28)
+
+
+def completeness(ops, count=exact, due_cutoff=None):
+    """due_cutoff: operations on or before it are old enough for a 12-month follow-up (default:
+    12 months ago; the generated registry's operations are all older than that at any grain)."""
+    due_cutoff = due_cutoff or twelve_months_ago()
+    due = [o for o in ops if o["operation_date"] <= due_cutoff]
     spinal = [o for o in ops if o["region"] in v.SPINAL_REGIONS]
     cervical = [o for o in ops if o["region"] in ("craniocervical", "cervical", "cervicothoracic")]
     return {
@@ -290,8 +312,8 @@ def completeness(ops, count=exact):
         "blood_loss_ml": proportion([o for o in ops if o["blood_loss_ml"] is not None], ops, count),
         "preop_joa": proportion([o for o in cervical if o["preop_joa"] is not None], cervical, count),
         "follow_up": proportion([o for o in ops if o["follow_ups"]], ops, count),
-        "follow_up_12m": proportion([o for o in ops if any(f["months_after"] >= 12 for f in o["follow_ups"])],
-                                    ops, count),
+        "follow_up_12m": proportion([o for o in due if any(f["months_after"] >= 12 for f in o["follow_ups"])],
+                                    due, count),
     }
 
 

@@ -1,0 +1,314 @@
+"""The clinical definitions a report can be asked for, each a query parameter with a default,
+as the SQL a scan adds (a `store.Definition`) and as the `definitions` object the report
+carries, which says exactly what was counted and after whom.
+
+- `window` (complications): postoperative complications within 30 or 90 days (`days_after`),
+  over operations old enough for the window; complications without `days_after` are counted
+  apart as "timing not recorded". Default: any time (every recorded complication).
+- `major` (complications): Clavien-Dindo IIIa or worse (default), or also an intraoperative
+  event of ClassIntra III or worse.
+- `unit` (every report but centres): operations (default) or patients (each patient's first
+  operation).
+- fusion: the deciding follow-up (latest at >= min_months saying fused or not fused), with
+  indeterminate and not assessed counted beside it; `assessment` filters by the imaging method
+  of that follow-up; `failure_window` counts implant failure and revision within 12, 24 or 60
+  months among operations whose status at that time is known.
+- `timepoint` (outcomes): latest (default) or 12m (the visit closest to 12 months within
+  9-15 months, JOA and mJOA both from that visit).
+- completeness: a follow-up at >= 12 months over operations at least 12 months old.
+
+Windows relative to today end, for cross-centre readers, on the last day of a whole month
+(the month-grain rule of their date filters), so the operations counted change once a month,
+not every day.
+"""
+
+import calendar
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from psycopg import sql
+
+from registry import vocabulary as v
+from registry.reports import store
+
+WINDOWS = {"any": None, "30": 30, "90": 90}
+FAILURE_WINDOWS = {"any": None, "12": 12, "24": 24, "60": 60}
+UNITS = ("operation", "patient")
+MAJOR = ("clavien", "clavien_or_classintra")
+TIMEPOINTS = ("latest", "12m")
+CLASSINTRA_MAJOR = ["III", "IV", "V"]
+TIMEPOINT_MONTHS, TIMEPOINT_TOLERANCE = 12, 3
+COMPLETENESS_MONTHS = 12
+
+# The measures the definitions add to the stored ones (all counts of operations).
+EXTRA_MEASURES = ("postop_eligible", "postop_untimed", "major_untimed",
+                  "fusion_followed", "fusion_indeterminate", "fusion_not_assessed",
+                  "implant_known", "revision_known", "due_12m", "followed_12m_of_due")
+
+SOURCES = {
+    "window": "30-day postoperative complications as in ACS NSQIP (complications occurring within "
+              "30 days of the operation); 90 days as commonly reported for spine surgery",
+    "major": "Clavien-Dindo (Dindo, Demartines, Clavien, Ann Surg 2004;240:205); ClassIntra "
+             "(Dell-Kuster et al., BMJ 2020;370:m2917)",
+    "unit": "one operation per patient (the first) keeps observations independent for the Wilson interval",
+    "fusion": "fusion judged at the latest follow-up >= min_months that says fused or not fused",
+    "failure_window": "cumulative incidence among operations with a known status at the time point "
+                      "(event by then, or followed up to it)",
+    "timepoint": "JOA (Japanese Orthopaedic Association, 17 points), mJOA (Benzel 1991, 18 points); "
+                 "Hirabayashi recovery rate (Hirabayashi et al., Spine 1981;6:354)",
+    "completeness": "follow-up completeness over the operations that could have had the follow-up",
+}
+
+
+@dataclass(frozen=True)
+class Choices:
+    """The definitions a report query chose (defaults where not given)."""
+
+    window: int | None = None           # days; None: any time
+    major: str = "clavien"
+    unit: str = "operation"
+    timepoint: str = "latest"
+    assessment: tuple = ()              # imaging methods of the deciding fusion follow-up
+    failure_window: int | None = None   # months; None: any time
+    min_months: int = store.STORED_FUSION_MONTHS
+    window_cutoff: date | None = None   # operations on or before it are old enough for the window
+    due_cutoff: date | None = None      # operations on or before it are >= 12 months old
+
+
+def today_utc() -> date:
+    """Today's date (UTC), the reference of every window relative to today."""
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc).date()
+
+
+def months_before(day: date, months: int) -> date:
+    """The same day `months` months earlier (that month's last day when it has no such day)."""
+    year, month = divmod(day.year * 12 + day.month - 1 - months, 12)
+    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def whole_months(cutoff: date) -> date:
+    """The last month end on or before `cutoff`."""
+    if (cutoff + timedelta(days=1)).day == 1:
+        return cutoff
+    return cutoff.replace(day=1) - timedelta(days=1)
+
+
+def choose(report: str, query: dict, month_grain: bool, today: date) -> Choices:
+    """The definitions of a report query; cutoffs relative to `today`, at month grain for
+    cross-centre readers."""
+    def grain(cutoff):
+        return whole_months(cutoff) if month_grain else cutoff
+
+    window = WINDOWS[query.get("window") or "any"]
+    return Choices(
+        window=window,
+        major=query.get("major") or "clavien",
+        unit=query.get("unit") or "operation",
+        timepoint=query.get("timepoint") or "latest",
+        assessment=tuple(query.get("assessment") or ()),
+        failure_window=FAILURE_WINDOWS[query.get("failure_window") or "any"],
+        min_months=query.get("min_months", store.STORED_FUSION_MONTHS),
+        window_cutoff=grain(today - timedelta(days=window)) if window else None,
+        due_cutoff=grain(months_before(today, COMPLETENESS_MONTHS)) if report == "completeness" else None,
+    )
+
+
+# --- the SQL of each definition ------------------------------------------------------------
+
+POSTOP_IN_WINDOW = sql.SQL("""LEFT JOIN LATERAL (
+        SELECT bool_or(c.days_after <= %(window_days)s) AS within,
+               bool_or(c.days_after <= %(window_days)s AND c.grade = ANY(%(major_grades)s)) AS major_within,
+               bool_or(c.days_after IS NULL) AS untimed,
+               bool_or(c.days_after IS NULL AND c.grade = ANY(%(major_grades)s)) AS major_untimed
+        FROM postop_complications c
+        WHERE c.centre_id = m.centre_id AND c.operation_id = m.operation_id AND m.postop_complication = 1) pc ON true""")
+SEVERE_INTRAOP = sql.SQL("""LEFT JOIN LATERAL (
+        SELECT true AS severe FROM intraop_events e
+        WHERE e.centre_id = m.centre_id AND e.operation_id = m.operation_id AND m.intraop_event = 1
+          AND e.grade = ANY(%(classintra_major)s)
+        LIMIT 1) ci ON true""")
+# The deciding fusion follow-up: the latest at >= min_months saying fused or not fused; when
+# none does, the latest at >= min_months (indeterminate or not assessed).
+FUSION_FOLLOW_UP = sql.SQL("""LEFT JOIN LATERAL (
+        SELECT true AS found, f.fusion_status AS status, f.assessment FROM follow_ups f
+        WHERE f.centre_id = m.centre_id AND f.operation_id = m.operation_id AND m.fusion_operations = 1
+          AND f.months_after >= %(min_months)s
+        ORDER BY f.fusion_status IN ('fused', 'not_fused') DESC NULLS LAST,
+                 f.follow_up_date DESC, f.months_after DESC, f.id DESC
+        LIMIT 1) fz ON true""")
+FAILURE_TIMES = sql.SQL("""LEFT JOIN LATERAL (
+        SELECT min(f.months_after) FILTER (WHERE f.implant_status = ANY(%(failure_statuses)s)) AS failure_at,
+               min(f.months_after) FILTER (WHERE f.revision_surgery) AS revision_at,
+               max(f.months_after) AS last_seen
+        FROM follow_ups f
+        WHERE f.centre_id = m.centre_id AND f.operation_id = m.operation_id AND m.followed = 1) fw ON true""")
+# The visit closest to 12 months within 12 +- 3 (ties: the later) that recorded JOA or mJOA.
+TIMEPOINT_VISIT = sql.SQL("""LEFT JOIN LATERAL (
+        SELECT f.joa, f.mjoa FROM follow_ups f
+        WHERE f.centre_id = m.centre_id AND f.operation_id = m.operation_id AND m.followed = 1
+          AND f.months_after BETWEEN %(timepoint_from)s AND %(timepoint_to)s
+          AND (f.joa IS NOT NULL OR f.mjoa IS NOT NULL)
+        ORDER BY abs(f.months_after - %(timepoint)s), f.months_after DESC, f.follow_up_date DESC, f.id DESC
+        LIMIT 1) tp ON true""")
+# A patient's first operation: no operation of the same patient earlier (date, then id).
+FIRST_OPERATION = sql.SQL("""NOT EXISTS (
+        SELECT 1 FROM operations o1
+        JOIN operations o2 ON o2.centre_id = o1.centre_id AND o2.patient_id = o1.patient_id
+        WHERE o1.centre_id = m.centre_id AND o1.id = m.operation_id
+          AND (o2.operation_date, o2.id) < (o1.operation_date, o1.id))""")
+
+
+def scan_definition(report: str, choices: Choices) -> store.Definition:
+    """The SQL a scan adds for these choices; empty when the stored definitions serve them."""
+    d = store.Definition()
+    if choices.unit == "patient":
+        d.where.append(FIRST_OPERATION)
+    if report == "complications":
+        _complications(d, choices)
+    elif report == "fusion":
+        _fusion(d, choices)
+    elif report == "outcomes" and choices.timepoint == "12m":
+        d.joins.append(TIMEPOINT_VISIT)
+        d.params.update(timepoint=TIMEPOINT_MONTHS, timepoint_from=TIMEPOINT_MONTHS - TIMEPOINT_TOLERANCE,
+                        timepoint_to=TIMEPOINT_MONTHS + TIMEPOINT_TOLERANCE)
+        d.measures.update(
+            joa_post_n=sql.SQL("(tp.joa IS NOT NULL)::int"),
+            mjoa_post_n=sql.SQL("(tp.mjoa IS NOT NULL)::int"),
+            recovery_n=sql.SQL("coalesce(m.preop_joa < 17 AND tp.joa IS NOT NULL, false)::int"))
+        d.metrics.update(
+            joa_post=(sql.SQL("tp.joa::float8"), sql.SQL("0::float8")),
+            mjoa_post=(sql.SQL("tp.mjoa::float8"), sql.SQL("0::float8")),
+            joa_pair=(sql.SQL("CASE WHEN m.preop_joa < 17 AND tp.joa IS NOT NULL THEN m.preop_joa::float8 END"),
+                      sql.SQL("tp.joa::float8")))
+    elif report == "completeness":
+        d.params["due_cutoff"] = choices.due_cutoff
+        d.measures.update(
+            due_12m=sql.SQL("(m.operation_date <= %(due_cutoff)s)::int"),
+            followed_12m_of_due=sql.SQL("(m.followed_12m = 1 AND m.operation_date <= %(due_cutoff)s)::int"))
+    return d
+
+
+def _complications(d, choices):
+    severe = sql.SQL("")
+    if choices.major == "clavien_or_classintra":
+        d.joins.append(SEVERE_INTRAOP)
+        d.params["classintra_major"] = CLASSINTRA_MAJOR
+        severe = sql.SQL(" OR ci.severe IS NOT NULL")
+    if choices.window is None:
+        if choices.major == "clavien_or_classintra":
+            d.measures["major_complication"] = sql.SQL("(m.major_complication = 1{})::int").format(severe)
+        return
+    d.joins.append(POSTOP_IN_WINDOW)
+    d.params.update(window_days=choices.window, window_cutoff=choices.window_cutoff,
+                    major_grades=sorted(v.MAJOR_CLAVIEN_DINDO))
+    eligible = sql.SQL("m.operation_date <= %(window_cutoff)s")
+    major = sql.SQL("(coalesce(pc.major_within, false){})").format(severe)
+    d.measures.update(
+        postop_eligible=sql.SQL("({})::int").format(eligible),
+        postop_complication=sql.SQL("({} AND coalesce(pc.within, false))::int").format(eligible),
+        postop_untimed=sql.SQL("({} AND NOT coalesce(pc.within, false) AND coalesce(pc.untimed, false))::int")
+        .format(eligible),
+        major_complication=sql.SQL("({} AND {})::int").format(eligible, major),
+        major_untimed=sql.SQL("({} AND NOT {} AND coalesce(pc.major_untimed, false))::int").format(eligible, major))
+
+
+def _fusion(d, choices):
+    d.joins.append(FUSION_FOLLOW_UP)
+    method = sql.SQL("true")
+    if choices.assessment:
+        method = sql.SQL("fz.assessment = ANY(%(assessment)s)")
+        d.params["assessment"] = list(choices.assessment)
+
+    def flag(condition):
+        return sql.SQL("coalesce({} AND {}, false)::int").format(sql.SQL(condition), method)
+
+    d.measures.update(
+        fusion_followed=flag("fz.found"),
+        fusion_assessed=flag("fz.status IN ('fused', 'not_fused')"),
+        fusion_fused=flag("fz.status = 'fused'"),
+        fusion_indeterminate=flag("fz.status = 'indeterminate'"),
+        fusion_not_assessed=flag("fz.found AND coalesce(fz.status, 'not_assessed') = 'not_assessed'"))
+    if choices.failure_window is not None:
+        d.joins.append(FAILURE_TIMES)
+        d.params.update(failure_window=choices.failure_window,
+                        failure_statuses=sorted(v.IMPLANT_FAILURE_STATUSES))
+        failed = "coalesce(fw.failure_at <= %(failure_window)s, false)"
+        revised = "coalesce(fw.revision_at <= %(failure_window)s, false)"
+        seen = "coalesce(fw.last_seen >= %(failure_window)s, false)"
+        d.measures.update(
+            implant_failure=sql.SQL(f"(m.instrumented AND {failed})::int"),
+            implant_known=sql.SQL(f"(m.instrumented AND ({failed} OR {seen}))::int"),
+            revision=sql.SQL(f"({revised})::int"),
+            revision_known=sql.SQL(f"({revised} OR {seen})::int"))
+
+
+# --- what the report says it used -----------------------------------------------------------
+
+def describe(report: str, choices: Choices, month_grain: bool) -> dict:
+    """The `definitions` object of a report: each definition with its parameter, the value
+    used, what it means and where it comes from."""
+    grain = " (cross-centre readers: the last whole month end on or before it)" if month_grain else ""
+    described = {"unit": {
+        "parameter": "unit", "value": choices.unit,
+        "definition": ("each patient's first operation (earliest date, then lowest id), whatever the filters"
+                       if choices.unit == "patient" else "every operation"),
+        "source": SOURCES["unit"]}}
+    if report == "complications":
+        if choices.window is None:
+            window = {"parameter": "window", "value": "any",
+                      "definition": "postoperative complications recorded at any time after the operation, "
+                                    "whether or not days_after is recorded; denominator: every operation"}
+        else:
+            window = {"parameter": "window", "value": str(choices.window),
+                      "definition": f"a complication with days_after <= {choices.window}; denominator: operations "
+                                    f"at least {choices.window} days old (on or before {choices.window_cutoff}"
+                                    f"{grain}); an operation whose only complications in question have no "
+                                    "days_after is counted as timing not recorded, never as none",
+                      "cutoff": choices.window_cutoff.isoformat()}
+        described["window"] = {**window, "source": SOURCES["window"]}
+        described["major"] = {
+            "parameter": "major", "value": choices.major,
+            "definition": "Clavien-Dindo IIIa or worse" + (
+                ", or an intraoperative event of ClassIntra III or worse"
+                if choices.major == "clavien_or_classintra" else ""),
+            "source": SOURCES["major"]}
+    elif report == "fusion":
+        described["fusion"] = {
+            "parameter": "min_months, assessment", "value": {"min_months": choices.min_months,
+                                                             "assessment": list(choices.assessment) or "any"},
+            "definition": f"fusion operations with a follow-up at >= {choices.min_months} months: the latest of "
+                          "them saying fused or not fused decides (fusion rate = fused / decided); when none "
+                          "does, the latest counts as indeterminate or not assessed, reported beside the rate "
+                          "over all fusion operations so followed" + (
+                              "; only operations whose deciding follow-up used " + ", ".join(choices.assessment)
+                              if choices.assessment else ""),
+            "source": SOURCES["fusion"]}
+        if choices.failure_window is None:
+            failure = {"value": "any", "definition": "implant failure (loosening, migration, breakage) or revision "
+                                                     "reported at any follow-up; denominator: operations (implant "
+                                                     "failure: instrumented ones) with >= 1 follow-up"}
+        else:
+            failure = {"value": str(choices.failure_window),
+                       "definition": f"first reported at a follow-up <= {choices.failure_window} months; "
+                                     "denominator: operations (implant failure: instrumented ones) with the "
+                                     f"event by {choices.failure_window} months or a follow-up at >= "
+                                     f"{choices.failure_window} months (status known then)"}
+        described["failure_window"] = {"parameter": "failure_window", **failure, "source": SOURCES["failure_window"]}
+    elif report == "outcomes":
+        described["timepoint"] = {
+            "parameter": "timepoint", "value": choices.timepoint,
+            "definition": (f"the follow-up closest to {TIMEPOINT_MONTHS} months within {TIMEPOINT_MONTHS} ± "
+                           f"{TIMEPOINT_TOLERANCE} months that recorded JOA or mJOA (ties: the later); JOA, mJOA "
+                           "and the recovery rate all from that visit"
+                           if choices.timepoint == "12m" else
+                           "JOA and mJOA each at the latest follow-up that recorded it"),
+            "source": SOURCES["timepoint"]}
+    elif report == "completeness":
+        described["follow_up_12m"] = {
+            "parameter": None, "value": "fixed",
+            "definition": "a follow-up at >= 12 months, over operations at least 12 months old (on or before "
+                          f"{choices.due_cutoff}{grain}); the other shares are over every operation",
+            "cutoff": choices.due_cutoff.isoformat(),
+            "source": SOURCES["completeness"]}
+    return described
