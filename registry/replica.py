@@ -26,6 +26,7 @@ from typing import Callable, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg_pool import PoolTimeout
 
 from registry.db import Database, DatabaseUnavailable, database, reports_database
 
@@ -90,9 +91,9 @@ def _read(db: Database, work: Callable[[psycopg.Connection], T], max_lag: float 
 
 
 def _cannot_connect(error: DatabaseUnavailable) -> bool:
-    """The server is unreachable (rather than one statement refused, e.g. a recovery conflict)."""
-    cause = error.__cause__
-    return not isinstance(cause, psycopg.Error) or cause.sqlstate is None
+    """No connection to the server could be had (rather than one that broke, or a statement
+    refused, as by a recovery conflict)."""
+    return isinstance(error.__cause__, PoolTimeout)
 
 
 def read_report(work: Callable[[psycopg.Connection], T], max_lag: float) -> tuple[T, dict]:

@@ -128,8 +128,8 @@ def test_concurrent_submitters_through_a_pool_smaller_than_they_are(cluster_app,
     with ThreadPoolExecutor(12) as pool:
         statuses = list(pool.map(submit, range(36)))
     assert statuses == [[201, 201]] * 36
-    stored = primary.execute("SELECT count(*) AS n FROM operations WHERE local_ref LIKE 'OP-1%%'"
-                             " AND local_ref::text ~ '^OP-10[0-3][0-9]$'").fetchone()["n"]
+    stored = primary.execute("SELECT count(*) AS n FROM operations WHERE local_ref ~ '^OP-10[0-3][0-9]$'"
+                             ).fetchone()["n"]
     assert stored == 36
 
 
