@@ -531,3 +531,767 @@ def follow_up_to_resource(follow_up: dict, operation_id: int, patient_id: int) -
     names = _Names({"id": operation_id, "patient_id": patient_id, "local_ref": ""}, server_ids=True)
     return _follow_up_entry(follow_up, 0, names, {"reference": f"Patient/{patient_id}"},
                             {"reference": f"Procedure/{operation_id}"}).resource
+
+
+# --- FHIR -> document ------------------------------------------------------------------------
+
+_ACCEPTED_ELEMENTS = {
+    # What the registry reads of each resource; any other element is refused rather than lost.
+    # `id`, `meta` and `text` are accepted and not kept (the server assigns ids; text is a rendering).
+    "Patient": {"identifier", "extension", "gender", "birthDate"},
+    "Condition": {"identifier", "extension", "clinicalStatus", "code", "subject", "note"},
+    "Procedure": {"identifier", "extension", "status", "code", "subject", "performedDateTime", "_performedDateTime",
+                  "reasonCode", "reasonReference", "bodySite", "complication", "followUp", "note", "usedReference",
+                  "usedCode"},
+    "Device": {"identifier", "extension", "type", "patient", "property", "parent", "note", "manufacturer",
+               "deviceName"},
+    "Observation": {"identifier", "status", "code", "subject", "effectiveDateTime", "partOf", "valueQuantity",
+                    "valueBoolean", "valueInteger", "method", "component", "note"},
+    "AdverseEvent": {"identifier", "extension", "actuality", "event", "subject", "date", "seriousness",
+                     "suspectEntity"},
+}
+_IGNORED_ELEMENTS = {"resourceType", "id", "meta", "text"}
+_BUNDLE_ELEMENTS = {"resourceType", "id", "meta", "type", "entry", "timestamp", "identifier", "language",
+                    "implicitRules"}
+_ENTRY_ELEMENTS = {"fullUrl", "resource", "request"}
+_EXTENSION_NAMES = {extension_url(name): name for name in EXTENSIONS}
+_OBSERVATION_FIELDS = {  # Observation code -> (document field, value element, UCUM unit)
+    "blood-loss": ("blood_loss_ml", "valueQuantity", "mL"),
+    "duration": ("duration_min", "valueQuantity", "min"),
+    "transfusion": ("transfusion", "valueBoolean", None),
+    "joa": ("preop_scores.joa", "valueQuantity", "{score}"),
+    "mjoa": ("preop_scores.mjoa", "valueInteger", None),
+}
+_COMPONENT_FIELDS = {  # follow-up component code -> (follow-up field, value element, UCUM unit)
+    "months-after": ("months_after", "valueQuantity", "mo"),
+    "fusion-status": ("fusion_status", "valueCodeableConcept", None),
+    "implant-status": ("implant_status", "valueCodeableConcept", None),
+    "joa": ("joa", "valueQuantity", "{score}"),
+    "mjoa": ("mjoa", "valueInteger", None),
+    "revision-surgery": ("revision_surgery", "valueBoolean", None),
+    "revision-reason": ("revision_reason", "valueString", None),
+}
+# A standard code standing for exactly one registry code, for senders that give only the standard one
+_FROM_STANDARD = {}
+for (_name, _code), _codings in STANDARD_CODINGS.items():
+    for _coding in _codings:
+        _FROM_STANDARD.setdefault((_name, _coding["system"], _coding["code"]), set()).add(_code)
+_FROM_STANDARD = {key: codes.pop() for key, codes in _FROM_STANDARD.items() if len(codes) == 1}
+
+
+@dataclass
+class Unit:
+    """One operation to write, read from a Bundle, with where each of its fields came from.
+
+    `operation` is the operation document in /v1's wire form (OperationInputSchema loads it), or
+    None when the Bundle holds only follow-ups of a stored operation, named by `stored_operation`
+    (("id", 12) for `Procedure/12`, ("local_ref", "X") for `Procedure?identifier=...|X`).
+    `follow_ups` are follow-ups in /v1's wire form (FollowUpFieldsSchema loads each).
+    `sources` maps an operation field path (`intraop_events.0.grade`) to its FHIRPath;
+    `follow_up_sources[n]` does the same for follow-up n. `parts` maps each Bundle entry index of
+    this unit to the part it holds ("procedure", "patient", "diagnosis", "blood-loss", "implant-1",
+    "follow-up-0", ...), the Procedure's (or first follow-up's) entry first.
+    """
+
+    operation: dict | None
+    stored_operation: tuple[str, object] | None = None
+    follow_ups: list[dict] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+    follow_up_sources: list[dict[str, str]] = field(default_factory=list)
+    parts: dict[int, str] = field(default_factory=dict)
+
+    def source(self, field_path: str, follow_up: int | None = None) -> str:
+        """The FHIRPath of a document field (the nearest enclosing element that was read)."""
+        sources = self.sources if follow_up is None else self.follow_up_sources[follow_up]
+        path = field_path
+        while path:
+            if path in sources:
+                return sources[path]
+            path = path.rpartition(".")[0]
+        return sources[""]
+
+
+def _is_object(value) -> bool:
+    return isinstance(value, dict)
+
+
+class _Reader:
+    """Reads one Bundle; collects structural errors (each with its FHIRPath) as it goes."""
+
+    def __init__(self, bundle):
+        self.bundle = bundle
+        self.errors: list[dict] = []
+        self.by_full_url: dict[str, int] = {}
+
+    def error(self, entry: int | None, expression: str, diagnostics: str, code: str = "structure") -> None:
+        self.errors.append({"entry": entry, "expression": expression, "diagnostics": diagnostics, "code": code})
+
+    # -- shapes
+
+    def entries(self) -> list[tuple[int, dict]]:
+        bundle = self.bundle
+        if not _is_object(bundle) or bundle.get("resourceType") != "Bundle":
+            self.error(None, "Bundle", "The body must be a FHIR Bundle (resourceType: Bundle).")
+            return []
+        for name in bundle:
+            if name not in _BUNDLE_ELEMENTS:
+                self.error(None, f"Bundle.{name}", f"Bundle.{name} is not read by this server.", "not-supported")
+        if bundle.get("type") not in ("transaction", "batch"):
+            self.error(None, "Bundle.type", "Bundle.type must be transaction or batch.", "not-supported")
+        entries = bundle.get("entry", [])
+        if not isinstance(entries, list):
+            self.error(None, "Bundle.entry", "Bundle.entry must be a list.")
+            return []
+        good = []
+        for index, entry in enumerate(entries):
+            path = f"Bundle.entry[{index}]"
+            if not _is_object(entry):
+                self.error(index, path, "An entry must be an object.")
+                continue
+            unknown = [name for name in entry if name not in _ENTRY_ELEMENTS]
+            for name in unknown:
+                self.error(index, f"{path}.{name}", f"{name} is not read by this server.", "not-supported")
+            resource, request = entry.get("resource"), entry.get("request")
+            if not _is_object(resource):
+                self.error(index, f"{path}.resource", "Each entry carries a resource.", "required")
+                continue
+            resource_type = resource.get("resourceType")
+            if resource_type not in _ACCEPTED_ELEMENTS:
+                self.error(index, f"{path}.resource.resourceType",
+                           f"The registry does not take {resource_type!r} resources (it takes "
+                           f"{', '.join(SUPPORTED_TYPES)}).", "not-supported")
+                continue
+            if not _is_object(request) or request.get("method") not in ("POST", "PUT") \
+                    or not isinstance(request.get("url"), str):
+                self.error(index, f"{path}.request", "Each entry needs a request with method POST or PUT and a url "
+                                                     "(this server takes only writes in a Bundle).", "not-supported")
+                continue
+            if not request["url"].split("?", 1)[0].startswith(resource_type):
+                self.error(index, f"{path}.request.url", f"The url must name {resource_type}.")
+                continue
+            bad = [name for name in resource if name not in _ACCEPTED_ELEMENTS[resource_type]
+                   and name not in _IGNORED_ELEMENTS]
+            for name in bad:
+                self.error(index, f"{path}.resource.{name}", f"The registry does not keep {resource_type}.{name}: "
+                                                             "it would be lost, so the entry is refused.", "not-supported")
+            if bad or unknown:
+                continue
+            if isinstance(entry.get("fullUrl"), str):
+                self.by_full_url[entry["fullUrl"]] = index
+            good.append((index, entry))
+        return good
+
+    def resolve(self, reference, index: int, path: str):
+        """What a Reference names: ("entry", n), ("id", type, number), ("identifier", type, system, value),
+        or None (with an error) when it names nothing the registry can resolve."""
+        text = reference.get("reference") if _is_object(reference) else None
+        if not isinstance(text, str):
+            self.error(index, path, "A reference (reference: ...) is required here.", "required")
+            return None
+        if text in self.by_full_url:
+            return "entry", self.by_full_url[text]
+        resource_type, _, rest = text.partition("?")
+        if rest:
+            identifier = parse_identifier_query(rest)
+            if identifier is not None:
+                return ("identifier", resource_type) + identifier
+        resource_type, slash, number = text.partition("/")
+        if slash and number.isdigit():
+            return "id", resource_type, int(number)
+        self.error(index, f"{path}.reference", f"{text!r} names no entry of this Bundle and no stored resource.",
+                   "not-found")
+        return None
+
+    # -- values
+
+    def code(self, concept_value, vocabulary_name: str, index: int, path: str, *, many: bool = False):
+        """The registry code(s) of a CodeableConcept (its coding of the registry's CodeSystem, or a
+        standard coding that stands for one registry code), with the FHIRPath of each."""
+        if not _is_object(concept_value) or not isinstance(concept_value.get("coding", []), list):
+            self.error(index, path, "A CodeableConcept is expected here.")
+            return [] if many else (None, path)
+        found = []
+        system = code_system_url(vocabulary_name)
+        for number, item in enumerate(concept_value.get("coding", [])):
+            if not _is_object(item):
+                continue
+            if item.get("system") == system:
+                found.append((item.get("code"), f"{path}.coding[{number}].code"))
+            elif (vocabulary_name, item.get("system"), item.get("code")) in _FROM_STANDARD and not many:
+                found.append((_FROM_STANDARD[(vocabulary_name, item["system"], item["code"])],
+                              f"{path}.coding[{number}].code"))
+        if many:
+            return found
+        if not found:
+            self.error(index, path, f"No coding of {system} (the registry's {vocabulary_name} codes) here.",
+                       "code-invalid")
+            return None, path
+        return found[0]
+
+    def extensions(self, holder: dict, index: int, path: str) -> dict[str, list[tuple[dict, str]]]:
+        """The holder's registry extensions by name, with the FHIRPath of each; unknown ones refused."""
+        found: dict[str, list[tuple[dict, str]]] = {}
+        values = holder.get("extension", [])
+        if not isinstance(values, list):
+            self.error(index, f"{path}.extension", "extension must be a list.")
+            return found
+        for number, extension in enumerate(values):
+            url = extension.get("url") if _is_object(extension) else None
+            if url not in _EXTENSION_NAMES:
+                self.error(index, f"{path}.extension[{number}]", f"Extension {url!r} is not one the registry reads "
+                                                                 "(docs/fhir.md lists them).", "not-supported")
+                continue
+            found.setdefault(_EXTENSION_NAMES[url], []).append((extension, f"{path}.extension[{number}]"))
+        return found
+
+    def note(self, resource: dict, index: int, path: str):
+        """(text, FHIRPath) of a resource's one note, or None."""
+        notes = resource.get("note")
+        if notes is None:
+            return None
+        if not isinstance(notes, list) or len(notes) != 1 or not _is_object(notes[0]):
+            self.error(index, f"{path}.note", "At most one note is kept here.")
+            return None
+        return notes[0].get("text"), f"{path}.note[0].text"
+
+    def quantity_value(self, value, unit: str, index: int, path: str):
+        """The value of a UCUM Quantity in `unit` (a value in another unit is refused, not converted)."""
+        if not _is_object(value):
+            self.error(index, path, "A Quantity is expected here.")
+            return None
+        if value.get("code", value.get("unit")) != unit or value.get("system", UCUM) != UCUM:
+            self.error(index, f"{path}.code", f"The registry keeps this in UCUM {unit!r}.", "value")
+        return value.get("value")
+
+
+def _date_and_precision(text):
+    """A FHIR date or dateTime as (ISO date, precision); the text itself when it is none (the schema refuses it)."""
+    if not isinstance(text, str):
+        return text, None
+    date = text[:10]
+    if len(text) == 4 and text.isdigit():
+        return f"{text}-01-01", "year"
+    if len(text) == 7 and text[:4].isdigit() and text[4] == "-":
+        return f"{text}-01", "month"
+    return date if len(text) == 10 or text[10:11] == "T" else text, "day"
+
+
+class _Operation:
+    """The operation document being read from one Procedure and the entries that refer to it."""
+
+    def __init__(self, reader: _Reader, unit: Unit):
+        self.reader = reader
+        self.unit = unit
+
+    def put(self, field_path: str, value, source: str, follow_up: int | None = None) -> None:
+        """Set a (dotted) field of the document or of follow-up n, remembering its FHIRPath."""
+        target = self.unit.operation if follow_up is None else self.unit.follow_ups[follow_up]
+        *parents, name = field_path.split(".")
+        for parent in parents:
+            target = target[int(parent)] if isinstance(target, list) else target.setdefault(parent, {})
+        target[name] = value
+        (self.unit.sources if follow_up is None else self.unit.follow_up_sources[follow_up])[field_path] = source
+
+
+def bundle_to_documents(bundle) -> tuple[list[Unit], list[dict]]:
+    """Read a transaction or batch Bundle into operation documents (see `Unit`) and structural errors.
+
+    Each error is {"entry": index or None, "expression": FHIRPath, "diagnostics": text, "code": an
+    issue-type code}. An entry with an error belongs to no Unit; values are not checked here (the
+    caller validates the documents with /v1's schemas and answers their errors at `Unit.source`).
+    """
+    reader = _Reader(bundle)
+    entries = dict(reader.entries())
+    resources = {index: entry["resource"] for index, entry in entries.items()}
+    used: set[int] = set()
+    units: list[Unit] = []
+    procedure_unit: dict[int, Unit] = {}
+
+    def take(index: int, unit: Unit, part: str, resource_type: str, path: str) -> dict | None:
+        if index not in resources or resources[index]["resourceType"] != resource_type:
+            reader.error(index, path, f"The reference must name a {resource_type} entry of this Bundle.")
+            return None
+        if index in used:
+            reader.error(index, f"Bundle.entry[{index}]", "This entry is referred to by two operations.")
+            return None
+        used.add(index)
+        unit.parts[index] = part
+        return resources[index]
+
+    for index, resource in resources.items():
+        if resource["resourceType"] == "Procedure":
+            unit = Unit(operation={}, sources={"": f"Bundle.entry[{index}].resource"})
+            used.add(index)
+            unit.parts[index] = "procedure"
+            _read_procedure(reader, _Operation(reader, unit), index, resource, entries[index]["request"], take)
+            units.append(unit)
+            procedure_unit[index] = unit
+
+    # Observations and AdverseEvents point at their Procedure (partOf, suspectEntity)
+    stored_units: dict[tuple, Unit] = {}
+    for index, resource in resources.items():
+        path = f"Bundle.entry[{index}].resource"
+        if resource["resourceType"] not in ("Observation", "AdverseEvent"):
+            continue
+        if resource["resourceType"] == "Observation":
+            targets = [(reference, f"{path}.partOf[{n}]") for n, reference in enumerate(resource.get("partOf") or [])]
+        else:
+            targets = [(suspect.get("instance"), f"{path}.suspectEntity[{n}].instance")
+                       for n, suspect in enumerate(resource.get("suspectEntity") or []) if _is_object(suspect)]
+        procedure = None
+        for reference, reference_path in targets:
+            named = reader.resolve(reference, index, reference_path)
+            if named is None:
+                procedure = False
+                break
+            if named[0] == "entry" and named[1] in procedure_unit:
+                procedure = ("entry", named[1])
+                break
+            if named[0] in ("id", "identifier") and named[1] == "Procedure":
+                procedure = named
+                break
+        if procedure is False:
+            continue
+        if procedure is None:
+            field_name = "partOf" if resource["resourceType"] == "Observation" else "suspectEntity"
+            reader.error(index, f"{path}.{field_name}", "It must refer to the Procedure (the operation) it belongs to.",
+                         "required")
+            continue
+        is_follow_up = resource["resourceType"] == "Observation" and _element_code(resource.get("code")) == "follow-up"
+        if procedure[0] == "entry":
+            unit = procedure_unit[procedure[1]]
+        elif is_follow_up:
+            key = procedure[:1] + procedure[2:]
+            stored = ("id", procedure[2]) if procedure[0] == "id" else ("local_ref", procedure[3])
+            if procedure[0] == "identifier" and procedure[2] != OPERATION_IDENTIFIER:
+                reader.error(index, f"{path}.partOf[0].reference",
+                             f"A Procedure is named by identifier system {OPERATION_IDENTIFIER}.", "not-found")
+                continue
+            unit = stored_units.get(key)
+            if unit is None:
+                unit = stored_units[key] = Unit(operation=None, stored_operation=stored)
+                units.append(unit)
+        else:
+            reader.error(index, path, "A part of an operation is sent with its Procedure, in the same Bundle (the "
+                                      "operation is written whole, as on /v1).", "not-supported")
+            continue
+        used.add(index)
+        operation = _Operation(reader, unit)
+        if is_follow_up:
+            unit.parts[index] = f"follow-up-{len(unit.follow_ups)}"
+            _read_follow_up(reader, operation, index, resource, entries[index]["request"])
+        elif resource["resourceType"] == "Observation":
+            unit.parts[index] = _read_observation(reader, operation, index, resource)
+        else:
+            unit.parts[index] = _read_adverse_event(reader, operation, index, resource, take)
+
+    for unit in units:
+        if unit.operation is not None:
+            _check_complications(reader, unit)
+    for index in resources:
+        if index not in used:
+            reader.error(index, f"Bundle.entry[{index}].resource", "This resource is not part of an operation: a "
+                         "Patient, Condition or Device is sent as the subject, reason or used device of a Procedure.",
+                         "not-supported")
+    return units, reader.errors
+
+
+def _element_code(concept_value) -> str | None:
+    if not _is_object(concept_value):
+        return None
+    for item in concept_value.get("coding") or []:
+        if _is_object(item) and item.get("system") == ELEMENT_SYSTEM:
+            return item.get("code")
+    return None
+
+
+def _identifier_value(reader: _Reader, resource: dict, system: str, index: int, path: str):
+    """(value, FHIRPath) of the resource's identifier of `system`, or None."""
+    identifiers = resource.get("identifier")
+    identifiers = [identifiers] if _is_object(identifiers) else identifiers if isinstance(identifiers, list) else []
+    for number, identifier in enumerate(identifiers):
+        if _is_object(identifier) and identifier.get("system") == system:
+            suffix = f"[{number}]" if isinstance(resource.get("identifier"), list) else ""
+            return identifier.get("value"), f"{path}.identifier{suffix}.value"
+    return None
+
+
+def _conditional_key(reader: _Reader, request: dict, system: str, index: int):
+    """The identifier value a conditional request names (PUT url or ifNoneExist), or None."""
+    query = request["url"].partition("?")[2] or request.get("ifNoneExist") or ""
+    if not query:
+        return None
+    named = parse_identifier_query(query)
+    if named is None or named[0] != system:
+        reader.error(index, f"Bundle.entry[{index}].request", f"A conditional request here names "
+                                                              f"identifier={system}|<value>.", "not-supported")
+        return None
+    return named[1]
+
+
+def _read_procedure(reader: _Reader, operation: _Operation, index: int, procedure: dict, request: dict, take) -> None:
+    path = f"Bundle.entry[{index}].resource"
+    put = operation.put
+    local_ref = _identifier_value(reader, procedure, OPERATION_IDENTIFIER, index, path)
+    key = _conditional_key(reader, request, OPERATION_IDENTIFIER, index)
+    if local_ref is None and key is None:
+        reader.error(index, f"{path}.identifier", f"The operation's local_ref is its identifier of system "
+                                                  f"{OPERATION_IDENTIFIER}.", "required")
+    elif local_ref is not None and key is not None and local_ref[0] != key:
+        reader.error(index, f"Bundle.entry[{index}].request.url", "The conditional url names another identifier "
+                                                                  "than the Procedure's.")
+    if local_ref is not None:
+        put("local_ref", *local_ref)
+    elif key is not None:
+        put("local_ref", key, f"Bundle.entry[{index}].request.url")
+    extensions = reader.extensions(procedure, index, path)
+    for extension, extension_path in extensions.get("approach", []):
+        put("approach", (extension.get("valueCoding") or {}).get("code"), f"{extension_path}.valueCoding.code")
+    performed = procedure.get("performedDateTime")
+    date, precision = _date_and_precision(performed)
+    put("operation_date", date, f"{path}.performedDateTime")
+    given = reader.extensions(procedure.get("_performedDateTime") or {}, index, f"{path}._performedDateTime")
+    for extension, extension_path in given.get("date_precision", []):
+        precision = extension.get("valueCode")
+        put("date_precision", precision, f"{extension_path}.valueCode")
+    if precision is not None:
+        operation.unit.operation["date_precision"] = precision
+        operation.unit.sources.setdefault("date_precision", f"{path}.performedDateTime")
+    codes = reader.code(procedure.get("code"), "procedure", index, f"{path}.code", many=True)
+    put("procedures", [code for code, _ in codes], f"{path}.code")
+    for number, (_, code_path) in enumerate(codes):
+        operation.unit.sources[f"procedures.{number}"] = code_path
+    reasons = procedure.get("reasonCode") or []
+    if isinstance(reasons, list) and len(reasons) > 1:
+        reader.error(index, f"{path}.reasonCode", "One indication per operation.")
+    elif reasons:
+        reason = reasons[0]
+        if _is_object(reason) and reason.get("coding"):
+            put("indication", *reader.code(reason, "indication", index, f"{path}.reasonCode[0]"))
+        if _is_object(reason) and "text" in reason:
+            put("indication_note", reason["text"], f"{path}.reasonCode[0].text")
+    sites = procedure.get("bodySite") or []
+    region = [found for number, site in enumerate(sites)
+              for found in reader.code(site, "region", index, f"{path}.bodySite[{number}]", many=True)]
+    levels = [found for number, site in enumerate(sites)
+              for found in reader.code(site, "spinal_level", index, f"{path}.bodySite[{number}]", many=True)]
+    if region:
+        put("region", *region[0])
+    else:
+        operation.unit.sources["region"] = f"{path}.bodySite"
+    if levels:
+        put("levels.from", *levels[0])
+        put("levels.to", *levels[-1])
+        operation.unit.sources["levels"] = f"{path}.bodySite"
+    else:
+        operation.unit.sources["levels"] = f"{path}.bodySite"
+    follow_ups = procedure.get("followUp") or []
+    if follow_ups:
+        follow_up_path = f"{path}.followUp[0]"
+        put("immobilization.type", *reader.code(follow_ups[0], "immobilization", index, follow_up_path))
+        for extension, extension_path in reader.extensions(follow_ups[0], index, follow_up_path).get(
+                "immobilization_weeks", []):
+            put("immobilization.weeks", reader.quantity_value(extension.get("valueDuration"), "wk", index,
+                                                              f"{extension_path}.valueDuration"),
+                f"{extension_path}.valueDuration.value")
+        if len(follow_ups) > 1:
+            reader.error(index, f"{path}.followUp", "One immobilisation per operation.")
+    note = reader.note(procedure, index, path)
+    if note:
+        put("notes", *note)
+    grafts = procedure.get("usedCode") or []
+    if grafts:
+        found = [reader.code(graft, "bone_graft", index, f"{path}.usedCode[{number}]")
+                 for number, graft in enumerate(grafts)]
+        put("bone_graft", [code for code, _ in found], f"{path}.usedCode")
+        for number, (_, code_path) in enumerate(found):
+            operation.unit.sources[f"bone_graft.{number}"] = code_path
+
+    # The patient: the subject, a Patient entry of the Bundle (with its Condition) or a stored one
+    named = reader.resolve(procedure.get("subject"), index, f"{path}.subject")
+    if named is not None and named[0] == "id" and named[1] == "Patient":
+        put("patient_id", named[2], f"{path}.subject.reference")
+    elif named is not None and named[0] == "entry":
+        patient = take(named[1], operation.unit, "patient", "Patient", f"{path}.subject")
+        if patient is not None:
+            _read_patient(reader, operation, named[1], patient, take, procedure, index)
+    elif named is not None:
+        reader.error(index, f"{path}.subject", "The subject is a Patient entry of this Bundle or Patient/<id>.",
+                     "not-supported")
+
+    # Devices: the instrumentation system and the implants
+    implants = []
+    for number, reference in enumerate(procedure.get("usedReference") or []):
+        named = reader.resolve(reference, index, f"{path}.usedReference[{number}]")
+        if named is None:
+            continue
+        if named[0] != "entry":
+            reader.error(index, f"{path}.usedReference[{number}]", "A used device is a Device entry of this Bundle.",
+                         "not-supported")
+            continue
+        device = take(named[1], operation.unit, f"implant-{len(implants) + 1}", "Device",
+                      f"{path}.usedReference[{number}]")
+        if device is None:
+            continue
+        device_path = f"Bundle.entry[{named[1]}].resource"
+        if "type" not in device:
+            operation.unit.parts[named[1]] = "instrumentation"
+            if device.get("manufacturer") is not None:
+                put("instrumentation.manufacturer", device["manufacturer"], f"{device_path}.manufacturer")
+            for name_number, name in enumerate(device.get("deviceName") or []):
+                if _is_object(name) and name.get("type") == "model-name":
+                    put("instrumentation.system", name.get("name"), f"{device_path}.deviceName[{name_number}].name")
+            continue
+        implants.append((named[1], device))
+    if implants or "instrumentation" in operation.unit.operation:
+        operation.unit.operation.setdefault("instrumentation", {})["implants"] = []
+        operation.unit.sources["instrumentation.implants"] = f"{path}.usedReference"
+    for number, (device_index, device) in enumerate(implants):
+        device_path = f"Bundle.entry[{device_index}].resource"
+        operation.unit.operation["instrumentation"]["implants"].append({})
+        prefix = f"instrumentation.implants.{number}"
+        operation.unit.sources[prefix] = device_path
+        put(f"{prefix}.kind", *reader.code(device.get("type"), "implant_kind", device_index, f"{device_path}.type"))
+        extensions = reader.extensions(device, device_index, device_path)
+        for name in ("level", "side"):
+            for extension, extension_path in extensions.get(name, []):
+                put(f"{prefix}.{name}", (extension.get("valueCoding") or {}).get("code"),
+                    f"{extension_path}.valueCoding.code")
+        for extension, extension_path in extensions.get("count", []):
+            put(f"{prefix}.count", extension.get("valueInteger"), f"{extension_path}.valueInteger")
+        for property_number, device_property in enumerate(device.get("property") or []):
+            property_path = f"{device_path}.property[{property_number}]"
+            name = {"diameter": "diameter_mm", "length": "length_mm"}.get(_element_code(device_property.get("type")))
+            values = device_property.get("valueQuantity") if _is_object(device_property) else None
+            if name is None or not isinstance(values, list) or len(values) != 1:
+                reader.error(device_index, property_path, "A device property here is a diameter or a length, with "
+                                                          "one valueQuantity in mm.", "not-supported")
+                continue
+            put(f"{prefix}.{name}", reader.quantity_value(values[0], "mm", device_index,
+                                                          f"{property_path}.valueQuantity[0]"),
+                f"{property_path}.valueQuantity[0].value")
+        note = reader.note(device, device_index, device_path)
+        if note:
+            put(f"{prefix}.note", *note)
+    operation.unit.operation.setdefault("intraop_events", [])
+    operation.unit.operation.setdefault("postop_complications", [])
+
+
+def _read_patient(reader: _Reader, operation: _Operation, index: int, patient: dict, take, procedure: dict,
+                  procedure_index: int) -> None:
+    path = f"Bundle.entry[{index}].resource"
+    put = operation.put
+    request = reader.bundle["entry"][index]["request"]
+    condition_if = request.get("ifNoneExist") or request["url"].partition("?")[2]
+    if condition_if.startswith("_id="):
+        number = condition_if[4:]
+        if number.isdigit():
+            put("patient_id", int(number), f"Bundle.entry[{index}].request.ifNoneExist")
+        else:
+            reader.error(index, f"Bundle.entry[{index}].request.ifNoneExist", "_id=<registry patient id>.")
+        # a stored patient: /v1 takes the operation's patient by id and changes nothing of it
+        for number, reference in enumerate(procedure.get("reasonReference") or []):
+            named = reader.resolve(reference, procedure_index, f"Bundle.entry[{procedure_index}].resource."
+                                                                f"reasonReference[{number}]")
+            if named is not None and named[0] == "entry":
+                take(named[1], operation.unit, "diagnosis", "Condition", f"Bundle.entry[{named[1]}].resource")
+        return
+    operation.unit.operation["patient"] = {}
+    operation.unit.sources["patient"] = path
+    ref = _identifier_value(reader, patient, PATIENT_REF_IDENTIFIER, index, path)
+    key = _conditional_key(reader, request, PATIENT_REF_IDENTIFIER, index)
+    if ref is None:
+        reader.error(index, f"{path}.identifier", f"The patient's ref is its identifier of system "
+                                                  f"{PATIENT_REF_IDENTIFIER} (the registry keeps only a keyed hash).",
+                     "required")
+    else:
+        if key is not None and key != ref[0]:
+            reader.error(index, f"Bundle.entry[{index}].request.ifNoneExist", "ifNoneExist names another identifier "
+                                                                              "than the Patient's.")
+        put("patient.ref", *ref)
+    for extension, extension_path in reader.extensions(patient, index, path).get("consent", []):
+        put("patient.consent", (extension.get("valueCoding") or {}).get("code"), f"{extension_path}.valueCoding.code")
+    if "gender" in patient:
+        put("patient.sex", patient["gender"], f"{path}.gender")
+    if "birthDate" in patient:
+        birth = patient["birthDate"]
+        # the registry keeps the year only: a full birth date gives its year, the rest is not kept
+        year = int(birth[:4]) if isinstance(birth, str) and birth[:4].isdigit() else birth
+        put("patient.birth_year", year, f"{path}.birthDate")
+    conditions = []
+    for number, reference in enumerate(procedure.get("reasonReference") or []):
+        reference_path = f"Bundle.entry[{procedure_index}].resource.reasonReference[{number}]"
+        named = reader.resolve(reference, procedure_index, reference_path)
+        if named is not None and named[0] == "entry":
+            condition = take(named[1], operation.unit, "diagnosis", "Condition", reference_path)
+            if condition is not None:
+                conditions.append((named[1], condition))
+        elif named is not None:
+            reader.error(procedure_index, reference_path, "The diagnosis is a Condition entry of this Bundle.",
+                         "not-supported")
+    if len(conditions) > 1:
+        reader.error(procedure_index, f"Bundle.entry[{procedure_index}].resource.reasonReference",
+                     "One diagnosis (Condition) per operation.")
+    operation.unit.sources["patient.diagnosis"] = f"Bundle.entry[{procedure_index}].resource.reasonReference"
+    for condition_index, condition in conditions[:1]:
+        condition_path = f"Bundle.entry[{condition_index}].resource"
+        put("patient.diagnosis", *reader.code(condition.get("code"), "diagnosis", condition_index,
+                                              f"{condition_path}.code"))
+        note = reader.note(condition, condition_index, condition_path)
+        if note:
+            put("patient.diagnosis_note", *note)
+        extensions = reader.extensions(condition, condition_index, condition_path)
+        genes = [((extension.get("valueCoding") or {}).get("code"), f"{extension_path}.valueCoding.code")
+                 for extension, extension_path in extensions.get("gene", [])]
+        put("patient.genes", [code for code, _ in genes], f"{condition_path}.extension")
+        for number, (_, gene_path) in enumerate(genes):
+            operation.unit.sources[f"patient.genes.{number}"] = gene_path
+        for extension, extension_path in extensions.get("inheritance", []):
+            put("patient.inheritance", (extension.get("valueCoding") or {}).get("code"),
+                f"{extension_path}.valueCoding.code")
+        for extension, extension_path in extensions.get("family_history", []):
+            put("patient.family_history", extension.get("valueBoolean"), f"{extension_path}.valueBoolean")
+
+
+def _read_observation(reader: _Reader, operation: _Operation, index: int, observation: dict) -> str:
+    path = f"Bundle.entry[{index}].resource"
+    code = _element_code(observation.get("code"))
+    if code not in _OBSERVATION_FIELDS:
+        reader.error(index, f"{path}.code", f"An operation's Observation is coded from {ELEMENT_SYSTEM}: one of "
+                                            f"{', '.join(_OBSERVATION_FIELDS)} (or follow-up).", "code-invalid")
+        return "observation"
+    field_path, value_element, unit = _OBSERVATION_FIELDS[code]
+    if field_path in operation.unit.sources:
+        reader.error(index, path, f"A second {code} Observation for the same operation.", "duplicate")
+    elif value_element not in observation:
+        reader.error(index, f"{path}.{value_element}", f"A {code} Observation gives its value as {value_element}.",
+                     "required")
+    elif unit:
+        operation.put(field_path, reader.quantity_value(observation[value_element], unit, index,
+                                                        f"{path}.{value_element}"), f"{path}.{value_element}.value")
+    else:
+        operation.put(field_path, observation[value_element], f"{path}.{value_element}")
+    return {"joa": "preop-joa", "mjoa": "preop-mjoa"}.get(code, code)
+
+
+def _read_adverse_event(reader: _Reader, operation: _Operation, index: int, event: dict, take) -> str:
+    path = f"Bundle.entry[{index}].resource"
+    put = operation.put
+    document = operation.unit.operation
+    intraop = reader.code(event.get("event"), "intraop_event", index, f"{path}.event", many=True)
+    postop = reader.code(event.get("event"), "postop_complication", index, f"{path}.event", many=True)
+    if not intraop and not postop:
+        reader.error(index, f"{path}.event", "The event is coded from the registry's intraop-event or "
+                                             "postop-complication CodeSystem.", "code-invalid")
+        return "adverse-event"
+    kind, found = ("intraop_events", intraop) if intraop else ("postop_complications", postop)
+    number = len(document[kind])
+    document[kind].append({})
+    prefix = f"{kind}.{number}"
+    operation.unit.sources[prefix] = path
+    put(f"{prefix}.type", *found[0])
+    extensions = reader.extensions(event, index, path)
+    grade = event.get("seriousness")
+    if grade is not None:
+        put(f"{prefix}.grade", *reader.code(grade, "classintra_grade" if intraop else "clavien_dindo_grade",
+                                            index, f"{path}.seriousness"))
+    else:
+        operation.unit.sources[f"{prefix}.grade"] = f"{path}.seriousness"
+    for name in ("management", "description"):
+        for extension, extension_path in extensions.get(name, []):
+            put(f"{prefix}.{name}", extension.get("valueString"), f"{extension_path}.valueString")
+    if postop:
+        for extension, extension_path in extensions.get("days_after", []):
+            put(f"{prefix}.days_after", reader.quantity_value(extension.get("valueDuration"), "d", index,
+                                                              f"{extension_path}.valueDuration"),
+                f"{extension_path}.valueDuration.value")
+        return f"postop-complication-{number + 1}"
+    for name in ("level", "side", "site"):
+        for extension, extension_path in extensions.get(name, []):
+            put(f"{prefix}.{name}", (extension.get("valueCoding") or {}).get("code"),
+                f"{extension_path}.valueCoding.code")
+    for extension, extension_path in extensions.get("retained_fragment", []):
+        put(f"{prefix}.retained_fragment", extension.get("valueBoolean"), f"{extension_path}.valueBoolean")
+    operation.unit.sources[f"{prefix}.instrument"] = f"{path}.suspectEntity"
+    for suspect_number, suspect in enumerate(event.get("suspectEntity") or []):
+        suspect_path = f"{path}.suspectEntity[{suspect_number}].instance"
+        named = reader.resolve(suspect.get("instance") if _is_object(suspect) else None, index, suspect_path)
+        if named is None or named[0] != "entry" or reader.bundle["entry"][named[1]]["resource"].get(
+                "resourceType") != "Device":
+            continue
+        device = take(named[1], operation.unit, f"intraop-event-{number + 1}-instrument", "Device", suspect_path)
+        if device is None:
+            continue
+        device_path = f"Bundle.entry[{named[1]}].resource"
+        if "type" in device:
+            put(f"{prefix}.instrument", *reader.code(device["type"], "instrument", named[1], f"{device_path}.type"))
+        note = reader.note(device, named[1], device_path)
+        if note:
+            put(f"{prefix}.instrument_detail", *note)
+    return f"intraop-event-{number + 1}"
+
+
+def _read_follow_up(reader: _Reader, operation: _Operation, index: int, observation: dict, request: dict) -> None:
+    path = f"Bundle.entry[{index}].resource"
+    unit = operation.unit
+    number = len(unit.follow_ups)
+    unit.follow_ups.append({})
+    unit.follow_up_sources.append({"": path})
+
+    def put(field_path, value, source):
+        operation.put(field_path, value, source, follow_up=number)
+
+    local_ref = _identifier_value(reader, observation, FOLLOW_UP_IDENTIFIER, index, path)
+    key = _conditional_key(reader, request, FOLLOW_UP_IDENTIFIER, index)
+    if local_ref is not None:
+        put("local_ref", *local_ref)
+        if key is not None and key != local_ref[0]:
+            reader.error(index, f"Bundle.entry[{index}].request.url", "The conditional url names another identifier "
+                                                                      "than the Observation's.")
+    elif key is not None:
+        put("local_ref", key, f"Bundle.entry[{index}].request.url")
+    if "effectiveDateTime" in observation:
+        put("date", _date_and_precision(observation["effectiveDateTime"])[0], f"{path}.effectiveDateTime")
+    else:
+        unit.follow_up_sources[number]["date"] = f"{path}.effectiveDateTime"
+    if "method" in observation:
+        put("assessment", *reader.code(observation["method"], "assessment", index, f"{path}.method"))
+    note = reader.note(observation, index, path)
+    if note:
+        put("notes", *note)
+    for component_number, component in enumerate(observation.get("component") or []):
+        component_path = f"{path}.component[{component_number}]"
+        code = _element_code(component.get("code")) if _is_object(component) else None
+        if code not in _COMPONENT_FIELDS:
+            reader.error(index, f"{component_path}.code", f"A follow-up component is coded from {ELEMENT_SYSTEM}: "
+                                                          f"one of {', '.join(_COMPONENT_FIELDS)}.", "code-invalid")
+            continue
+        name, value_element, unit_code = _COMPONENT_FIELDS[code]
+        if value_element not in component:
+            reader.error(index, f"{component_path}.{value_element}", f"{code} gives its value as {value_element}.",
+                         "required")
+        elif value_element == "valueCodeableConcept":
+            put(name, *reader.code(component[value_element], _VOCABULARY_OF_ELEMENT[code], index,
+                                   f"{component_path}.{value_element}"))
+        elif unit_code:
+            put(name, reader.quantity_value(component[value_element], unit_code, index,
+                                            f"{component_path}.{value_element}"), f"{component_path}.{value_element}.value")
+        else:
+            put(name, component[value_element], f"{component_path}.{value_element}")
+
+
+def _check_complications(reader: _Reader, unit: Unit) -> None:
+    """Procedure.complication is a summary written on export: it must agree with the AdverseEvents,
+    which are what the registry keeps (a complication given only there would be lost)."""
+    index = next(index for index, part in unit.parts.items() if part == "procedure")
+    procedure = reader.bundle["entry"][index]["resource"]
+    if "complication" not in procedure:
+        return
+    listed = sorted(code for number, item in enumerate(procedure.get("complication") or [])
+                    for vocabulary_name in ("intraop_event", "postop_complication")
+                    for code, _ in reader.code(item, vocabulary_name, index, f"complication[{number}]", many=True))
+    recorded = sorted(item.get("type") for kind in ("intraop_events", "postop_complications")
+                      for item in unit.operation.get(kind, []))
+    if listed != recorded:
+        reader.error(index, f"Bundle.entry[{index}].resource.complication", "Each complication is recorded as an "
+                     "AdverseEvent of the operation; Procedure.complication, when given, lists the same events.")

@@ -1,17 +1,26 @@
-"""The /fhir endpoints: the CapabilityStatement and the registry's terminology (read and search).
+"""The /fhir endpoints: the CapabilityStatement, the registry's terminology (read and search), and
+the write path (POST /fhir with a transaction or batch Bundle).
 
-Everything here is open, as /v1/vocabularies is: the terminology is the registry's public
-vocabulary and holds no patient data, and FHIR requires `metadata` to be readable by anyone who
-may connect. Endpoints carrying records will take a token.
+The terminology is open, as /v1/vocabularies is: it is the registry's public vocabulary and holds
+no patient data, and FHIR requires `metadata` to be readable by anyone who may connect. Writing
+takes a submitter token of the centre, as /v1 does.
 """
 
+import json
 from datetime import datetime, timezone
 
+import psycopg.errors
 from flask import Blueprint, current_app, request, url_for
+from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_options_header
 
-from registry.fhir import terminology
+from registry import accepts
+from registry.auth import SUBMITTER, authenticate, require
+from registry.db import DatabaseUnavailable, database
+from registry.fhir import terminology, writing
 from registry.fhir.outcome import FHIR_JSON, FhirError, fhir_response, handle_error
+from registry.idempotency import idempotent
+from registry.strict_json import check_body
 
 FHIR_VERSION = "4.0.1"
 # What a client may ask for with Accept: FHIR's JSON media type, plain JSON, and the pre-R4 name
@@ -24,6 +33,11 @@ blp = Blueprint("fhir", __name__, url_prefix="/fhir")
 # Every error of a routed /fhir request (HTTPException, database outage, a bug) is an OperationOutcome;
 # registry.problems sends those no route matched (unknown path, wrong method) here too.
 blp.register_error_handler(Exception, handle_error)
+# Flask picks the handler of the most specific class first, the app's before a blueprint's: the
+# classes the app answers as problem+json (registry.problems) are registered here too, or a body
+# nested too deeply (RecursionError) or a constraint violation under /fhir answered problem+json.
+for _error_class in (HTTPException, DatabaseUnavailable, RecursionError, psycopg.errors.IntegrityError):
+    blp.register_error_handler(_error_class, handle_error)
 
 
 @blp.record_once
@@ -81,6 +95,22 @@ def metadata():
         raise FhirError(400, f"mode={mode} is not supported: only the full CapabilityStatement is served.",
                         code="not-supported")
     return fhir_response(capability_statement())
+
+
+@blp.post("")
+@blp.post("/")
+@accepts("application/json", bulk=True)
+@require(SUBMITTER)
+@idempotent
+def write_bundle():
+    """Write a transaction or batch Bundle of operations, their patients and follow-ups."""
+    _refuse_unknown_parameters()
+    # A Bundle may hold many operations (a bulk body); its JSON is read as strictly as a /v1 record's
+    check_body(request.get_data(cache=True))
+    bundle = json.loads(request.get_data(cache=True))
+    with database().transaction() as conn:  # the request's one transaction (see `require`)
+        answer = writing.write_bundle(conn, authenticate(), bundle)
+    return fhir_response(answer)
 
 
 def capability_statement() -> dict:
