@@ -50,16 +50,23 @@ def add_operation(conn, rng, centre_id, patient_id, serial):
          rng.choice([None, 0, 50, 100, 150, 300, 300, 450, 800, 1200, 2500]), joa,
          rng.choice([None, *range(0, 19)]) if joa is not None else None)).fetchone()
     operation_id = row["id"]
+    # timing, ClassIntra grades and imaging methods come from a side generator, so that the
+    # main sequence (and every other value) is what it was before they were added
+    side = random.Random(f"{serial}")
     for position in range(rng.choice([0, 0, 0, 1, 2])):
         event_type = rng.choice(EVENT_TYPES)
         conn.execute(
-            "INSERT INTO intraop_events (centre_id, operation_id, position, type, instrument) VALUES (%s, %s, %s, %s, %s)",
+            "INSERT INTO intraop_events (centre_id, operation_id, position, type, instrument, grade)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
             (centre_id, operation_id, position, event_type,
-             rng.choice(list(v.INSTRUMENT)) if event_type == "instrument_breakage" else None))
+             rng.choice(list(v.INSTRUMENT)) if event_type == "instrument_breakage" else None,
+             side.choice([None, "I", "II", "III", "IV"])))
     for position in range(rng.choice([0, 0, 1, 2])):
         conn.execute(
-            "INSERT INTO postop_complications (centre_id, operation_id, position, type, grade) VALUES (%s, %s, %s, %s, %s)",
-            (centre_id, operation_id, position, rng.choice(list(v.POSTOP_COMPLICATION)), rng.choice(GRADES)))
+            "INSERT INTO postop_complications (centre_id, operation_id, position, type, grade, days_after)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (centre_id, operation_id, position, rng.choice(list(v.POSTOP_COMPLICATION)), rng.choice(GRADES),
+             side.choice([None, 2, 14, 30, 31, 60, 90, 91, 400])))
     for position in range(rng.choice([0, 0, 1, 2, 3])):
         conn.execute(
             "INSERT INTO implants (centre_id, operation_id, position, kind) VALUES (%s, %s, %s, %s)",
@@ -73,11 +80,14 @@ def add_follow_up(conn, rng, centre_id, operation_id, operation_date):
     months = rng.choice([0, 3, 6, 12, 12, 18, 24, 36, 60])
     date = operation_date + dt.timedelta(days=months * 30 + rng.randrange(0, 20))
     revision = rng.random() < 0.1
+    assessment = random.Random(f"{operation_id}-{date}").choice([None, *v.ASSESSMENT])  # side generator
     conn.execute(
         """INSERT INTO follow_ups (centre_id, operation_id, follow_up_date, months_after, fusion_status,
-               implant_status, joa, mjoa, revision_surgery) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+               implant_status, joa, mjoa, revision_surgery, assessment)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
         (centre_id, operation_id, date, months, rng.choice(FUSION), rng.choice(IMPLANT),
-         rng.choice([None, *[x / 2 for x in range(0, 35)]]), rng.choice([None, *range(0, 19)]), revision))
+         rng.choice([None, *[x / 2 for x in range(0, 35)]]), rng.choice([None, *range(0, 19)]), revision,
+         assessment))
 
 
 def generate(conn, centre_ids, seed=5, operations=150, withdrawn_share=0.1):
@@ -216,38 +226,61 @@ def latest(follow_ups, condition):
     return max(chosen, key=lambda f: (f["follow_up_date"], f["months_after"], f["id"])) if chosen else None
 
 
-def complications(ops, count=exact):
-    def rate(condition):
-        return proportion([o for o in ops if condition(o)], ops, count)
+def complications(ops, count=exact, window=None, window_cutoff=None, major="clavien"):
+    """window: days (None: any time); window_cutoff: operations on or before it are old enough."""
+    def rate(condition, base=ops):
+        return proportion([o for o in base if condition(o)], base, count)
+
+    def is_major(o, within):
+        severe = major == "clavien_or_classintra" and any(e["grade"] in ("III", "IV", "V") for e in o["events"])
+        return severe or any(c["grade"] in v.MAJOR_CLAVIEN_DINDO and within(c) for c in o["complications"])
 
     types = {t: rate(lambda o, t=t: any(e["type"] == t for e in o["events"])) for t in EVENT_TYPES}
+    postop = {}
+    if window is None:
+        postop["postop_complication"] = rate(lambda o: o["complications"])
+        postop["major_complication"] = rate(lambda o: is_major(o, lambda c: True))
+    else:
+        eligible = [o for o in ops if o["operation_date"] <= window_cutoff]
+
+        def within(c):
+            return c["days_after"] is not None and c["days_after"] <= window
+
+        def untimed(c):
+            return c["days_after"] is None
+
+        postop["postop_complication"] = rate(lambda o: any(within(c) for c in o["complications"]), eligible)
+        postop["major_complication"] = rate(lambda o: is_major(o, within), eligible)
+        postop["postop_timing_not_recorded"] = rate(
+            lambda o: not any(within(c) for c in o["complications"]) and any(untimed(c) for c in o["complications"]),
+            eligible)
+        postop["major_timing_not_recorded"] = rate(
+            lambda o: not is_major(o, within) and any(untimed(c) and c["grade"] in v.MAJOR_CLAVIEN_DINDO
+                                                      for c in o["complications"]), eligible)
     return {
         "operations": count(ops),
         "intraop_event": rate(lambda o: o["events"]),
         "instrument_breakage": types["instrument_breakage"],
         "intraop_event_types": types,
-        "postop_complication": rate(lambda o: o["complications"]),
-        "major_complication": rate(lambda o: any(c["grade"] in v.MAJOR_CLAVIEN_DINDO for c in o["complications"])),
+        **postop,
         "blood_loss_ml": summary([(o, o["blood_loss_ml"]) for o in ops if o["blood_loss_ml"] is not None], count),
         "duration_min": summary([(o, o["duration_min"]) for o in ops if o["duration_min"] is not None], count),
     }
 
 
-def fusion(ops, min_months=12, count=exact):
-    assessed = []
-    for o in ops:
-        if "fusion" not in o["procedures"]:
-            continue
-        deciding = latest(o["follow_ups"], lambda f: f["months_after"] >= min_months
-                          and f["fusion_status"] in ("fused", "not_fused"))
-        if deciding:
-            assessed.append((o, deciding["fusion_status"]))
-    decided = [o for o, _ in assessed]
-    undecided = []  # fusion operations followed to min_months that no follow-up decided: (op, latest status)
+def fusion(ops, min_months=12, count=exact, assessment=None):
+    """assessment: only fusion operations whose deciding follow-up used one of these methods."""
+    assessed, undecided = [], []  # (operation, status of the deciding follow-up)
     for o in ops:
         later = [f for f in o["follow_ups"] if f["months_after"] >= min_months]
-        if "fusion" in o["procedures"] and later and o not in decided:
-            undecided.append((o, latest(later, lambda f: True)["fusion_status"]))
+        if "fusion" not in o["procedures"] or not later:
+            continue
+        deciding = latest(later, lambda f: f["fusion_status"] in ("fused", "not_fused"))
+        chosen = deciding or latest(later, lambda f: True)
+        if assessment is not None and chosen["assessment"] not in assessment:
+            continue
+        (assessed if deciding else undecided).append((o, chosen["fusion_status"]))
+    decided = [o for o, _ in assessed]
     followed_to_min = decided + [o for o, _ in undecided]
     instrumented_followed = [o for o in ops if is_instrumented(o) and o["follow_ups"]]
     followed = [o for o in ops if o["follow_ups"]]
@@ -267,11 +300,25 @@ def fusion(ops, min_months=12, count=exact):
     }
 
 
-def outcomes(ops, count=exact):
+def visit_at_12_months(follow_ups):
+    """The follow-up closest to 12 months within 9-15 that recorded JOA or mJOA (ties: the later)."""
+    chosen = [f for f in follow_ups if 9 <= f["months_after"] <= 15 and (f["joa"] is not None or f["mjoa"] is not None)]
+    if not chosen:
+        return None
+    return min(chosen, key=lambda f: (abs(f["months_after"] - 12), -f["months_after"],
+                                      -f["follow_up_date"].toordinal(), -f["id"]))
+
+
+def outcomes(ops, count=exact, timepoint="latest"):
     pre, post, recovery, mpre, mpost = [], [], [], [], []
     for o in ops:
-        last_joa = latest(o["follow_ups"], lambda f: f["joa"] is not None)
-        last_mjoa = latest(o["follow_ups"], lambda f: f["mjoa"] is not None)
+        if timepoint == "12m":
+            visit = visit_at_12_months(o["follow_ups"])
+            last_joa = visit if visit and visit["joa"] is not None else None
+            last_mjoa = visit if visit and visit["mjoa"] is not None else None
+        else:
+            last_joa = latest(o["follow_ups"], lambda f: f["joa"] is not None)
+            last_mjoa = latest(o["follow_ups"], lambda f: f["mjoa"] is not None)
         if o["preop_joa"] is not None:
             pre.append((o, o["preop_joa"]))
         if last_joa:
@@ -315,6 +362,16 @@ def completeness(ops, count=exact, due_cutoff=None):
         "follow_up_12m": proportion([o for o in due if any(f["months_after"] >= 12 for f in o["follow_ups"])],
                                     due, count),
     }
+
+
+def first_operations(operations):
+    """The ids (centre, id) of each patient's first operation (earliest date, then lowest id)."""
+    first = {}
+    for o in operations:
+        patient = (o["centre_id"], o["patient_id"])
+        if patient not in first or (o["operation_date"], o["id"]) < first[patient][0]:
+            first[patient] = ((o["operation_date"], o["id"]), (o["centre_id"], o["id"]))
+    return {key for _, key in first.values()}
 
 
 REFERENCE = {"complications": complications, "fusion": fusion, "outcomes": outcomes, "completeness": completeness}
