@@ -366,7 +366,10 @@ def _operation_entries(document: dict, follow_ups, names: _Names, patient_ref: s
     if levels:
         first = vocabulary.level_position(levels.get("from", levels.get("from_")))
         last = vocabulary.level_position(levels["to"])
-        body_sites += [concept("spinal_level", level) for level in vocabulary.SPINAL_LEVELS[first:last + 1]]
+        # every level of the range, in order; a reversed range (refused by /v1) is written as sent
+        span = vocabulary.SPINAL_LEVELS[first:last + 1] if first <= last else (
+            levels.get("from", levels.get("from_")), levels["to"])
+        body_sites += [concept("spinal_level", level) for level in span]
     procedure["bodySite"] = body_sites
     complications = [concept("intraop_event", event["type"]) for event in document.get("intraop_events") or []]
     complications += [concept("postop_complication", item["type"])
@@ -674,8 +677,7 @@ class _Reader:
             for name in bad:
                 self.error(index, f"{path}.resource.{name}", f"The registry does not keep {resource_type}.{name}: "
                                                              "it would be lost, so the entry is refused.", "not-supported")
-            if bad or unknown:
-                continue
+            # an entry with elements refused is still read, so that only its own faults are answered
             if isinstance(entry.get("fullUrl"), str):
                 self.by_full_url[entry["fullUrl"]] = index
             good.append((index, entry))

@@ -66,3 +66,203 @@ def test_a_case_posted_as_a_bundle_reads_back_as_its_v1_submission(client, token
     through_v1 = stored_through_v1(client, tokens, operation, follow_ups, "submitter_b")
     assert without_server_values(through_fhir) == without_server_values(through_v1)
     assert through_fhir[0]["local_ref"] == operation["local_ref"]
+
+
+def seed_bundle() -> dict:
+    operation, follow_ups = CASES[0][1:]
+    return operation_to_bundle(operation, follow_ups)
+
+
+def entry_index(bundle, code: str) -> int:
+    """The index of the Observation entry coded `code` (blood-loss, duration...)."""
+    return next(index for index, entry in enumerate(bundle["entry"])
+                if entry["resource"]["resourceType"] == "Observation"
+                and entry["resource"]["code"]["coding"][0]["code"] == code)
+
+
+def issues(response, status) -> list[dict]:
+    body = answer(response, status)
+    assert body["resourceType"] == "OperationOutcome"
+    return body["issue"]
+
+
+def test_resending_a_bundle_updates_and_never_duplicates(client, tokens, db):
+    bundle = seed_bundle()
+    first = answer(post_bundle(client, bundle, tokens=tokens))
+    stored = counts(db)
+    again = answer(post_bundle(client, bundle, tokens=tokens))
+    assert [entry["response"]["status"] for entry in again["entry"]] == ["200 OK"] * len(bundle["entry"])
+    assert [entry["response"]["location"] for entry in again["entry"]] == [
+        entry["response"]["location"] for entry in first["entry"]]
+    assert counts(db) == stored
+    # a corrected value is an update of the same operation, with a new version
+    corrected = copy.deepcopy(bundle)
+    corrected["entry"][entry_index(bundle, "blood-loss")]["resource"]["valueQuantity"]["value"] = 400
+    updated = answer(post_bundle(client, corrected, tokens=tokens))
+    operation_id = procedure_id(updated)
+    assert operation_id == procedure_id(first)
+    procedure_response = next(entry["response"] for entry in updated["entry"]
+                              if entry["response"]["location"].startswith("Procedure/"))
+    assert procedure_response["location"] == f"Procedure/{operation_id}/_history/2"
+    assert procedure_response["etag"] == 'W/"2"'
+    assert counts(db) == stored
+    assert client.get(f"/v1/operations/{operation_id}", headers=tokens.header("submitter_a")).json[
+        "blood_loss_ml"] == 400
+
+
+def test_a_negative_blood_loss_is_refused_at_its_element_and_nothing_is_stored(client, tokens, db):
+    bundle = seed_bundle()
+    index = entry_index(bundle, "blood-loss")
+    bundle["entry"][index]["resource"]["valueQuantity"]["value"] = -5
+    [issue] = issues(post_bundle(client, bundle, tokens=tokens), 422)
+    assert issue["expression"] == [f"Bundle.entry[{index}].resource.valueQuantity.value"]
+    assert (issue["severity"], issue["code"]) == ("error", "invalid")
+    assert issue["diagnostics"].startswith("blood_loss_ml:")
+    assert set(counts(db).values()) == {0}
+
+
+def test_a_transaction_with_one_bad_operation_stores_nothing(client, tokens, db):
+    good = seed_bundle()
+    operation, follow_ups = CASES[1][1:]
+    bad = operation_to_bundle(dict(operation, levels={"from": "C6", "to": "C5"}), follow_ups)
+    both = {"resourceType": "Bundle", "type": "transaction", "entry": good["entry"] + bad["entry"]}
+    [issue] = issues(post_bundle(client, both, tokens=tokens), 422)
+    procedure = len(good["entry"]) + 1  # the second operation's Procedure
+    # the levels are the Procedure's body sites: the last one read is `to`
+    assert issue["expression"][0].startswith(f"Bundle.entry[{procedure}].resource.bodySite[")
+    assert set(counts(db).values()) == {0}
+
+
+def test_a_batch_stores_the_valid_operations_and_answers_each_entry(client, tokens, db):
+    good = seed_bundle()
+    operation, follow_ups = CASES[1][1:]
+    bad = operation_to_bundle(dict(operation, operation_date="2999-01-01", date_precision="day"), follow_ups)
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": good["entry"] + bad["entry"]}
+    answered = answer(post_bundle(client, batch, tokens=tokens))
+    assert answered["type"] == "batch-response"
+    statuses = [entry["response"]["status"] for entry in answered["entry"]]
+    assert statuses == ["201 Created"] * len(good["entry"]) + ["422 Unprocessable Entity"] * len(bad["entry"])
+    outcome = answered["entry"][-1]["response"]["outcome"]
+    procedure = len(good["entry"]) + 1
+    assert outcome["issue"][0]["expression"] == [f"Bundle.entry[{procedure}].resource.performedDateTime"]
+    assert counts(db)["operations"] == 1 and counts(db)["follow_ups"] == 1
+
+
+def test_an_idempotency_key_replays_the_first_answer(client, tokens, db):
+    bundle = seed_bundle()
+    first = post_bundle(client, bundle, tokens=tokens, **{"Idempotency-Key": "fhir-1"})
+    answer(first)
+    audited = db.execute("SELECT count(*) AS n FROM audit_events").fetchone()["n"]
+    replay = post_bundle(client, bundle, tokens=tokens, **{"Idempotency-Key": "fhir-1"})
+    assert replay.get_data() == first.get_data()
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert db.execute("SELECT count(*) AS n FROM audit_events").fetchone()["n"] == audited
+    # the same key with another body is refused, as on /v1
+    other = copy.deepcopy(bundle)
+    other["entry"][entry_index(bundle, "blood-loss")]["resource"]["valueQuantity"]["value"] = 301
+    [issue] = issues(post_bundle(client, other, tokens=tokens, **{"Idempotency-Key": "fhir-1"}), 422)
+    assert "Idempotency-Key" in issue["diagnostics"]
+
+
+def test_another_centre_cannot_touch_the_operation(client, tokens):
+    written = answer(post_bundle(client, seed_bundle(), tokens=tokens))
+    operation_id = procedure_id(written)
+    follow_up = copy.deepcopy(seed_bundle()["entry"][-1])
+    follow_up["resource"]["partOf"] = [{"reference": f"Procedure/{operation_id}"}]
+    follow_up["resource"]["subject"] = {"reference": "Patient/1"}
+    only_follow_up = {"resourceType": "Bundle", "type": "transaction", "entry": [follow_up]}
+    [issue] = issues(post_bundle(client, only_follow_up, token="submitter_b", tokens=tokens), 404)
+    assert issue["code"] == "not-found"
+    # centre B sending the same bundle writes its own operation, not centre A's
+    theirs = answer(post_bundle(client, seed_bundle(), token="submitter_b", tokens=tokens))
+    assert {entry["response"]["status"] for entry in theirs["entry"]} == {"201 Created"}
+    assert client.get(f"/v1/operations/{operation_id}", headers=tokens.header("submitter_a")).json["version"] == 1
+    assert len(client.get("/v1/operations/", headers=tokens.header("submitter_a")).json["items"]) == 1
+    # the owner may add the follow-up of its stored operation by reference
+    follow_up["resource"]["identifier"][0]["value"] = "TJH-2016-146-FU60"
+    follow_up["request"]["url"] = follow_up["request"]["url"].replace("FU48", "FU60")
+    [component] = [c for c in follow_up["resource"]["component"] if c["code"]["coding"][0]["code"] == "months-after"]
+    component["valueQuantity"]["value"] = 60
+    added = answer(post_bundle(client, only_follow_up, tokens=tokens))
+    assert added["entry"][0]["response"]["status"] == "201 Created"
+
+
+def test_a_token_is_required_and_must_be_a_submitters(client, tokens, db):
+    bundle = json.dumps(seed_bundle())
+    response = client.post("/fhir", data=bundle, content_type=FHIR_JSON)
+    assert issues(response, 401)[0]["code"] == "login"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert issues(client.post("/fhir", data=bundle, content_type=FHIR_JSON, headers=tokens.header("analyst")),
+                  403)[0]["code"] == "forbidden"
+    assert set(counts(db).values()) == {0}
+
+
+def test_the_patient_ref_never_appears_in_an_answer_or_the_database(client, tokens, db):
+    bundle = seed_bundle()
+    answers = [post_bundle(client, bundle, tokens=tokens, **{"Idempotency-Key": "ref-check"}),
+               post_bundle(client, bundle, tokens=tokens, **{"Idempotency-Key": "ref-check"})]
+    refused = copy.deepcopy(bundle)
+    refused["entry"][0]["resource"]["birthDate"] = "2017"  # after the operation: a patient field error
+    answers.append(post_bundle(client, refused, tokens=tokens))
+    assert answers[-1].status_code == 422
+    assert issues(answers[-1], 422)[0]["expression"] == ["Bundle.entry[0].resource.birthDate"]
+    for response in answers:
+        assert "TJH-P-0001" not in response.get_data(as_text=True)
+    for table in ("patients", "audit_events", "idempotency_keys"):
+        assert "TJH-P-0001" not in str(db.execute(f"SELECT * FROM {table}").fetchall()), table
+
+
+def test_a_stored_operation_exported_and_posted_back_is_unchanged(client, tokens):
+    operation, follow_ups = CASES[0][1:]
+    stored, stored_follow_ups = stored_through_v1(client, tokens, operation, follow_ups, "submitter_a")
+    exported = validate(operation_to_bundle(stored, stored_follow_ups))
+    assert "TJH-P-0001" not in json.dumps(exported)
+    written = answer(post_bundle(client, exported, tokens=tokens))
+    assert {entry["response"]["status"] for entry in written["entry"]} == {"200 OK"}
+    assert read_back(client, tokens, stored["id"]) == [stored, stored_follow_ups]
+
+
+@pytest.mark.parametrize("body, status, expression", [
+    ({"resourceType": "Patient"}, 400, "Bundle"),
+    ({"resourceType": "Bundle", "type": "collection", "entry": []}, 400, "Bundle.type"),
+    ({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "MedicationRequest"}, "request": {"method": "POST", "url": "MedicationRequest"}}]},
+     400, "Bundle.entry[0].resource.resourceType"),
+    ({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Procedure"}, "request": {"method": "DELETE", "url": "Procedure/1"}}]},
+     400, "Bundle.entry[0].request"),
+])
+def test_a_bundle_the_registry_does_not_take_is_refused_with_its_element(client, tokens, db, body, status,
+                                                                         expression):
+    found = issues(post_bundle(client, body, tokens=tokens), status)
+    assert expression in [item["expression"][0] for item in found]
+    assert set(counts(db).values()) == {0}
+
+
+def test_an_element_the_registry_would_lose_is_refused(client, tokens, db):
+    bundle = seed_bundle()
+    bundle["entry"][1]["resource"]["performer"] = [{"actor": {"display": "Dr X"}}]
+    bundle["entry"][2]["resource"]["extension"].append({"url": "https://example.org/other", "valueString": "x"})
+    found = issues(post_bundle(client, bundle, tokens=tokens), 400)
+    assert {item["expression"][0] for item in found} == {
+        "Bundle.entry[1].resource.performer",
+        f"Bundle.entry[2].resource.extension[{len(bundle['entry'][2]['resource']['extension']) - 1}]"}
+    assert set(counts(db).values()) == {0}
+
+
+def test_a_code_outside_the_vocabulary_names_its_coding(client, tokens):
+    bundle = seed_bundle()
+    bundle["entry"][1]["resource"]["extension"][0]["valueCoding"]["code"] = "sideways"
+    [issue] = issues(post_bundle(client, bundle, tokens=tokens), 422)
+    assert issue["expression"] == ["Bundle.entry[1].resource.extension[0].valueCoding.code"]
+    assert issue["diagnostics"].startswith("approach:")
+
+
+def test_a_follow_up_before_its_operation_names_its_date(client, tokens, db):
+    bundle = seed_bundle()
+    follow_up = bundle["entry"][-1]["resource"]
+    follow_up["component"] = [c for c in follow_up["component"] if c["code"]["coding"][0]["code"] != "months-after"]
+    follow_up["effectiveDateTime"] = "2015-06-01"
+    [issue] = issues(post_bundle(client, bundle, tokens=tokens), 422)
+    assert issue["expression"] == [f"Bundle.entry[{len(bundle['entry']) - 1}].resource.effectiveDateTime"]
+    assert set(counts(db).values()) == {0}
