@@ -33,6 +33,7 @@ faults found while reading (not FHIR, a resource type the registry does not take
 to nothing), each with its FHIRPath. Validation itself is /v1's: this module checks no value.
 """
 
+import copy
 import datetime as dt
 import uuid
 from dataclasses import dataclass, field
@@ -538,22 +539,84 @@ def follow_up_to_resource(follow_up: dict, operation_id: int, patient_id: int) -
 
 # --- FHIR -> document ------------------------------------------------------------------------
 
-_ACCEPTED_ELEMENTS = {
-    # What the registry reads of each resource; any other element is refused rather than lost.
-    # `id`, `meta` and `text` are accepted and not kept (the server assigns ids; text is a rendering).
-    "Patient": {"identifier", "extension", "gender", "birthDate"},
-    "Condition": {"identifier", "extension", "clinicalStatus", "code", "subject", "note"},
-    "Procedure": {"identifier", "extension", "status", "code", "subject", "performedDateTime", "_performedDateTime",
-                  "reasonCode", "reasonReference", "bodySite", "complication", "followUp", "note", "usedReference",
-                  "usedCode"},
-    "Device": {"identifier", "extension", "type", "patient", "property", "parent", "note", "manufacturer",
-               "deviceName"},
-    "Observation": {"identifier", "status", "code", "subject", "effectiveDateTime", "partOf", "valueQuantity",
-                    "valueBoolean", "valueInteger", "method", "component", "note"},
-    "AdverseEvent": {"identifier", "extension", "actuality", "event", "subject", "date", "seriousness",
-                     "suspectEntity"},
+# The shape of what the registry reads of each resource: every element it keeps, with its JSON
+# type. An element not listed is refused (it would be lost); a value of the wrong type is refused
+# before anything is read (so a list where an object belongs is a 400, never a 500).
+_NUMBER, _INTEGER = "number", "integer"
+_IDENTIFIER = {"system": str, "value": str, "use": str}
+_CODING = {"system": str, "code": str, "display": str, "version": str, "userSelected": bool}
+_CONCEPT = {"coding": [_CODING], "text": str}
+_REFERENCE = {"reference": str, "display": str, "type": str}
+_QUANTITY = {"value": _NUMBER, "unit": str, "system": str, "code": str}
+_ANNOTATION = {"text": str}
+_EXTENSION = {"url": str, "valueCoding": _CODING, "valueBoolean": bool, "valueString": str, "valueInteger": _INTEGER,
+              "valueDuration": _QUANTITY, "valueCode": str}
+_EXTENDED = {"extension": [_EXTENSION]}
+_RESOURCE_SHAPES = {
+    "Patient": {"identifier": [_IDENTIFIER], **_EXTENDED, "gender": str, "birthDate": str},
+    "Condition": {"identifier": [_IDENTIFIER], **_EXTENDED, "clinicalStatus": _CONCEPT, "code": _CONCEPT,
+                  "subject": _REFERENCE, "note": [_ANNOTATION]},
+    "Procedure": {"identifier": [_IDENTIFIER], **_EXTENDED, "status": str, "code": _CONCEPT, "subject": _REFERENCE,
+                  "performedDateTime": str, "_performedDateTime": _EXTENDED, "reasonCode": [_CONCEPT],
+                  "reasonReference": [_REFERENCE], "bodySite": [_CONCEPT], "complication": [_CONCEPT],
+                  "followUp": [{**_CONCEPT, **_EXTENDED}], "note": [_ANNOTATION], "usedReference": [_REFERENCE],
+                  "usedCode": [_CONCEPT]},
+    "Device": {"identifier": [_IDENTIFIER], **_EXTENDED, "type": _CONCEPT, "patient": _REFERENCE,
+               "property": [{"type": _CONCEPT, "valueQuantity": [_QUANTITY]}], "parent": _REFERENCE,
+               "note": [_ANNOTATION], "manufacturer": str, "deviceName": [{"name": str, "type": str}]},
+    "Observation": {"identifier": [_IDENTIFIER], "status": str, "code": _CONCEPT, "subject": _REFERENCE,
+                    "effectiveDateTime": str, "partOf": [_REFERENCE], "valueQuantity": _QUANTITY,
+                    "valueBoolean": bool, "valueInteger": _INTEGER, "method": _CONCEPT,
+                    "component": [{"code": _CONCEPT, "valueQuantity": _QUANTITY, "valueCodeableConcept": _CONCEPT,
+                                   "valueInteger": _INTEGER, "valueBoolean": bool, "valueString": str}],
+                    "note": [_ANNOTATION]},
+    "AdverseEvent": {"identifier": _IDENTIFIER, **_EXTENDED, "actuality": str, "event": _CONCEPT,
+                     "subject": _REFERENCE, "date": str, "seriousness": _CONCEPT,
+                     "suspectEntity": [{"instance": _REFERENCE}]},
 }
+_ACCEPTED_ELEMENTS = {resource_type: set(shape) for resource_type, shape in _RESOURCE_SHAPES.items()}
+_REQUEST_SHAPE = {"method": str, "url": str, "ifNoneExist": str, "ifMatch": str}
+_TYPE_NAMES = {str: "a string", bool: "true or false", _NUMBER: "a number", _INTEGER: "an integer"}
+
+
+def _shape_faults(value, shape, path: str) -> list[tuple[str, str, str]]:
+    """(FHIRPath, message, issue code) of every part of `value` that does not have `shape`; the
+    faulty parts are removed from `value`, so that what remains can be read safely."""
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return [(path, "An object is expected here.", "structure")]
+        faults = []
+        for name in list(value):
+            if name not in shape:
+                faults.append((f"{path}.{name}", f"{name} is not read by the registry here: it would be lost, so it "
+                                                 "is refused.", "not-supported"))
+                del value[name]
+                continue
+            found = _shape_faults(value[name], shape[name], f"{path}.{name}")
+            if found and found[0][0] == f"{path}.{name}" and found[0][2] == "structure":
+                del value[name]
+            faults += found
+        return faults
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return [(path, "A list is expected here.", "structure")]
+        faults = []
+        for number in reversed(range(len(value))):
+            found = _shape_faults(value[number], shape[0], f"{path}[{number}]")
+            if found and found[0][0] == f"{path}[{number}]":
+                del value[number]
+            faults = found + faults
+        return faults
+    if shape == _ANY:
+        return []
+    valid = {str: isinstance(value, str), bool: isinstance(value, bool),
+             _NUMBER: isinstance(value, (int, float)) and not isinstance(value, bool),
+             _INTEGER: isinstance(value, int) and not isinstance(value, bool)}[shape]
+    return [] if valid else [(path, f"{_TYPE_NAMES[shape]} is expected here.".capitalize(), "structure")]
+
+
 _IGNORED_ELEMENTS = {"resourceType", "id", "meta", "text"}
+_ANY = "any"
 _BUNDLE_ELEMENTS = {"resourceType", "id", "meta", "type", "entry", "timestamp", "identifier", "language",
                     "implicitRules"}
 _ENTRY_ELEMENTS = {"fullUrl", "resource", "request"}
@@ -659,24 +722,23 @@ class _Reader:
                 self.error(index, f"{path}.resource", "Each entry carries a resource.", "required")
                 continue
             resource_type = resource.get("resourceType")
-            if resource_type not in _ACCEPTED_ELEMENTS:
+            if not isinstance(resource_type, str) or resource_type not in _RESOURCE_SHAPES:
                 self.error(index, f"{path}.resource.resourceType",
                            f"The registry does not take {resource_type!r} resources (it takes "
                            f"{', '.join(SUPPORTED_TYPES)}).", "not-supported")
                 continue
+            request_faults = _shape_faults(request, _REQUEST_SHAPE, f"{path}.request") if _is_object(request) else []
             if not _is_object(request) or request.get("method") not in ("POST", "PUT") \
-                    or not isinstance(request.get("url"), str):
+                    or not isinstance(request.get("url"), str) or request_faults:
                 self.error(index, f"{path}.request", "Each entry needs a request with method POST or PUT and a url "
                                                      "(this server takes only writes in a Bundle).", "not-supported")
                 continue
             if not request["url"].split("?", 1)[0].startswith(resource_type):
                 self.error(index, f"{path}.request.url", f"The url must name {resource_type}.")
                 continue
-            bad = [name for name in resource if name not in _ACCEPTED_ELEMENTS[resource_type]
-                   and name not in _IGNORED_ELEMENTS]
-            for name in bad:
-                self.error(index, f"{path}.resource.{name}", f"The registry does not keep {resource_type}.{name}: "
-                                                             "it would be lost, so the entry is refused.", "not-supported")
+            shape = dict(_RESOURCE_SHAPES[resource_type], **{name: _ANY for name in _IGNORED_ELEMENTS})
+            for fault_path, message, code in _shape_faults(resource, shape, f"{path}.resource"):
+                self.error(index, fault_path, message, code)
             # an entry with elements refused is still read, so that only its own faults are answered
             if isinstance(entry.get("fullUrl"), str):
                 self.by_full_url[entry["fullUrl"]] = index
@@ -802,7 +864,7 @@ def bundle_to_documents(bundle) -> tuple[list[Unit], list[dict]]:
     issue-type code}. An entry with an error belongs to no Unit; values are not checked here (the
     caller validates the documents with /v1's schemas and answers their errors at `Unit.source`).
     """
-    reader = _Reader(bundle)
+    reader = _Reader(copy.deepcopy(bundle))  # faulty parts are cut from the copy as they are found
     entries = dict(reader.entries())
     resources = {index: entry["resource"] for index, entry in entries.items()}
     used: set[int] = set()
