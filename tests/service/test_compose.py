@@ -1,9 +1,11 @@
 """docker-compose.yml and the Dockerfile, checked without a Docker engine.
 
 What a user relies on when running `docker compose up`: PostgreSQL is ready before the schema
-is migrated, the app starts only on a migrated schema, it reaches the compose PostgreSQL with
-a valid production configuration, its health check really tells ready from unavailable, and
-the image serves exactly as `registry serve` does.
+is migrated, the app starts only on a migrated schema, it reaches the compose PostgreSQL through
+PgBouncer in transaction-pooling mode with a valid production configuration, reports read a
+streaming standby of that PostgreSQL, its health check really tells ready from unavailable, and
+the image serves exactly as `registry serve` does. (The same three tiers run for real, from
+PostgreSQL's and PgBouncer's own binaries, in tests/cluster/.)
 """
 
 import json
@@ -98,10 +100,10 @@ def condition(service: dict, dependency: str) -> str | None:
 SECRET = {"REGISTRY_SECRET": "compose-test-secret-0123456789"}
 
 
-# --- the three services -----------------------------------------------------------------------
+# --- the services ----------------------------------------------------------------------------
 
-def test_compose_runs_postgres_then_a_migration_then_the_app_behind_its_proxy(services):
-    assert set(services) == {"postgres", "migrate", "app", "proxy"}
+def test_compose_runs_postgres_its_standby_pgbouncer_a_migration_and_the_app_behind_its_proxy(services):
+    assert set(services) == {"postgres", "postgres-standby", "pgbouncer", "migrate", "app", "proxy"}
 
 
 def test_postgres_is_version_15_with_its_data_on_a_named_volume(compose, services):
@@ -129,10 +131,11 @@ def test_migrate_runs_registry_db_upgrade_once_postgres_is_healthy(services):
     assert migrate.get("restart", "no") == "no", "a one-shot job must not be restarted"
 
 
-def test_app_starts_only_after_the_migration_succeeded(services):
+def test_app_starts_only_after_the_migration_succeeded_and_pgbouncer_is_healthy(services):
     app = services["app"]
     assert condition(app, "migrate") == "service_completed_successfully"
-    assert condition(app, "postgres") == "service_healthy"
+    assert condition(app, "pgbouncer") == "service_healthy"
+    assert condition(services["pgbouncer"], "postgres") == "service_healthy"
 
 
 def test_migrate_and_app_run_the_same_image(services):
@@ -143,16 +146,96 @@ def test_migrate_and_app_run_the_same_image(services):
 
 # --- configuration ---------------------------------------------------------------------------
 
-def test_migrate_and_app_reach_the_compose_postgres(services):
+def connection(url: str) -> dict:
+    params = psycopg.conninfo.conninfo_to_dict(url)
+    return {"host": params["host"], "port": int(params.get("port", 5432)), "user": params["user"],
+            "password": params.get("password"), "dbname": params["dbname"]}
+
+
+def postgres_login(services) -> dict:
     postgres = services["postgres"]["environment"]
-    for name in ("migrate", "app"):
-        url = service_environment(services[name], SECRET)["DATABASE_URL"]
-        params = psycopg.conninfo.conninfo_to_dict(url)
-        assert params["host"] == "postgres" and "postgres" in services
-        assert int(params.get("port", 5432)) == 5432
-        assert params["user"] == postgres["POSTGRES_USER"]
-        assert params["password"] == postgres["POSTGRES_PASSWORD"]
-        assert params["dbname"] == postgres["POSTGRES_DB"]
+    return {"user": postgres["POSTGRES_USER"], "password": postgres["POSTGRES_PASSWORD"],
+            "dbname": postgres["POSTGRES_DB"]}
+
+
+def test_migrate_reaches_the_compose_postgres_directly(services):
+    # DDL and one-off commands on a session of their own, not through the transaction pooler
+    params = connection(service_environment(services["migrate"], SECRET)["DATABASE_URL"])
+    assert params == {"host": "postgres", "port": 5432, **postgres_login(services)}
+
+
+def test_app_reaches_the_compose_postgres_through_pgbouncer(services):
+    app = connection(service_environment(services["app"], SECRET)["DATABASE_URL"])
+    pooled = connection(service_environment(services["pgbouncer"], {})["DATABASE_URL"])
+    assert (app["host"], app["port"]) == ("pgbouncer", 5432)
+    assert str(app["port"]) in [str(port) for port in services["pgbouncer"]["expose"]]
+    assert {key: app[key] for key in ("user", "password", "dbname")} == postgres_login(services)
+    assert pooled == {"host": "postgres", "port": 5432, **postgres_login(services)}
+
+
+def test_pgbouncer_pools_by_transaction_from_a_pinned_image(services):
+    pgbouncer = services["pgbouncer"]
+    name, _, tag = pgbouncer["image"].partition(":")
+    assert name == "edoburu/pgbouncer" and re.fullmatch(r"\d+\.\d+\.\d+", tag), "pinned to a PgBouncer version"
+    environment = service_environment(pgbouncer, {})
+    assert environment["POOL_MODE"] == "transaction"
+    # PostgreSQL 15 stores passwords as SCRAM: PgBouncer must speak it to both sides
+    assert environment["AUTH_TYPE"] == "scram-sha-256"
+    test = words(pgbouncer["healthcheck"]["test"])
+    assert test[1] == "pg_isready" and "-h" in test
+    assert pgbouncer.get("restart") == "unless-stopped"
+    assert "ports" not in pgbouncer, "reached by the app inside the compose network only"
+
+
+def test_the_app_prepares_statements_only_where_pgbouncer_can_carry_them(services):
+    """Prepared statements through a transaction pooler need PgBouncer 1.21+ with
+    max_prepared_statements; otherwise a statement prepared on one server connection is run on
+    another ("prepared statement does not exist")."""
+    version = tuple(int(part) for part in services["pgbouncer"]["image"].partition(":")[2].split("."))
+    carried = version >= (1, 21) and int(service_environment(services["pgbouncer"], {}).get(
+        "MAX_PREPARED_STATEMENTS", "0")) > 0
+    settings = Settings.from_environment(service_environment(services["app"], SECRET))
+    assert carried or settings.prepare_threshold is None
+
+
+def test_reports_read_a_streaming_standby_of_the_compose_postgres(services):
+    settings = Settings.from_environment(service_environment(services["app"], SECRET))
+    reports = connection(settings.reports_database_url)
+    assert (reports["host"], reports["port"]) == ("postgres-standby", 5432)
+    assert {key: reports[key] for key in ("user", "password", "dbname")} == postgres_login(services)
+    assert 0 < settings.reports_max_lag_seconds <= 300
+    # the app does not wait for the standby: without it, reports read the primary
+    assert condition(services["app"], "postgres-standby") is None
+
+
+def test_the_standby_is_a_base_backup_of_the_primary_set_up_to_stream(compose, services):
+    standby, postgres = services["postgres-standby"], services["postgres"]
+    assert standby["image"] == postgres["image"], "a standby runs the primary's major version"
+    assert condition(standby, "postgres") == "service_healthy"
+    shell, flag, script = words(standby["command"])
+    assert (shell, flag) == ("bash", "-c")
+    script = script.replace("\\\n", " ")  # continuation lines joined
+    (backup,) = [shlex.split(line) for line in script.splitlines() if line.strip().startswith("pg_basebackup")]
+    assert "--host=postgres" in backup and f"--username={postgres_login(services)['user']}" in backup
+    assert "--write-recovery-conf" in backup and "--wal-method=stream" in backup
+    environment = service_environment(standby, {})
+    assert environment["PGPASSWORD"] == postgres_login(services)["password"]
+    # only when the data directory is empty: a restarted standby resumes streaming
+    assert 'if [ ! -s "$$PGDATA/PG_VERSION" ]' in script
+    mounts = [mount.split(":") for mount in standby["volumes"]]
+    (volume,) = [source for source, target, *_ in mounts if environment["PGDATA"].startswith(target + "/")]
+    assert volume in compose["volumes"] and volume not in [m.split(":")[0] for m in postgres["volumes"]]
+    assert standby["user"] == "postgres", "pg_basebackup and postgres run as the image's postgres user"
+
+
+def test_the_primary_admits_the_standby_for_replication(compose, services):
+    (mount,) = services["postgres"]["configs"]
+    assert mount["target"].startswith("/docker-entrypoint-initdb.d/") and mount["target"].endswith(".sh")
+    script = compose["configs"][mount["source"]]["content"]
+    (line,) = [line for line in script.splitlines() if "pg_hba.conf" in line]
+    hba = shlex.split(line)[1].split()
+    assert hba[:3] == ["host", "replication", postgres_login(services)["user"]]
+    assert hba[-1] == "scram-sha-256"
 
 
 @pytest.mark.parametrize("name", ["migrate", "app"])
