@@ -331,3 +331,15 @@ def search_patients():
     # most one patient, so there is never a next page)
     return fhir_response(_searchset(resources, rows, count, "fhir.search_patients",
                                     linked="identifier" not in request.args))
+
+
+# --- /v1 records in FHIR form (Accept: application/fhir+json on /v1) --------------------------
+
+def operation_bundle(conn, centre_id: int, document: dict) -> dict:
+    """A stored operation with all its follow-ups as the `transaction` Bundle that, POSTed to
+    /fhir, recreates it (the write path's conditional entries: resending updates, never duplicates)."""
+    rows, after = [], None
+    while page := follow_ups.list_follow_ups(conn, centre_id, document["id"], after, 1000):
+        rows += page
+        after = page[-1]["id"]
+    return mapping.operation_to_bundle(document, rows)

@@ -1,13 +1,17 @@
 """Follow-ups of an operation: submitters only, their own centre's."""
 
+import json
+
 import marshmallow as ma
-from flask import request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from registry.auth import SUBMITTER, authenticate, require
 from registry.db import database, pipelined
 from registry.demo.cases import seed_case
+from registry.fhir import reading as fhir_form
+from registry.fhir.media import FHIR_JSON, prefers_fhir
 from registry.follow_ups import store
 from registry.follow_ups.schemas import FollowUpFieldsSchema, FollowUpSchema
 from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
@@ -20,6 +24,8 @@ blp = Blueprint("follow_ups", __name__, url_prefix="/v1", description="Follow-up
 FollowUpPageSchema = page_schema(FollowUpSchema, "FollowUpPage")
 # The seed case's follow-up at four years, as the example request body of the spec
 EXAMPLE = seed_case()[1][0]
+FHIR_FORM = {"content_type": FHIR_JSON, "schema": {"type": "object"}, "success": True,
+             "description": "The follow-up; with `Accept: application/fhir+json`, a FHIR R4 Observation"}
 
 
 class FollowUpPatchSchema(FollowUpFieldsSchema):
@@ -83,6 +89,7 @@ class FollowUp(MethodView):
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.response(200, FollowUpSchema, headers=ETAG_HEADER)
+    @blp.alt_response(200, **FHIR_FORM)
     @document_errors(blp, 401, 403, 404)
     def get(self, follow_up_id):
         """Read a follow-up"""
@@ -90,7 +97,12 @@ class FollowUp(MethodView):
             follow_up = store.get_follow_up(conn, authenticate().centre_id, follow_up_id)
         if follow_up is None:
             raise Problem(404, "Your centre has no such follow-up.", slug="not-found")
-        return _reply(follow_up)
+        follow_up, status, headers = _reply(follow_up)
+        headers["Vary"] = "Accept"   # JSON or FHIR, by Accept
+        if prefers_fhir():
+            return Response(json.dumps(fhir_form.follow_up_resource(follow_up), ensure_ascii=False),
+                            mimetype=FHIR_JSON, headers=headers)
+        return follow_up, status, headers
 
     @require(SUBMITTER)
     @pipelined

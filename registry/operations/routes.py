@@ -1,13 +1,17 @@
 """Operation documents of the caller's centre: submitters only; another centre's operation is a 404."""
 
+import json
+
 import marshmallow as ma
-from flask import request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from registry.auth import SUBMITTER, authenticate, require
 from registry.db import database, pipelined
 from registry.demo.cases import seed_case
+from registry.fhir import reading as fhir_form
+from registry.fhir.media import FHIR_JSON, prefers_fhir
 from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from registry.operations import service, store
 from registry.operations.schemas import (OperationInputSchema, OperationQuerySchema, OperationSchema)
@@ -39,6 +43,11 @@ class OperationPatchSchema(OperationInputSchema):
 
     def spinal_regions_need_levels(self, data, **kwargs):
         pass
+
+
+FHIR_FORM = {"content_type": FHIR_JSON, "schema": {"type": "object"}, "success": True,
+             "description": "The operation document; with `Accept: application/fhir+json`, a FHIR R4 `transaction` "
+                            "Bundle of the operation and its follow-ups that, POSTed to /fhir, recreates it"}
 
 
 def _not_found():
@@ -93,14 +102,21 @@ class Operation(MethodView):
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.response(200, OperationSchema, headers=ETAG_HEADER)
+    @blp.alt_response(200, **FHIR_FORM)
     @document_errors(blp, 401, 403, 404)
     def get(self, operation_id):
         """Read an operation document"""
+        centre_id = authenticate().centre_id
         with database().transaction() as conn:
-            document = store.get_operation(conn, authenticate().centre_id, operation_id)
-        if document is None:
-            raise _not_found()
-        return _reply(document, 200)
+            document = store.get_operation(conn, centre_id, operation_id)
+            if document is None:
+                raise _not_found()
+            bundle = fhir_form.operation_bundle(conn, centre_id, document) if prefers_fhir() else None
+        document, status, headers = _reply(document, 200)
+        headers["Vary"] = "Accept"   # JSON or FHIR, by Accept
+        if bundle is not None:
+            return Response(json.dumps(bundle, ensure_ascii=False), mimetype=FHIR_JSON, headers=headers)
+        return document, status, headers
 
     @require(SUBMITTER)
     @pipelined

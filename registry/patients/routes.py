@@ -1,12 +1,16 @@
 """Patients of the caller's centre: submitters only; another centre's patient is a 404."""
 
+import json
+
 import marshmallow as ma
-from flask import request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from registry.auth import SUBMITTER, authenticate, require
 from registry.db import database, pipelined
+from registry.fhir import reading as fhir_form
+from registry.fhir.media import FHIR_JSON, prefers_fhir
 from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from registry.pagination import PageQuerySchema, keyset_page, page_schema
 from registry.patients import store
@@ -31,6 +35,11 @@ class PatientPatchSchema(PatientFieldsSchema):
 class LiftErasureSchema(ma.Schema):
     ref = Ref(required=True, metadata={"description": "The ref of the erased patient, as your centre sent it",
                                        "example": "TJH-P-0999"})
+
+
+FHIR_FORM = {"content_type": FHIR_JSON, "schema": {"type": "object"}, "success": True,
+             "description": "The patient; with `Accept: application/fhir+json`, a FHIR R4 Patient (birth year only, "
+                            "no ref)"}
 
 
 def _not_found():
@@ -80,6 +89,7 @@ class Patient(MethodView):
     @require(SUBMITTER)
     @blp.doc(security=[{"bearerAuth": []}])
     @blp.response(200, PatientSchema, headers=ETAG_HEADER)
+    @blp.alt_response(200, **FHIR_FORM)
     @document_errors(blp, 401, 403, 404)
     def get(self, patient_id):
         """Read a patient"""
@@ -87,7 +97,11 @@ class Patient(MethodView):
             patient = store.get_patient(conn, authenticate().centre_id, patient_id)
         if patient is None:
             raise _not_found()
-        return patient, 200, {"ETag": etag(patient)}
+        headers = {"ETag": etag(patient), "Vary": "Accept"}   # JSON or FHIR, by Accept
+        if prefers_fhir():
+            return Response(json.dumps(fhir_form.patient_resource(patient), ensure_ascii=False),
+                            mimetype=FHIR_JSON, headers=headers)
+        return patient, 200, headers
 
     @require(SUBMITTER)
     @pipelined

@@ -16,11 +16,11 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import validate
-from werkzeug.http import parse_options_header
 
 from registry.auth import ANALYST, OPERATOR, SUBMITTER, authenticate, require
 from registry.db import database, reports_database
 from registry.fhir.measure_report import measure_report
+from registry.fhir.media import FHIR_JSON, fhir_quality
 from registry.problems import Problem, document_errors
 from registry.report_queries import store as report_queries
 from registry.reports import plots, schemas, service
@@ -42,13 +42,11 @@ SVG_RESPONSE = {"content_type": "image/svg+xml", "schema": {"type": "string"}, "
                 "description": ANSWERS}
 PNG_RESPONSE = {"content_type": "image/png", "schema": {"type": "string", "format": "binary"}, "success": True,
                 "description": ANSWERS}
-FHIR_RESPONSE = {"content_type": "application/fhir+json", "schema": {"type": "object"}, "success": True,
+FHIR_RESPONSE = {"content_type": FHIR_JSON, "schema": {"type": "object"}, "success": True,
                  "description": ANSWERS}
 # format= names: the media type each answers with
 FORMATS = {"json": "application/json", "csv": "text/csv", "svg": "image/svg+xml", "png": "image/png",
-           "fhir": "application/fhir+json"}
-# Media types naming FHIR JSON: R4's, and the pre-R4 name some engines still send
-FHIR_MEDIA_TYPES = ("application/fhir+json", "application/json+fhir")
+           "fhir": FHIR_JSON}
 
 
 def _negotiated() -> str:
@@ -58,23 +56,11 @@ def _negotiated() -> str:
         return request.args["format"]
     accept = request.accept_mimetypes
     quality = {name: accept[media_type] for name, media_type in FORMATS.items()}
-    quality["fhir"] = _fhir_quality(accept)
+    quality["fhir"] = fhir_quality(accept)   # with fhirVersion=4.0 too, which werkzeug's lookup misses
     best = "json"
     for name in FORMATS:
         if quality[name] > quality[best]:
             best = name
-    return best
-
-
-def _fhir_quality(accept) -> float:
-    """The quality Accept gives FHIR JSON named explicitly (a wildcard is JSON's). werkzeug's lookup
-    compares media type parameters, so it gave `application/fhir+json; fhirVersion=4.0` (the
-    form FHIR defines for asking for R4) no quality at all; another FHIR version is not this."""
-    best = 0
-    for value, quality in accept:
-        media_type, parameters = parse_options_header(value)
-        if media_type in FHIR_MEDIA_TYPES and parameters.get("fhirversion") in (None, "4.0", "4.0.1"):
-            best = max(best, quality)
     return best
 
 
@@ -84,7 +70,7 @@ def _answer(report: dict) -> dict | Response:
         return report
     if chosen == "fhir":
         # built from the same document as the JSON, after disclosure control: withheld stays withheld
-        return Response(json.dumps(measure_report(report), ensure_ascii=False), mimetype=FHIR_MEDIA_TYPES[0])
+        return Response(json.dumps(measure_report(report), ensure_ascii=False), mimetype=FHIR_JSON)
     if chosen == "csv":
         return Response(report_csv(report), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{report["report"]}.csv"'})
