@@ -9,14 +9,12 @@ takes a submitter token of the centre, as /v1 does.
 import json
 from datetime import datetime, timezone
 
-import psycopg.errors
 from flask import Blueprint, current_app, request, url_for
-from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_options_header
 
 from registry import accepts
 from registry.auth import SUBMITTER, authenticate, require
-from registry.db import DatabaseUnavailable, database
+from registry.db import database
 from registry.fhir import terminology, writing
 from registry.fhir.outcome import FHIR_JSON, FhirError, fhir_response, handle_error
 from registry.idempotency import idempotent
@@ -33,11 +31,6 @@ blp = Blueprint("fhir", __name__, url_prefix="/fhir")
 # Every error of a routed /fhir request (HTTPException, database outage, a bug) is an OperationOutcome;
 # registry.problems sends those no route matched (unknown path, wrong method) here too.
 blp.register_error_handler(Exception, handle_error)
-# Flask picks the handler of the most specific class first, the app's before a blueprint's: the
-# classes the app answers as problem+json (registry.problems) are registered here too, or a body
-# nested too deeply (RecursionError) or a constraint violation under /fhir answered problem+json.
-for _error_class in (HTTPException, DatabaseUnavailable, RecursionError, psycopg.errors.IntegrityError):
-    blp.register_error_handler(_error_class, handle_error)
 
 
 @blp.record_once
@@ -108,6 +101,7 @@ def write_bundle():
     # A Bundle may hold many operations (a bulk body); its JSON is read as strictly as a /v1 record's
     check_body(request.get_data(cache=True))
     bundle = json.loads(request.get_data(cache=True))
+    writing.refuse_deep_nesting(bundle)
     with database().transaction() as conn:  # the request's one transaction (see `require`)
         answer = writing.write_bundle(conn, authenticate(), bundle)
     return fhir_response(answer)

@@ -139,6 +139,25 @@ def _failed(status: int, issues: list[dict]) -> dict:
             "outcome": {"resourceType": "OperationOutcome", "issue": issues}}
 
 
+# No element the registry reads is deeper than about 10 levels in a Bundle; deeper values (which
+# the JSON parser reads up to ~1000 levels) would exhaust the recursion of copying and reading them.
+MAX_DEPTH = 64
+
+
+def refuse_deep_nesting(body) -> None:
+    """400 at the first element nested deeper than MAX_DEPTH (walked without recursion)."""
+    stack = [(body, "Bundle", 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise FhirError(400, f"Nested more than {MAX_DEPTH} levels deep: no FHIR element the registry reads is.",
+                            code="structure", expression=[path])
+        if isinstance(node, dict):
+            stack.extend((child, f"{path}.{key}", depth + 1) for key, child in node.items())
+        elif isinstance(node, list):
+            stack.extend((child, f"{path}[{number}]", depth + 1) for number, child in enumerate(node))
+
+
 def write_bundle(conn, actor: Principal, bundle) -> dict:
     """Write a transaction or batch Bundle; its transaction-response or batch-response Bundle.
 
