@@ -107,13 +107,41 @@ def write_bundle():
     return fhir_response(answer)
 
 
+# What each resource type supports, as the CapabilityStatement lists it. A module adding routes on
+# this blueprint (reads, search) declares them with `declare_capability`, so the statement lists
+# exactly what is served.
+_SEARCH_BY_URL = {"name": "url", "type": "uri", "definition": "http://hl7.org/fhir/SearchParameter/conformance-url",
+                  "documentation": "The canonical URL, matched exactly; comma-separated values match any."}
+_TERMINOLOGY = {"interaction": [{"code": "read"}, {"code": "search-type"}], "versioning": "no-version",
+                "readHistory": False, "updateCreate": False, "searchParam": [_SEARCH_BY_URL]}
+_WRITTEN_IN_BUNDLES = ("Written only as entries of a transaction or batch Bundle (POST /fhir), conditional on a "
+                       "business identifier; see docs/fhir.md for the mapping.")
+_RESOURCE_CAPABILITIES: dict[str, dict] = {
+    "CodeSystem": dict(_TERMINOLOGY),
+    "ValueSet": dict(_TERMINOLOGY),
+    "Patient": {"documentation": _WRITTEN_IN_BUNDLES + " A Patient is created conditionally (ifNoneExist) on its "
+                                                       "ref identifier, which the registry hashes and never answers.",
+                "conditionalCreate": True},
+    **{resource_type: {"documentation": _WRITTEN_IN_BUNDLES, "updateCreate": True, "conditionalUpdate": True}
+       for resource_type in ("Procedure", "Condition", "Device", "AdverseEvent", "Observation")},
+}
+
+
+def declare_capability(resource_type: str, *, interactions: tuple[str, ...] = (), search_params: tuple[dict, ...] = (),
+                       **fields) -> None:
+    """Add interactions (`read`, `search-type`...), search parameters and other CapabilityStatement
+    fields to a resource type's entry (created if new)."""
+    entry = _RESOURCE_CAPABILITIES.setdefault(resource_type, {})
+    known = [item["code"] for item in entry.get("interaction", [])]
+    entry["interaction"] = entry.get("interaction", []) + [{"code": code} for code in interactions if code not in known]
+    if not entry["interaction"]:
+        del entry["interaction"]
+    if search_params:
+        entry["searchParam"] = entry.get("searchParam", []) + list(search_params)
+    entry.update(fields)
+
+
 def capability_statement() -> dict:
-    search_by_url = {"name": "url", "type": "uri",
-                     "definition": "http://hl7.org/fhir/SearchParameter/conformance-url",
-                     "documentation": "The canonical URL, matched exactly; comma-separated values match any."}
-    terminology_resource = {"interaction": [{"code": "read"}, {"code": "search-type"}],
-                            "versioning": "no-version", "readHistory": False, "updateCreate": False,
-                            "searchParam": [search_by_url]}
     base = url_for("fhir.metadata", _external=True).rsplit("/", 1)[0]
     return {
         "resourceType": "CapabilityStatement",
@@ -127,9 +155,18 @@ def capability_statement() -> dict:
         "format": ["json", FHIR_JSON],
         "rest": [{
             "mode": "server",
-            "documentation": "Terminology only so far: the registry's vocabularies as CodeSystem and ValueSet, "
-                             "open like /v1/vocabularies. Unknown search parameters are refused (400).",
-            "resource": [dict(terminology_resource, type="CodeSystem"), dict(terminology_resource, type="ValueSet")],
+            "documentation": "The registry's vocabularies as CodeSystem and ValueSet, open like /v1/vocabularies; "
+                             "operations, their patients and follow-ups written as transaction or batch Bundles "
+                             "(POST /fhir) with a submitter token, through /v1's validation. Unknown search "
+                             "parameters are refused (400).",
+            "security": {"description": "Bearer tokens as on /v1: a centre's submitter token writes that centre's "
+                                        "records only. Terminology and metadata are open."},
+            "resource": [{"type": resource_type, **capabilities}
+                         for resource_type, capabilities in _RESOURCE_CAPABILITIES.items()],
+            "interaction": [{"code": "transaction", "documentation": "All or nothing: the first refused "
+                                                                     "operation answers an OperationOutcome."},
+                            {"code": "batch", "documentation": "Each operation (its Procedure and the entries "
+                                                               "belonging to it) is written or refused on its own."}],
         }],
     }
 

@@ -38,19 +38,28 @@ def issue_of(response, status: int, code: str) -> dict:
     return issue
 
 
-def test_metadata_lists_exactly_the_terminology_reads_and_searches(client):
+def test_metadata_lists_exactly_what_is_served(client):
     statement = fhir(client.get("/fhir/metadata"), 200, "CapabilityStatement")
     assert statement["fhirVersion"] == "4.0.1"
     assert statement["kind"] == "instance"
     assert set(statement["format"]) == {"json", FHIR_JSON}
     [rest] = statement["rest"]
     assert rest["mode"] == "server"
-    assert "interaction" not in rest and "operation" not in rest  # no transaction, batch or $export yet
-    supported = {resource["type"]: ({i["code"] for i in resource["interaction"]},
-                                    {p["name"] for p in resource["searchParam"]})
-                 for resource in rest["resource"]}
-    assert supported == {"CodeSystem": ({"read", "search-type"}, {"url"}),
-                         "ValueSet": ({"read", "search-type"}, {"url"})}
+    assert {interaction["code"] for interaction in rest["interaction"]} == {"transaction", "batch"}
+    assert "operation" not in rest  # no $export, $validate... yet
+    resources = {resource["type"]: resource for resource in rest["resource"]}
+    for resource_type in ("CodeSystem", "ValueSet"):
+        assert {i["code"] for i in resources[resource_type]["interaction"]} == {"read", "search-type"}
+        assert {p["name"] for p in resources[resource_type]["searchParam"]} == {"url"}
+    # the clinical resources are written inside Bundles, conditionally, and nothing else yet
+    assert resources["Patient"]["conditionalCreate"] is True
+    for resource_type in ("Procedure", "Condition", "Device", "AdverseEvent", "Observation"):
+        assert resources[resource_type]["conditionalUpdate"] is True
+    written = {"Patient", "Procedure", "Condition", "Device", "AdverseEvent", "Observation"}
+    assert set(resources) >= {"CodeSystem", "ValueSet"} | written
+    from registry.fhir import routes
+    declared = {name for name, entry in routes._RESOURCE_CAPABILITIES.items() if entry.get("interaction")}
+    assert {name for name, resource in resources.items() if resource.get("interaction")} == declared
     assert statement["implementation"]["url"] == "http://localhost/fhir"
 
 
@@ -127,9 +136,12 @@ def test_search_by_url(client, resource_type):
 
 
 def test_unknown_ids_resource_types_and_paths_are_not_found_outcomes(client):
-    for path in ("/fhir/CodeSystem/no-such", "/fhir/ValueSet/date_precision", "/fhir/Patient",
-                 "/fhir/Procedure/1", "/fhir", "/fhir/"):
+    for path in ("/fhir/CodeSystem/no-such", "/fhir/ValueSet/date_precision", "/fhir/no-such-type",
+                 "/fhir/no-such-type/1"):
         issue_of(client.get(path), 404, "not-found")
+    # the base takes Bundles (POST), it is not searched
+    for path in ("/fhir", "/fhir/"):
+        issue_of(client.get(path), 405, "not-supported")
 
 
 def test_unknown_parameters_are_refused_not_ignored(client):
@@ -149,7 +161,7 @@ def test_a_format_other_than_json_is_406(client):
     issue_of(client.get("/fhir/metadata", headers={"Accept": "application/fhir+json;q=0"}), 406, "not-supported")
 
 
-def test_writes_are_not_supported_yet(client):
+def test_writes_other_than_bundles_are_not_supported(client):
     response = client.post("/fhir/CodeSystem", data=json.dumps({"resourceType": "CodeSystem"}),
                            content_type=FHIR_JSON)
     issue_of(response, 405, "not-supported")
