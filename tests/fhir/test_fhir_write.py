@@ -266,3 +266,16 @@ def test_a_follow_up_before_its_operation_names_its_date(client, tokens, db):
     [issue] = issues(post_bundle(client, bundle, tokens=tokens), 422)
     assert issue["expression"] == [f"Bundle.entry[{len(bundle['entry']) - 1}].resource.effectiveDateTime"]
     assert set(counts(db).values()) == {0}
+
+
+def test_the_documented_seed_bundle_posted_as_is_creates_the_seed_case(client, tokens):
+    """The curl command of docs/fhir.md: the file's bytes, POSTed."""
+    from pathlib import Path
+
+    body = (Path(__file__).resolve().parents[2] / "docs" / "fhir-seed-bundle.json").read_bytes()
+    response = client.post("/fhir", data=body, content_type=FHIR_JSON,
+                           headers={**tokens.header("submitter_a"), "Idempotency-Key": "seed-case-1"})
+    written = answer(response)
+    assert {entry["response"]["status"] for entry in written["entry"]} == {"201 Created"}
+    operation = client.get(f"/v1/operations/{procedure_id(written)}", headers=tokens.header("submitter_a")).json
+    assert (operation["local_ref"], operation["blood_loss_ml"], operation["vertebra_count"]) == ("TJH-2016-146", 300, 4)

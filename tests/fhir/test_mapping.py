@@ -76,3 +76,13 @@ def test_a_stored_document_names_its_patient_by_id_and_never_by_ref():
 def test_conditional_urls_escape_search_separators():
     url = mapping.conditional_url("Procedure", mapping.OPERATION_IDENTIFIER, "A|B,C$D")
     assert mapping.parse_identifier_query(url.split("?", 1)[1]) == (mapping.OPERATION_IDENTIFIER, "A|B,C$D")
+
+
+def test_the_documented_seed_bundle_is_what_the_mapping_makes():
+    """docs/fhir-seed-bundle.json, the worked example of docs/fhir.md, is the code's own output."""
+    import json
+    from pathlib import Path
+
+    documented = json.loads((Path(__file__).resolve().parents[2] / "docs" / "fhir-seed-bundle.json").read_text())
+    assert documented == mapping.operation_to_bundle(*demo_cases()[0][1:])
+    validate(documented)
