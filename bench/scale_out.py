@@ -10,20 +10,25 @@ Debian's PgBouncer in transaction-pooling mode in front of the primary. On the p
 the database of bench.load (a registry of `--existing` synthetic operations, analysed), then
 measures, each with a gunicorn of its own (bench.load's, same workers and threads):
 
-create throughput (bench.load's clients posting full operation documents):
+create throughput (bench.load's clients posting full operation documents; each configuration
+run twice, in the order A B C C B A, half the time each, so that other load drifting during the
+run favours none):
   direct           DATABASE_URL at the primary, prepared statements on (the default, 5)
   direct, no prep  the same with DB_PREPARE_THRESHOLD=-1, to tell the pooler's cost from the
                    prepared statements' one
   PgBouncer        DATABASE_URL at PgBouncer, DB_PREPARE_THRESHOLD=-1
 
-report latency (one client, each report in turn, sequential; median and p95):
+report latency (one client, each report in turn, sequential; median and p95; the three
+gunicorns up at once and asked in turn, request by request):
   direct           reports on the primary, directly
   PgBouncer        reports on the primary, through PgBouncer
   replica          REPORTS_DATABASE_URL at the standby (read through registry.replica, which
                    measures the replay lag in the report's transaction first)
 
-and prints each figure next to the direct one as a ratio. Clients, gunicorn, PgBouncer and both
-servers share the machine's cores: the ratios, not the absolute figures, are what carries over.
+and prints each figure next to the direct one as a ratio, with the CPU each create cost in
+gunicorn and in the database tier (the cluster's PostgreSQL processes and PgBouncer). Clients,
+gunicorn, PgBouncer and both servers share the machine's cores: the ratios, not the absolute
+figures, are what carries over.
 """
 
 import argparse
@@ -77,35 +82,73 @@ def analyst_token(database_url: str) -> str:
         return issue_token(conn, centre["id"], "analyst", "bench.scale_out")[1]
 
 
-def report_latencies(database_url: str, token: str, requests: int, warmup: int, data_dir: Path,
-                     submitter_token: str) -> tuple[list[float], set]:
-    """Seconds per report request (every report of REPORTS in turn), and the databases the
-    answers said they were read from."""
-    server = load.Gunicorn(REPLICA_AWARE_APP, database_url, 1, 4, data_dir)
-    sources = set()
+def report_latencies(runs: dict, token: str, requests: int, warmup: int, data_dir: Path,
+                     submitter_token: str) -> dict:
+    """Seconds per report request for each configuration (name: (DATABASE_URL, environment)),
+    and the databases its answers said they were read from. One gunicorn per configuration, all
+    up at once, asked in turn, so that each meets the same machine."""
+    servers = {}
     try:
-        server.wait_ready("/v1/operations/", {"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {submitter_token}"},
-                          load.document_body("scale-out-ready", time.monotonic_ns()))
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        for name, (database_url, variables) in runs.items():
+            with environment(**variables):
+                servers[name] = load.Gunicorn(REPLICA_AWARE_APP, database_url, 1, 4, data_dir / name)
+        for server in servers.values():
+            server.wait_ready("/v1/operations/", {"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {submitter_token}"},
+                              load.document_body("scale-out-ready", time.monotonic_ns()))
+        connections = {name: http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+                       for name, server in servers.items()}
         headers = {"Authorization": f"Bearer {token}"}
-        latencies = []
+        results = {name: ([], set()) for name in servers}
         for number in range(warmup + requests):
             path = REPORTS[number % len(REPORTS)]
-            began = time.perf_counter()
-            conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            elapsed = time.perf_counter() - began
-            if response.status != 200:
-                raise RuntimeError(f"{path}: {response.status}")
-            sources.add(response.getheader("Report-Database"))
-            if number >= warmup:
-                latencies.append(elapsed)
-        conn.close()
+            for name, conn in connections.items():
+                began = time.perf_counter()
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                elapsed = time.perf_counter() - began
+                if response.status != 200:
+                    raise RuntimeError(f"{name} {path}: {response.status}")
+                results[name][1].add(response.getheader("Report-Database"))
+                if number >= warmup:
+                    results[name][0].append(elapsed)
+        for conn in connections.values():
+            conn.close()
     finally:
-        server.stop()
-    return latencies, sources
+        for server in servers.values():
+            server.stop()
+    return results
+
+
+def combined(first: dict, second: dict) -> dict:
+    """Two halves of one configuration's create run as one."""
+    requests = first["requests"] + second["requests"]
+
+    def mean(key):
+        return (first[key] * first["requests"] + second[key] * second["requests"]) / max(requests, 1)
+
+    return {**first, "requests": requests, "errors": first["errors"] + second["errors"],
+            "rps": (first["rps"] + second["rps"]) / 2, "median_ms": mean("median_ms"),
+            "p99_ms": max(first["p99_ms"], second["p99_ms"]), "peak_rss_mb": max(first["peak_rss_mb"], second["peak_rss_mb"]),
+            "gunicorn_cpu_ms": mean("gunicorn_cpu_ms"), "postgres_cpu_ms": mean("postgres_cpu_ms")}
+
+
+def cluster_processes(cluster: Cluster):
+    """The cluster's own server processes (both postmasters and their children) and PgBouncer: the
+    database tier's CPU, without any other PostgreSQL on the machine."""
+    import psutil
+
+    processes = []
+    for server in (cluster.primary, cluster.standby):
+        try:
+            postmaster = psutil.Process(int((server.data_dir / "postmaster.pid").read_text().split()[0]))
+            processes += [postmaster, *postmaster.children()]
+        except (OSError, psutil.Error):
+            pass
+    if cluster.pgbouncer.process is not None:
+        processes.append(psutil.Process(cluster.pgbouncer.process.pid))
+    return processes
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -141,26 +184,28 @@ def main(argv=None) -> int:
         pgbouncer_url = cluster.pgbouncer.url(load.DATABASE)
         standby_url = cluster.standby.url(load.DATABASE)
         cluster.wait_for_replay(timeout=120)
+        # bench.load counts every `postgres` process on the machine; here only the cluster's
+        load.postgres_processes = lambda: cluster_processes(cluster)
 
         creates, reports = {}, {}
         with tempfile.TemporaryDirectory(prefix="bench-scale-out-") as data_dir:
+            # Each configuration twice, in the order A B C C B A, half the time each: a machine
+            # whose other load drifts during the run favours none of them.
             runs = [("direct", primary_url, {}),
                     ("direct, no prep", primary_url, {"DB_PREPARE_THRESHOLD": "-1"}),
                     ("PgBouncer", pgbouncer_url, {"DB_PREPARE_THRESHOLD": "-1"})]
-            for name, url, variables in runs:
+            halves = argparse.Namespace(**{**vars(args), "duration": args.duration / 2})
+            for name, url, variables in runs + runs[::-1]:
                 with environment(**variables):
-                    creates[name] = load.measure("registry", url, submitter_token, args, Path(data_dir))
+                    half = load.measure("registry", url, submitter_token, halves, Path(data_dir))
+                creates[name] = combined(creates[name], half) if name in creates else half
                 print(f"  measured create, {name}", file=sys.stderr)
             cluster.wait_for_replay(timeout=120)
-            runs = [("direct", primary_url, {}),
-                    ("PgBouncer", pgbouncer_url, {"DB_PREPARE_THRESHOLD": "-1"}),
-                    ("replica", primary_url, {"REPORTS_DATABASE_URL": standby_url})]
-            for name, url, variables in runs:
-                with environment(**variables):
-                    reports[name] = report_latencies(url, token, args.report_requests, len(REPORTS), Path(data_dir),
-                                                     submitter_token)
-                print(f"  measured reports, {name}: read on {', '.join(sorted(map(str, reports[name][1])))}",
-                      file=sys.stderr)
+            runs = {"direct": (primary_url, {}),
+                    "PgBouncer": (pgbouncer_url, {"DB_PREPARE_THRESHOLD": "-1"}),
+                    "replica": (primary_url, {"REPORTS_DATABASE_URL": standby_url})}
+            reports = report_latencies(runs, token, args.report_requests, len(REPORTS), Path(data_dir),
+                                       submitter_token)
     finally:
         cluster.stop()
 
@@ -170,12 +215,14 @@ def main(argv=None) -> int:
     print(f"create: {args.clients} clients, gunicorn {args.workers} x {args.threads}, "
           f"{args.duration:.0f} s measured after {args.warmup:.0f} s")
     print(f"{'':<18} {'req/s':>8} {'ratio':>6} {'median ms':>10} {'p99 ms':>8} {'errors':>7} "
-          f"{'CPU ms/req: gunicorn':>21} {'PostgreSQL':>11}")
+          f"{'CPU ms/req: gunicorn':>21} {'database tier':>14}")
     base = creates["direct"]
     for name, row in creates.items():
         print(f"{name:<18} {row['rps']:>8.1f} {row['rps'] / base['rps']:>6.2f} {row['median_ms']:>10.1f} "
-              f"{row['p99_ms']:>8.1f} {row['errors']:>7} {row['gunicorn_cpu_ms']:>21.2f} {row['postgres_cpu_ms']:>11.2f}")
-    print(f"\nreports: one client, {args.report_requests} requests over {len(REPORTS)} reports, sequential")
+              f"{row['p99_ms']:>8.1f} {row['errors']:>7} {row['gunicorn_cpu_ms']:>21.2f} {row['postgres_cpu_ms']:>14.2f}")
+    print("(database tier: the primary's, the standby's and PgBouncer's processes)")
+    print(f"\nreports: one client, {args.report_requests} requests over {len(REPORTS)} reports, sequential, "
+          "the three configurations asked in turn")
     print(f"{'':<18} {'median ms':>10} {'ratio':>6} {'p95 ms':>8} {'ratio':>6}  read on")
     base_median, base_p95 = statistics.median(reports["direct"][0]), percentile(reports["direct"][0], 0.95)
     for name, (latencies, sources) in reports.items():
