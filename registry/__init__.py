@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     api.register_blueprint(__import__("registry.report_queries.routes", fromlist=["blp"]).blp)
     app.extensions["registry_api"] = api
     app.register_blueprint(__import__("registry.fhir.routes", fromlist=["blp"]).blp)  # not in OpenAPI: docs/fhir.md
+    app.register_blueprint(__import__("registry.dashboard.routes", fromlist=["blp"]).blp)  # pages: not in OpenAPI
     return app
 
 
