@@ -37,7 +37,7 @@ from registry.auth import SUBMITTER, authenticate, require
 from registry.db import database
 from registry.fhir import mapping, reading
 from registry.fhir.outcome import FhirError, fhir_response
-from registry.fhir.routes import _refuse_unknown_parameters, blp
+from registry.fhir.routes import _refuse_unknown_parameters, blp, declare_capability
 from registry.follow_ups import store as follow_ups
 from registry.operations import store as operations
 from registry.patients import store as patients
@@ -50,6 +50,11 @@ EXPORT_LIFETIME = timedelta(hours=24)
 EXPORT_PURPOSE = "fhir-bulk-export"
 # Rows fetched from the server-side cursor at a time
 BATCH = 200
+
+
+declare_capability("Patient", operation=[{
+    "name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+    "documentation": "Bulk Data export of the centre's own records (also at the system level, GET /fhir/$export)"}])
 
 
 def _signer() -> URLSafeTimedSerializer:

@@ -24,7 +24,7 @@ from registry.auth import SUBMITTER, authenticate, require
 from registry.db import database
 from registry.fhir import mapping
 from registry.fhir.outcome import FhirError, fhir_response
-from registry.fhir.routes import _refuse_unknown_parameters, blp
+from registry.fhir.routes import _refuse_unknown_parameters, blp, declare_capability
 from registry.follow_ups import store as follow_ups
 from registry.operations import store as operations
 from registry.pagination import decode_cursor, encode_cursor
@@ -35,6 +35,29 @@ from registry.problems import InvalidInput
 READABLE_TYPES = mapping.SUPPORTED_TYPES
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
+
+
+def _parameter(name: str, kind: str, definition: str, documentation: str) -> dict:
+    return {"name": name, "type": kind, "definition": f"http://hl7.org/fhir/SearchParameter/{definition}",
+            "documentation": documentation}
+
+
+_LAST_UPDATED = _parameter("_lastUpdated", "date", "Resource-lastUpdated",
+                           "When the record was last changed; prefixes eq, ne, lt, le, gt, ge, sa, eb")
+_ID = _parameter("_id", "token", "Resource-id", "Server ids; comma-separated values match any")
+for _type in READABLE_TYPES:
+    declare_capability(_type, interactions=("read",), versioning="versioned", readHistory=False)
+declare_capability("Procedure", interactions=("search-type",), search_params=(
+    _parameter("identifier", "token", "clinical-identifier",
+               f"The centre's operation local_ref: {mapping.OPERATION_IDENTIFIER}|LOCAL_REF (or LOCAL_REF)"),
+    _parameter("patient", "reference", "clinical-patient", "Patient/ID or ID"),
+    _parameter("date", "date", "clinical-date", "The operation date; prefixes eq, ne, lt, le, gt, ge, sa, eb; "
+                                                "a value names the range of its precision (2020: the whole year)"),
+    _LAST_UPDATED, _ID))
+declare_capability("Patient", interactions=("search-type",), search_params=(
+    _parameter("identifier", "token", "Patient-identifier",
+               f"The centre's patient ref: {mapping.PATIENT_REF_IDENTIFIER}|REF (hashed on arrival, never answered)"),
+    _LAST_UPDATED, _ID))
 
 
 def _not_found(resource_type: str, resource_id: str) -> FhirError:
@@ -343,3 +366,8 @@ def operation_bundle(conn, centre_id: int, document: dict) -> dict:
         rows += page
         after = page[-1]["id"]
     return mapping.operation_to_bundle(document, rows)
+
+
+# The bulk export's routes hang on the same blueprint and build on these reads: importing this
+# module (as registry.fhir.routes and the /v1 record routes do) attaches both.
+from registry.fhir import bulk_export  # noqa: E402,F401

@@ -209,3 +209,16 @@ def test_patient_search_by_ref_finds_the_patient_without_answering_the_ref(clien
     assert search(client, tokens, "Patient", who="submitter_b", identifier=SEED_REF)[0] == []
     assert [p["id"] for p in search(client, tokens, "Patient", _lastUpdated=f"ge{date.today().year}")[0]] == \
         [str(seed["patient_id"])]
+
+
+def test_metadata_lists_the_reads_searches_and_export(client):
+    from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+    statement = json.loads(client.get("/fhir/metadata").get_data())
+    CapabilityStatement.model_validate(statement)
+    resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    for resource_type in ("Patient", "Procedure", "Condition", "Device", "AdverseEvent", "Observation"):
+        assert {"code": "read"} in resources[resource_type]["interaction"]
+    assert {p["name"] for p in resources["Procedure"]["searchParam"]} == \
+        {"identifier", "patient", "date", "_lastUpdated", "_id"}
+    assert {p["name"] for p in resources["Patient"]["searchParam"]} == {"identifier", "_lastUpdated", "_id"}
+    assert [o["name"] for o in resources["Patient"]["operation"]] == ["export"]
