@@ -155,6 +155,10 @@ def export_status(token: str):
 def export_file(token: str, resource_type: str):
     """One type's resources, one per line, streamed as they are read."""
     _refuse_unknown_parameters()
+    accept = request.accept_mimetypes
+    if accept and not any(accept[media_type] for media_type in (NDJSON, "application/ndjson")):
+        raise FhirError(406, f"An export file is {NDJSON}; Accept asks for {request.headers.get('Accept')}.",
+                        code="not-supported")
     export = _export(token)
     if resource_type not in export["types"]:
         raise FhirError(404, f"This export has no {resource_type} file.", code="not-found")

@@ -45,6 +45,7 @@ def test_an_operation_in_fhir_form_posted_to_fhir_recreates_it_field_for_field(c
 
     json_answer = client.get(f"/v1/operations/{stored['id']}", headers=tokens.header("submitter_a"))
     assert json_answer.mimetype == "application/json"   # JSON stays the default
+    assert "Accept" in json_answer.headers["Vary"]
     answer, bundle = fhir_form(client, tokens, f"/v1/operations/{stored['id']}",
                                accept="application/fhir+json; fhirVersion=4.0")
     assert answer.headers["ETag"] == json_answer.headers["ETag"]
