@@ -741,6 +741,10 @@ class _Reader:
                 self.error(index, fault_path, message, code)
             # an entry with elements refused is still read, so that only its own faults are answered
             if isinstance(entry.get("fullUrl"), str):
+                if entry["fullUrl"] in self.by_full_url:
+                    self.error(index, f"{path}.fullUrl", f"Entry {self.by_full_url[entry['fullUrl']]} has this "
+                                                         "fullUrl already: each entry needs its own.", "duplicate")
+                    continue
                 self.by_full_url[entry["fullUrl"]] = index
             good.append((index, entry))
         return good
@@ -871,14 +875,17 @@ def bundle_to_documents(bundle) -> tuple[list[Unit], list[dict]]:
     units: list[Unit] = []
     procedure_unit: dict[int, Unit] = {}
 
+    shared: dict[int, str] = {}  # entries several operations may name: a patient's Patient and Condition
+
     def take(index: int, unit: Unit, part: str, resource_type: str, path: str) -> dict | None:
         if index not in resources or resources[index]["resourceType"] != resource_type:
             reader.error(index, path, f"The reference must name a {resource_type} entry of this Bundle.")
             return None
-        if index in used:
+        if index in used and not (shared.get(index) == part and part in ("patient", "diagnosis")):
             reader.error(index, f"Bundle.entry[{index}]", "This entry is referred to by two operations.")
             return None
         used.add(index)
+        shared[index] = part
         unit.parts[index] = part
         return resources[index]
 
@@ -890,6 +897,12 @@ def bundle_to_documents(bundle) -> tuple[list[Unit], list[dict]]:
             _read_procedure(reader, _Operation(reader, unit), index, resource, entries[index]["request"], take)
             units.append(unit)
             procedure_unit[index] = unit
+    local_refs: dict[str, int] = {}
+    for index, unit in procedure_unit.items():
+        local_ref = unit.operation.get("local_ref")
+        if isinstance(local_ref, str) and local_refs.setdefault(local_ref, index) != index:
+            reader.error(index, f"Bundle.entry[{index}].resource.identifier", f"Entry {local_refs[local_ref]} is "
+                         "already this operation (the same local_ref): send each operation once.", "duplicate")
 
     # Observations and AdverseEvents point at their Procedure (partOf, suspectEntity)
     stored_units: dict[tuple, Unit] = {}
@@ -924,6 +937,9 @@ def bundle_to_documents(bundle) -> tuple[list[Unit], list[dict]]:
         is_follow_up = resource["resourceType"] == "Observation" and _element_code(resource.get("code")) == "follow-up"
         if procedure[0] == "entry":
             unit = procedure_unit[procedure[1]]
+            if not _same_subject(reader, index, resources[procedure[1]]):
+                used.add(index)
+                continue
         elif is_follow_up:
             key = procedure[:1] + procedure[2:]
             stored = ("id", procedure[2]) if procedure[0] == "id" else ("local_ref", procedure[3])
@@ -933,7 +949,7 @@ def bundle_to_documents(bundle) -> tuple[list[Unit], list[dict]]:
                 continue
             unit = stored_units.get(key)
             if unit is None:
-                unit = stored_units[key] = Unit(operation=None, stored_operation=stored)
+                unit = stored_units[key] = Unit(operation=None, stored_operation=stored, sources={"": path})
                 units.append(unit)
         else:
             reader.error(index, path, "A part of an operation is sent with its Procedure, in the same Bundle (the "
@@ -958,6 +974,17 @@ def bundle_to_documents(bundle) -> tuple[list[Unit], list[dict]]:
                          "Patient, Condition or Device is sent as the subject, reason or used device of a Procedure.",
                          "not-supported")
     return units, reader.errors
+
+
+def _same_subject(reader: _Reader, index: int, procedure: dict) -> bool:
+    """Whether a part of an operation names the operation's patient, when it names one."""
+    resource = reader.bundle["entry"][index]["resource"]
+    subject = resource.get("subject")
+    if subject is None or subject.get("reference") == (procedure.get("subject") or {}).get("reference"):
+        return True
+    reader.error(index, f"Bundle.entry[{index}].resource.subject", "The subject must be the patient of the "
+                                                                    "operation (its Procedure's subject).", "invariant")
+    return False
 
 
 def _element_code(concept_value) -> str | None:

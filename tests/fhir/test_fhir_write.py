@@ -279,3 +279,31 @@ def test_the_documented_seed_bundle_posted_as_is_creates_the_seed_case(client, t
     assert {entry["response"]["status"] for entry in written["entry"]} == {"201 Created"}
     operation = client.get(f"/v1/operations/{procedure_id(written)}", headers=tokens.header("submitter_a")).json
     assert (operation["local_ref"], operation["blood_loss_ml"], operation["vertebra_count"]) == ("TJH-2016-146", 300, 4)
+
+
+def test_two_operations_of_one_patient_share_its_patient_entry(client, tokens, db):
+    bundle = seed_bundle()
+    operation, _ = CASES[0][1:]
+    second = operation_to_bundle(dict(operation, local_ref="TJH-2018-002", operation_date="2018-05-02",
+                                      date_precision="day", intraop_events=[]))
+    patient_url = bundle["entry"][0]["fullUrl"]
+    for entry in second["entry"][1:]:  # the second operation names the first one's Patient entry
+        text = json.dumps(entry).replace(second["entry"][0]["fullUrl"], patient_url)
+        bundle["entry"].append(json.loads(text))
+    written = answer(post_bundle(client, bundle, tokens=tokens))
+    assert {entry["response"]["status"] for entry in written["entry"]} == {"201 Created"}
+    assert (counts(db)["patients"], counts(db)["operations"]) == (1, 2)
+
+
+def test_a_part_naming_another_patient_or_an_operation_sent_twice_is_refused(client, tokens, db):
+    bundle = seed_bundle()
+    index = entry_index(bundle, "blood-loss")
+    bundle["entry"][index]["resource"]["subject"] = {"reference": "Patient/99"}
+    again = copy.deepcopy(bundle["entry"][1])  # the Procedure again, same local_ref
+    bundle["entry"].append(dict(again, fullUrl="urn:uuid:00000000-0000-4000-8000-000000000001"))
+    bundle["entry"].append(copy.deepcopy(bundle["entry"][2]))  # an entry with a fullUrl already used
+    found = issues(post_bundle(client, bundle, tokens=tokens), 400)
+    assert {item["expression"][0] for item in found} >= {
+        f"Bundle.entry[{index}].resource.subject", f"Bundle.entry[{len(bundle['entry']) - 2}].resource.identifier",
+        f"Bundle.entry[{len(bundle['entry']) - 1}].fullUrl"}
+    assert set(counts(db).values()) == {0}
