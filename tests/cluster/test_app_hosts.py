@@ -7,18 +7,25 @@ restarts under load (clients recover through their pools, nothing lost or double
 """
 
 import itertools
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
 import requests
 
 from tests.cluster.conftest import session_state_leaks
+from tests.conftest import ROOT, TEST_SECRET
 from tests.records.helpers import seed_case
-from tests.robustness.conftest import gunicorn_serving
+from tests.robustness.conftest import free_port
 from tests.robustness.test_concurrent_submitters import (INCREMENTS_PER_THREAD, Submitter,
                                                           increment_shared_operation, submit_own_operations)
 
@@ -27,13 +34,53 @@ pytestmark = pytest.mark.needs_pgbouncer
 THREADS_PER_CENTRE = 6
 
 
+@contextmanager
+def app_host(url: str, data_dir: Path, environment: dict):
+    """A gunicorn (1 worker x 4 threads) serving the registry through `url`; its base URL.
+
+    Started as tests/robustness/conftest.py's gunicorn_serving starts one, but waiting out a slow
+    readiness probe (that one gives up on the first probe over 2 s, which a machine busy with
+    other work makes happen)."""
+    port = free_port()
+    (data_dir / "prometheus").mkdir(parents=True, exist_ok=True)
+    variables = dict(os.environ, DATABASE_URL=url, REGISTRY_SECRET=TEST_SECRET.decode(),
+                     REGISTRY_DATA_DIR=str(data_dir), REGISTRY_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="1",
+                     REGISTRY_THREADS="4", PROMETHEUS_MULTIPROC_DIR=str(data_dir / "prometheus"),
+                     DB_POOL_TIMEOUT="2", LOG_LEVEL="WARNING", **environment)
+    log_path = data_dir / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:registry.gunicorn_conf", "registry:create_app()"],
+            env=variables, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if requests.get(base_url + "/readyz", timeout=10).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not become ready:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield base_url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture(scope="module")
 def hosts(cluster, cluster_database, tmp_path_factory):
-    """Base URLs of two gunicorns (1 worker x 4 threads each) as the compose recipe runs them."""
+    """Base URLs of two app hosts through PgBouncer, reports on the standby, as compose runs them."""
     environment = {"DB_PREPARE_THRESHOLD": "-1", "REPORTS_DATABASE_URL": cluster.standby.url(cluster_database)}
     url = cluster.pgbouncer.url(cluster_database)
-    with gunicorn_serving(url, tmp_path_factory.mktemp("host-a"), workers=1, extra_env=environment) as (a, _), \
-            gunicorn_serving(url, tmp_path_factory.mktemp("host-b"), workers=1, extra_env=environment) as (b, _):
+    with app_host(url, tmp_path_factory.mktemp("host-a"), environment) as a, \
+            app_host(url, tmp_path_factory.mktemp("host-b"), environment) as b:
         yield [a, b]
 
 
