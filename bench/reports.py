@@ -41,6 +41,18 @@ CASES = [
     ("centres (funnel), own centre", "/v1/reports/centres", "submitter"),
     ("centres by approach (scan)", "/v1/reports/centres?group_by=approach", "analyst"),
     ("completeness by centre", "/v1/reports/completeness", "analyst"),
+    # the definitions of issue 18 that the maintained aggregates cannot serve (relative to today,
+    # per patient, another visit): scans over report_operation_measures with LATERAL look-ups
+    ("complications by approach, window=30 (scan)", "/v1/reports/complications?group_by=approach&window=30",
+     "analyst"),
+    ("complications by approach, window=90, ClassIntra (scan)",
+     "/v1/reports/complications?group_by=approach&window=90&major=clavien_or_classintra", "analyst"),
+    ("complications by approach, unit=patient (scan)", "/v1/reports/complications?group_by=approach&unit=patient",
+     "analyst"),
+    ("fusion by approach, assessment=ct (scan)", "/v1/reports/fusion?group_by=approach&assessment=ct", "analyst"),
+    ("fusion by approach, failure_window=24 (scan)", "/v1/reports/fusion?group_by=approach&failure_window=24",
+     "analyst"),
+    ("outcomes by region, timepoint=12m (scan)", "/v1/reports/outcomes?group_by=region&timepoint=12m", "analyst"),
 ]
 
 # The same figures as "complications by approach", straight from the base tables.

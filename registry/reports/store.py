@@ -13,11 +13,12 @@ values are always bound parameters. A group value of '' means "not recorded".
 """
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-# Additive measures: the columns of report_tallies and of report_operation_measures.
+# Additive measures: the columns of report_tallies and of report_operation_measures (0002, 0010).
 INTRAOP_EVENT_TYPES = (
     "instrument_breakage", "iatrogenic_fracture", "dural_tear", "excessive_bleeding",
     "neuromonitoring_change", "nerve_injury", "vascular_injury", "implant_malposition",
@@ -28,6 +29,7 @@ MEASURES = (
     "postop_complication", "major_complication",
     "blood_loss_n", "blood_loss_sum", "duration_n", "duration_sum",
     "fusion_operations", "fusion_assessed", "fusion_fused",
+    "fusion_followed", "fusion_indeterminate", "fusion_not_assessed",   # migration 0010
     "followed", "revision", "instrumented_followed", "implant_failure",
     "joa_pre_n", "joa_pre_sum", "joa_post_n", "joa_post_sum", "recovery_n",
     "mjoa_pre_n", "mjoa_pre_sum", "mjoa_post_n", "mjoa_post_sum",
@@ -90,15 +92,22 @@ class Definition:
     LATERAL joins over `m`, count measures computed per operation as SQL 0/1 expressions (new
     ones, or replacing a stored one of the same name), histogram values replacing the stored
     ones ({metric: (x, y)}), conditions on the operations counted, and their bound parameters.
-    The record-key sum of every count measure it computes is summed with it (`key_<name>`)."""
+    The record-key sum of every count measure it computes is summed with it (`key_<name>`).
+
+    `before` ({name: stored measure}) counts a stored measure over the operations on or before
+    `cutoff` only. It needs no scan of its own: the fast path takes the stored tallies and
+    subtracts the operations after the cutoff (a scan of the recent operations only)."""
 
     joins: list = field(default_factory=list)
     measures: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     where: list = field(default_factory=list)
     params: dict = field(default_factory=dict)
+    before: dict = field(default_factory=dict)
+    cutoff: object = None
 
     def __bool__(self):
+        """True when the fast path cannot serve it (`before` alone it can)."""
         return bool(self.joins or self.measures or self.metrics or self.where)
 
 
@@ -120,12 +129,20 @@ def fetch_cells(conn, dims: list[str], filters: dict, measures: list[str], metri
     also holds key_x, the record-key sum, of each count measure x asked for. A `definition`
     (other windows, time points, units) is computed by the scan.
     """
-    definition = definition or Definition()
-    measures = [*measures, *(f"key_{m}" for m in measures if m in COUNT_MEASURES or m in definition.measures)]
+    definition = Definition() if definition is None else definition
+    measures = [*measures, *(f"key_{m}" for m in measures
+                             if m in COUNT_MEASURES or m in definition.measures or m in definition.before)]
     sets = _grouping_sets(dims)
     if _fast_path_applies(dims, filters, measures, min_months, definition):
         scope = filters["centre_ids"][0] if "centre_ids" in filters else 0
-        return _fetch_from_tallies(conn, dims, scope, measures, metrics)
+        bases = sorted({definition.before[m] for m in measures if m in definition.before})
+        stored = [m for m in measures if m not in definition.before
+                  and not (m.startswith("key_") and m[4:] in definition.before)]
+        stored += [m for base in bases for m in (base, f"key_{base}") if m not in stored]
+        result = _fetch_from_tallies(conn, dims, scope, stored, metrics)
+        if bases:
+            _count_before_cutoff(conn, dims, filters, definition, bases, result)
+        return result
     result = {grouping: {} for grouping in sets}
     # An operation counts in each of its procedures' groups, so sets with and without the
     # procedure dimension are summed by separate scans (the unnest would repeat the others).
@@ -134,6 +151,24 @@ def fetch_cells(conn, dims: list[str], filters: dict, measures: list[str], metri
         if part:
             _scan(conn, part, filters, measures, metrics, min_months, with_procedure, result, definition)
     return result
+
+
+def _count_before_cutoff(conn, dims, filters, definition, bases, result) -> None:
+    """The `before` measures of the cells of `result` (read from the tallies): each stored
+    count minus the same count over the operations after the cutoff, record-key sums alike."""
+    recent_filters = {**filters, "date_from": definition.cutoff + timedelta(days=1)}
+    recent = {grouping: {} for grouping in result}
+    for with_procedure in (True, False):
+        part = [g for g in result if ("procedure" in g) == with_procedure]
+        if part:
+            _scan(conn, part, recent_filters, ["operations", *bases, *(f"key_{b}" for b in bases)], [],
+                  STORED_FUSION_MONTHS, with_procedure, recent, Definition())
+    for grouping, cells in result.items():
+        for key, cell in cells.items():
+            later = recent[grouping].get(key)
+            for name, base in definition.before.items():
+                for count, stored in ((name, base), (f"key_{name}", f"key_{base}")):
+                    cell.measures[count] = cell.measures[stored] - (later.measures[stored] if later else 0)
 
 
 def uses_fast_path(dims, filters, measures, min_months=STORED_FUSION_MONTHS, definition=None) -> bool:
@@ -223,7 +258,11 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
     group_by = sql.SQL(", ").join(sql.Identifier(f"g_{d}") for d in finest) if finest else None
 
     def measure(name):
-        if name in definition.measures:
+        keyed = name.startswith("key_") and name[4:] in definition.before
+        if name in definition.before or keyed:
+            stored = f"key_{definition.before[name[4:]]}" if keyed else definition.before[name]
+            expression = sql.SQL("m.{} * (m.operation_date <= %(before_cutoff)s)::int").format(sql.Identifier(stored))
+        elif name in definition.measures:
             expression = definition.measures[name]
         elif name.startswith("key_") and name[4:] in definition.measures:
             expression = sql.SQL("m.record_key * ({})").format(definition.measures[name[4:]])
@@ -240,7 +279,7 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
         {group_by}""").format(
         select_dims=select_dims, measures=sql.SQL(", ").join(measure(name) for name in measures),
         join=sql.SQL(" ").join([join, FUSION_AT_JOIN]) if fusion_at else join, where=where, group_by=sql.SQL("GROUP BY {}").format(group_by) if group_by else sql.SQL(""))
-    params = {**filters, "min_months": min_months, **definition.params}
+    params = {**filters, "min_months": min_months, "before_cutoff": definition.cutoff, **definition.params}
     finest_cells = {}
     for row in conn.execute(query, params):
         if row["operations"]:

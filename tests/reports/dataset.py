@@ -268,8 +268,10 @@ def complications(ops, count=exact, window=None, window_cutoff=None, major="clav
     }
 
 
-def fusion(ops, min_months=12, count=exact, assessment=None):
-    """assessment: only fusion operations whose deciding follow-up used one of these methods."""
+def fusion(ops, min_months=12, count=exact, assessment=None, failure_window=None):
+    """assessment: only fusion operations whose deciding follow-up used one of these methods;
+    failure_window: implant failure and revision within that many months, over operations whose
+    status then is known (the event by then, or a follow-up at or after it)."""
     assessed, undecided = [], []  # (operation, status of the deciding follow-up)
     for o in ops:
         later = [f for f in o["follow_ups"] if f["months_after"] >= min_months]
@@ -284,6 +286,32 @@ def fusion(ops, min_months=12, count=exact, assessment=None):
     followed_to_min = decided + [o for o, _ in undecided]
     instrumented_followed = [o for o in ops if is_instrumented(o) and o["follow_ups"]]
     followed = [o for o in ops if o["follow_ups"]]
+
+    def first_at(o, condition):
+        return min((f["months_after"] for f in o["follow_ups"] if condition(f)), default=None)
+
+    def by_window(o, condition):
+        at = first_at(o, condition)
+        return at is not None and at <= failure_window
+
+    def known(o, condition):
+        return by_window(o, condition) or max(f["months_after"] for f in o["follow_ups"]) >= failure_window
+
+    def failed(f):
+        return f["implant_status"] in v.IMPLANT_FAILURE_STATUSES
+
+    def revised(f):
+        return f["revision_surgery"]
+
+    if failure_window is None:
+        implant_failure = proportion([o for o in instrumented_followed if any(failed(f) for f in o["follow_ups"])],
+                                     instrumented_followed, count)
+        revision = proportion([o for o in followed if any(revised(f) for f in o["follow_ups"])], followed, count)
+    else:
+        implant_known = [o for o in instrumented_followed if known(o, failed)]
+        revision_known = [o for o in followed if known(o, revised)]
+        implant_failure = proportion([o for o in implant_known if by_window(o, failed)], implant_known, count)
+        revision = proportion([o for o in revision_known if by_window(o, revised)], revision_known, count)
     return {
         "operations": count(ops),
         "fusion_operations": count([o for o in ops if "fusion" in o["procedures"]]),
@@ -293,10 +321,8 @@ def fusion(ops, min_months=12, count=exact, assessment=None):
                                     count),
         "not_assessed": proportion([o for o, status in undecided if status in (None, "not_assessed")],
                                    followed_to_min, count),
-        "implant_failure": proportion([o for o in instrumented_followed if any(
-            f["implant_status"] in v.IMPLANT_FAILURE_STATUSES for f in o["follow_ups"])], instrumented_followed, count),
-        "revision": proportion([o for o in followed if any(f["revision_surgery"] for f in o["follow_ups"])],
-                               followed, count),
+        "implant_failure": implant_failure,
+        "revision": revision,
     }
 
 

@@ -375,3 +375,14 @@ def test_a_definition_parameter_is_checked_naming_it(world, report, query, field
     client, tokens, registry = world
     body = ask(client, tokens, report, "analyst", status=422, **query)
     assert field in [error["field"] for error in body["errors"]]
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_completeness_is_the_same_by_the_fast_path_and_by_a_scan(world, who):
+    """The fast path subtracts the operations younger than 12 months from the stored tallies;
+    a scan counts the old ones directly: the same figures, keys and all."""
+    client, tokens, registry = world
+    fast = ask(client, tokens, "completeness", who, centre="CENTRE-A")
+    scan = ask(client, tokens, "completeness", who, centre="CENTRE-A", group_by="centre,approach")
+    assert (fast["method"], scan["method"]) == ("fast", "scan")
+    assert fast["groups"][0]["follow_up_12m"] == scan["total"]["follow_up_12m"]

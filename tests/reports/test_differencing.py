@@ -183,7 +183,16 @@ FILTERS = st.fixed_dictionaries({
     "year": st.sampled_from([None, None, None, 2014, 2016, 2018]),
     "approach": st.sampled_from([None, None, "posterior", "anterior"]),
     "min_months": st.sampled_from([12, 13, 24]),
+    # the definitions (issue 18), each applying to its report only
+    "unit": st.sampled_from([None, None, "patient"]),
+    "window": st.sampled_from([None, None, "30", "90"]),
+    "major": st.sampled_from([None, None, "clavien_or_classintra"]),
+    "timepoint": st.sampled_from([None, "12m"]),
+    "assessment": st.sampled_from([None, None, "ct", "xray"]),
+    "failure_window": st.sampled_from([None, None, "24"]),
 })
+DEFINITIONS = {"unit": REPORTS, "window": ["complications"], "major": ["complications"], "timepoint": ["outcomes"],
+               "assessment": ["fusion"], "failure_window": ["fusion"]}
 
 
 def neighbours(report, filters):
@@ -192,6 +201,14 @@ def neighbours(report, filters):
     found = [{**filters, "min_months": months} for months in (12, 13, 24)
              if report == "fusion" and months != filters["min_months"]]
     found += [{**filters, name: None} for name in ("centre", "year", "approach") if filters[name]]
+    # another definition of the same figures: a pair that differs by the operations (or the
+    # follow-ups) one definition counts and the other does not
+    found += [{**filters, name: None} for name, reports in DEFINITIONS.items()
+              if filters[name] and report in reports]
+    if report == "complications" and filters["window"]:
+        found.append({**filters, "window": "90" if filters["window"] == "30" else "30"})
+    if report == "fusion" and filters["assessment"]:
+        found.append({**filters, "assessment": "xray" if filters["assessment"] == "ct" else "ct"})
     if filters["months"]:
         start, end = filters["months"]
         if start < end:
@@ -220,13 +237,41 @@ def as_query(report, group_by, filters):
         query["approach"] = filters["approach"]
     if report == "fusion":
         query["min_months"] = filters["min_months"]
+    for name, reports in DEFINITIONS.items():
+        if filters[name] and report in reports:
+            query[name] = filters[name]
     return query
+
+
+def oracle_options(report, query):
+    """The reference computation's options for a query's definitions."""
+    options = {}
+    if report == "fusion":
+        options["min_months"] = query["min_months"]
+        if "assessment" in query:
+            options["assessment"] = [query["assessment"]]
+        if "failure_window" in query:
+            options["failure_window"] = int(query["failure_window"])
+    if report == "complications":
+        if "window" in query:
+            days = int(query["window"])
+            options["window"] = days
+            # the generated operations are years old: any cutoff in the last months selects them all
+            options["window_cutoff"] = dt.date.today() - dt.timedelta(days=days)
+        if "major" in query:
+            options["major"] = query["major"]
+    if report == "outcomes" and "timepoint" in query:
+        options["timepoint"] = query["timepoint"]
+    return options
 
 
 def selected(operations, query):
     """The operations a query's filters select, from the raw records."""
     chosen = []
+    first = dataset.first_operations(operations)
     for o in operations:
+        if query.get("unit") == "patient" and (o["centre_id"], o["id"]) not in first:
+            continue
         if "centre" in query and o["centre"] != query["centre"]:
             continue
         if "date_from" in query and not (query["date_from"] <= o["operation_date"].isoformat() <= query["date_to"]):
@@ -256,7 +301,7 @@ def check_against_oracle(body, operations, report, dims, query):
     """Every listed row and visible figure is the perturbed reference; every withheld one has a
     count below the threshold, as published or as it truly is. Returns {(group key, path):
     published count}."""
-    options = {"min_months": query["min_months"]} if report == "fusion" else {}
+    options = oracle_options(report, query)
     compute = dataset.REFERENCE[report]
     groups = dataset.published_groups(operations, dims, PERTURBED)
     expected = {key: compute(ops, count=PERTURBED, **options) for key, ops in groups.items()}
@@ -301,7 +346,9 @@ def everything(db, registry):
 @given(pair=QUERIES)
 def test_no_pair_of_queries_determines_a_small_difference(client, tokens, everything, pair):
     """Over a registry of 160 operations in 3 centres, pairs of allowed queries (same report and
-    grouping; filters by centre, month range, year, approach, fusion threshold). Checked:
+    grouping; filters by centre, month range, year, approach, fusion threshold; the definitions:
+    unit, complication window and major, outcome time point, imaging method, failure window, each
+    dropped or changed in the pair). Checked:
 
     - every figure of both answers is the reference computation from the raw rows with each
       count perturbed by the cell key of exactly the operations it counts, rates, intervals and
@@ -333,7 +380,7 @@ def test_no_pair_of_queries_determines_a_small_difference(client, tokens, everyt
 
 def check_exact_counts(ops, report, dims, query):
     """{(group key, path): true count} from the reference computed exactly."""
-    options = {"min_months": query["min_months"]} if report == "fusion" else {}
+    options = oracle_options(report, query)
     compute = dataset.REFERENCE[report]
     exact = {}
     for key, group in dataset.groups(ops, dims).items():
