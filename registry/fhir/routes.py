@@ -213,3 +213,4 @@ def read_value_set(resource_id: str):
     return fhir_response(_read("ValueSet", resource_id, terminology.value_set))
 
 
+from registry.fhir import reading, bulk_export  # noqa: E402,F401 (routes on this blueprint)

@@ -51,7 +51,7 @@ def test_metadata_lists_exactly_what_is_served(client):
     for resource_type in ("CodeSystem", "ValueSet"):
         assert {i["code"] for i in resources[resource_type]["interaction"]} == {"read", "search-type"}
         assert {p["name"] for p in resources[resource_type]["searchParam"]} == {"url"}
-    # the clinical resources are written inside Bundles, conditionally, and nothing else yet
+    # the clinical resources are written inside Bundles, conditionally (reads are declared by their module)
     assert resources["Patient"]["conditionalCreate"] is True
     for resource_type in ("Procedure", "Condition", "Device", "AdverseEvent", "Observation"):
         assert resources[resource_type]["conditionalUpdate"] is True
