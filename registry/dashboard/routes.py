@@ -15,14 +15,15 @@ the session out at its next request. Works without JavaScript; the pages load no
 import csv
 import io
 import json
+import logging
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
-from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request, session,
+from flask import (Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request, session,
                    url_for)
 from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 from werkzeug.test import EnvironBuilder
 
 from registry import accepts
@@ -30,6 +31,7 @@ from registry import vocabulary as v
 from registry.auth import SUBMITTER, authenticate
 from registry.dashboard import session as dashboard_session
 from registry.dashboard import tables
+from registry.db import DatabaseUnavailable
 from registry.problems import flatten_messages
 from registry.reports import plots
 from registry.reports.csv_output import neutralise
@@ -37,6 +39,7 @@ from registry.reports.service import FUNNEL_MEASURES
 from registry.reports.store import DIMENSIONS
 from registry.submissions.csv_layout import column_for
 
+log = logging.getLogger(__name__)
 blp = Blueprint("dashboard", __name__, url_prefix=dashboard_session.PREFIX, template_folder="templates",
                 static_folder="static")
 
@@ -137,6 +140,21 @@ def error_page(error: HTTPException):
                            detail=error.description, fields=fields, principal=_principal_or_none(),
                            **_template_globals())
     return body, error.code or 500
+
+
+@blp.errorhandler(DatabaseUnavailable)
+def _database_unavailable(error: DatabaseUnavailable):
+    log.warning("database unavailable: %s", error)
+    page, status = error_page(ServiceUnavailable("The database is unreachable; try again in a few seconds."))
+    return page, status, {"Retry-After": "5"}
+
+
+@blp.errorhandler(Exception)
+def _fault(error: Exception):
+    """A fault of the service: a page saying so (the details are in the log, under the request id)."""
+    log.error("unhandled error", exc_info=error)
+    return error_page(InternalServerError("The dashboard failed to answer; the request id "
+                                          f"{g.get('request_id')} identifies it in the logs."))
 
 
 def _principal_or_none():

@@ -264,3 +264,16 @@ def test_an_unknown_dashboard_path_is_a_page_not_problem_json(client, tokens):
 def test_the_dashboard_is_not_in_the_openapi_document(app):
     paths = app.extensions["registry_api"].spec.to_dict()["paths"]
     assert paths and not [path for path in paths if path.startswith("/dashboard")]
+
+
+def test_a_fault_is_a_page_naming_the_request_id_not_a_traceback(client, tokens, monkeypatch):
+    from registry.dashboard import tables
+
+    def broken(document):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(tables, "table", broken)
+    sign_in(client, tokens.secrets["analyst"][1])
+    answer = client.get("/dashboard/reports/complications", headers={"X-Request-ID": "dashboard-fault-1"})
+    assert answer.status_code == 500 and answer.mimetype == "text/html"
+    assert b"dashboard-fault-1" in answer.data and b"secret internals" not in answer.data
