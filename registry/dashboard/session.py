@@ -33,14 +33,16 @@ CSRF_FIELD = "csrf_token"
 def secure_cookie(app) -> bool:
     """Whether the cookie is marked Secure (sent over HTTPS only).
 
-    `DASHBOARD_SECURE_COOKIE` in the app's config decides when set (True/False); otherwise it is
-    on in production (REGISTRY_ENV=production) and off in development, where `make serve`
-    answers plain http on 127.0.0.1.
+    Decided, first that says: the app's config `DASHBOARD_SECURE_COOKIE` (True/False), the
+    setting `dashboard_secure_cookie` (when registry.config has it), else on in production
+    (REGISTRY_ENV=production) and off in development, where `make serve` answers plain http on
+    127.0.0.1.
     """
-    chosen = app.config.get("DASHBOARD_SECURE_COOKIE")
-    if chosen is not None:
-        return bool(chosen)
-    return app.config["REGISTRY_SETTINGS"].environment == "production"
+    settings = app.config["REGISTRY_SETTINGS"]
+    for chosen in (app.config.get("DASHBOARD_SECURE_COOKIE"), getattr(settings, "dashboard_secure_cookie", None)):
+        if chosen is not None:
+            return bool(chosen)
+    return settings.environment == "production"
 
 
 class DashboardSessionInterface(SecureCookieSessionInterface):
