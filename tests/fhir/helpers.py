@@ -28,3 +28,12 @@ def demo_cases() -> list[tuple[str, dict, list[dict]]]:
     operation, follow_ups = seed_case()
     return [("seed", operation, follow_ups)] + [(operation["local_ref"], operation, follow_ups)
                                                 for operation, follow_ups in literature_cases()]
+
+
+def element_paths(node, path=()) -> list[tuple]:
+    """The path of every element of a JSON document (object members and list items), depth first."""
+    paths = [path] if path else []
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in children:
+        paths += element_paths(child, path + (key,))
+    return paths

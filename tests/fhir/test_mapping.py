@@ -86,3 +86,25 @@ def test_the_documented_seed_bundle_is_what_the_mapping_makes():
     documented = json.loads((Path(__file__).resolve().parents[2] / "docs" / "fhir-seed-bundle.json").read_text())
     assert documented == mapping.operation_to_bundle(*demo_cases()[0][1:])
     validate(documented)
+
+
+def test_any_element_of_the_wrong_json_type_is_a_structural_error_never_an_exception():
+    """Each element of the seed Bundle in turn replaced by a value of another JSON type (rotating
+    through them): reading never raises, and the replacement is an error, unless the element is
+    one the registry does not read (a display, a text, an id)."""
+    import copy
+
+    from tests.fhir.helpers import element_paths
+
+    bundle = mapping.operation_to_bundle(*demo_cases()[0][1:])
+    wrong_values = (None, [1], {"a": 1}, 7, "x", True)
+    for number, path in enumerate(element_paths(bundle)):
+        mutated = copy.deepcopy(bundle)
+        parent = mutated
+        for key in path[:-1]:
+            parent = parent[key]
+        wrong = next(value for value in wrong_values[number % 6:] + wrong_values
+                     if type(value) is not type(parent[path[-1]]))
+        parent[path[-1]] = wrong
+        units, errors = mapping.bundle_to_documents(mutated)  # never raises
+        assert errors or path[-1] in ("display", "text", "fullUrl") or path[-2:] == ("resource", "id"), path
