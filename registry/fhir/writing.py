@@ -191,7 +191,8 @@ def write_bundle(conn, actor: Principal, bundle) -> dict:
     for index, issues in entry_errors.items():
         responses.setdefault(index, _failed(400, issues))
     return {"resourceType": "Bundle", "type": f"{kind}-response",
-            "entry": [{"response": responses[index]} for index in range(len(bundle.get("entry") or []))]}
+            "entry": [{"response": responses.get(index) or _failed(400, [issue(400, "This entry was not read.")])}
+                      for index in range(len(bundle.get("entry") or []))]}
 
 
 def _issue_of(error: dict) -> dict:
