@@ -307,3 +307,13 @@ def test_a_part_naming_another_patient_or_an_operation_sent_twice_is_refused(cli
         f"Bundle.entry[{index}].resource.subject", f"Bundle.entry[{len(bundle['entry']) - 2}].resource.identifier",
         f"Bundle.entry[{len(bundle['entry']) - 1}].fullUrl"}
     assert set(counts(db).values()) == {0}
+
+
+def test_an_erased_patient_sent_again_is_gone_at_its_identifier(client, tokens, db):
+    written = answer(post_bundle(client, seed_bundle(), tokens=tokens))
+    patient_id = int(written["entry"][0]["response"]["location"].split("/")[1])
+    erased = client.delete(f"/v1/patients/{patient_id}", headers=tokens.header("submitter_a"))
+    assert erased.status_code == 204, erased.get_data(as_text=True)
+    [issue] = issues(post_bundle(client, seed_bundle(), tokens=tokens), 410)
+    assert (issue["code"], issue["expression"]) == ("deleted", ["Bundle.entry[0].resource.identifier[0].value"])
+    assert counts(db)["operations"] == 0
