@@ -33,6 +33,8 @@ from registry.problems import InvalidInput
 
 # The resource types a read answers: those the mapping emits for a stored operation
 READABLE_TYPES = mapping.SUPPORTED_TYPES
+_ID_SYNTAX = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_NUMBER = re.compile(r"[0-9]{1,19}")
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
 
@@ -71,7 +73,8 @@ def _not_found(resource_type: str, resource_id: str) -> FhirError:
 def read_resource(resource_type: str, resource_id: str):
     """One resource of the caller's centre, by its server id."""
     _refuse_unknown_parameters()
-    named = mapping.parse_resource_id(resource_type, resource_id)
+    # FHIR ids are ASCII ([A-Za-z0-9-.]); str.isdigit() also takes '²' and '١٢'
+    named = mapping.parse_resource_id(resource_type, resource_id) if _ID_SYNTAX.fullmatch(resource_id) else None
     if named is None:
         raise _not_found(resource_type, resource_id)
     kind, record_id, part = named
@@ -223,14 +226,14 @@ def _ids(parameter: str, text: str, resource_type: str) -> list[int]:
     ids = []
     for value in text.split(","):
         value = value.removeprefix(f"{resource_type}/") if parameter != "_id" else value
-        if value.isdigit() and int(value) <= 2**63 - 1:
+        if _NUMBER.fullmatch(value) and int(value) <= 2**63 - 1:
             ids.append(int(value))
     return ids
 
 
 def _count() -> int:
     text = request.args.get("_count", str(DEFAULT_COUNT))
-    if not text.isdigit() or not 1 <= int(text) <= MAX_COUNT:
+    if not _NUMBER.fullmatch(text) or not 1 <= int(text) <= MAX_COUNT:
         raise FhirError(400, f"_count={text}: a page holds 1 to {MAX_COUNT} resources.", code="invalid")
     return int(text)
 

@@ -26,6 +26,8 @@ MODELS = {"Patient": Patient, "Procedure": Procedure, "Condition": Condition, "D
           "AdverseEvent": AdverseEvent, "Observation": Observation, "Bundle": Bundle,
           "OperationOutcome": OperationOutcome}
 SEED_REF = seed_case()[0]["patient"]["ref"]
+# digits str.isdigit() takes and int() reads (or not): no FHIR id is written with them
+ARABIC_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
 
 def fhir(response, status=200, resource_type=None) -> dict:
@@ -113,6 +115,7 @@ def test_another_centres_ids_are_404_and_analysts_get_no_patient_data(client, to
         outcome(answer, 401, "login")
         assert answer.headers["WWW-Authenticate"].startswith("Bearer")
     for path in ("/fhir/Procedure/999999", "/fhir/Procedure/abc", "/fhir/Patient/99999999999999999999",
+                 "/fhir/Procedure/\u00b2", f"/fhir/Patient/{str(seed['patient_id']).translate(ARABIC_DIGITS)}",
                  "/fhir/Observation/follow-up-x", f"/fhir/Device/{seed['id']}-nothing"):
         outcome(client.get(path, headers=tokens.header("submitter_a")), 404, "not-found")
 
@@ -189,6 +192,7 @@ def test_procedure_searches_by_date_prefix_identifier_patient_and_last_update_pa
     ({"_lastUpdated": "ge2020-01-01T25:00:00Z"}, "invalid"),
     ({"_count": "0"}, "invalid"),
     ({"_count": "5000"}, "invalid"),
+    ({"_count": "\u00b2"}, "invalid"),
     ({"_cursor": "not-ours"}, "invalid"),
     ({"code": "laminectomy"}, "not-supported"),
     ({"identifier": "a,b"}, "not-supported"),
