@@ -986,6 +986,22 @@ def bundle_to_documents(bundle) -> tuple[list[Unit], list[dict]]:
     return units, reader.errors
 
 
+# The statuses that say a thing happened as recorded; any other (not-done, entered-in-error,
+# a potential adverse event...) is refused rather than recorded as if it had happened.
+_RECORDED_STATUSES = {"Procedure": ("status", {"completed"}),
+                      "Observation": ("status", {"final", "amended", "corrected"}),
+                      "AdverseEvent": ("actuality", {"actual"})}
+
+
+def _check_status(reader: _Reader, index: int, resource: dict) -> None:
+    element_name, accepted = _RECORDED_STATUSES[resource["resourceType"]]
+    value = resource.get(element_name)
+    if value is not None and value not in accepted:
+        reader.error(index, f"Bundle.entry[{index}].resource.{element_name}",
+                     f"The registry records what happened: {element_name} must be {' or '.join(sorted(accepted))}.",
+                     "business-rule")
+
+
 def _same_subject(reader: _Reader, index: int, procedure: dict) -> bool:
     """Whether a part of an operation names the operation's patient, when it names one."""
     resource = reader.bundle["entry"][index]["resource"]
@@ -1032,6 +1048,7 @@ def _conditional_key(reader: _Reader, request: dict, system: str, index: int):
 
 def _read_procedure(reader: _Reader, operation: _Operation, index: int, procedure: dict, request: dict, take) -> None:
     path = f"Bundle.entry[{index}].resource"
+    _check_status(reader, index, procedure)
     put = operation.put
     local_ref = _identifier_value(reader, procedure, OPERATION_IDENTIFIER, index, path)
     key = _conditional_key(reader, request, OPERATION_IDENTIFIER, index)
@@ -1256,6 +1273,7 @@ def _read_patient(reader: _Reader, operation: _Operation, index: int, patient: d
 
 def _read_observation(reader: _Reader, operation: _Operation, index: int, observation: dict) -> str:
     path = f"Bundle.entry[{index}].resource"
+    _check_status(reader, index, observation)
     code = _element_code(observation.get("code"))
     if code not in _OBSERVATION_FIELDS:
         reader.error(index, f"{path}.code", f"An operation's Observation is coded from {ELEMENT_SYSTEM}: one of "
@@ -1277,6 +1295,7 @@ def _read_observation(reader: _Reader, operation: _Operation, index: int, observ
 
 def _read_adverse_event(reader: _Reader, operation: _Operation, index: int, event: dict, take) -> str:
     path = f"Bundle.entry[{index}].resource"
+    _check_status(reader, index, event)
     put = operation.put
     document = operation.unit.operation
     intraop = reader.code(event.get("event"), "intraop_event", index, f"{path}.event", many=True)
@@ -1334,6 +1353,7 @@ def _read_adverse_event(reader: _Reader, operation: _Operation, index: int, even
 
 def _read_follow_up(reader: _Reader, operation: _Operation, index: int, observation: dict, request: dict) -> None:
     path = f"Bundle.entry[{index}].resource"
+    _check_status(reader, index, observation)
     unit = operation.unit
     number = len(unit.follow_ups)
     unit.follow_ups.append({})

@@ -108,3 +108,20 @@ def test_any_element_of_the_wrong_json_type_is_a_structural_error_never_an_excep
         parent[path[-1]] = wrong
         units, errors = mapping.bundle_to_documents(mutated)  # never raises
         assert errors or path[-1] in ("display", "text", "fullUrl") or path[-2:] == ("resource", "id"), path
+
+
+def test_what_did_not_happen_is_refused_not_recorded():
+    """A procedure not done, an observation entered in error, a potential adverse event: the
+    registry records what happened, so these are errors at their status, never stored as if done."""
+    bundle = mapping.operation_to_bundle(*demo_cases()[0][1:])
+    changes = {"Procedure": ("status", "not-done"), "Observation": ("status", "entered-in-error"),
+               "AdverseEvent": ("actuality", "potential")}
+    for resource_type, (name, value) in changes.items():
+        index = next(index for index, entry in enumerate(bundle["entry"])
+                     if entry["resource"]["resourceType"] == resource_type)
+        bundle["entry"][index]["resource"][name] = value
+        _, errors = mapping.bundle_to_documents(bundle)
+        assert f"Bundle.entry[{index}].resource.{name}" in [error["expression"] for error in errors]
+        bundle["entry"][index]["resource"][name] = mapping.operation_to_bundle(
+            *demo_cases()[0][1:])["entry"][index]["resource"][name]
+    assert mapping.bundle_to_documents(bundle)[1] == []
