@@ -104,3 +104,13 @@ def test_errors_stay_problem_json_and_another_centre_gets_404(client, tokens):
             answer = client.get(path, headers=headers)
             assert answer.status_code == status
             assert answer.mimetype == "application/problem+json"
+
+
+def test_openapi_documents_the_fhir_form_of_each_record():
+    from pathlib import Path
+
+    import yaml
+    document = yaml.safe_load((Path(__file__).resolve().parents[2] / "openapi.yaml").read_text())
+    for path in ("/v1/operations/{operation_id}", "/v1/patients/{patient_id}", "/v1/follow-ups/{follow_up_id}"):
+        content = document["paths"][path]["get"]["responses"]["200"]["content"]
+        assert {"application/json", FHIR_JSON} <= set(content), path
