@@ -4,6 +4,7 @@ import marshmallow as ma
 
 from registry import vocabulary as v
 from registry.fields import Code, HalfPointScore, Integer, PastDate, Ref, StrictBoolean, Text
+from registry.validation import rules as record_rules
 
 
 class FollowUpFieldsSchema(ma.Schema):
@@ -20,14 +21,10 @@ class FollowUpFieldsSchema(ma.Schema):
     notes = Text(4000, allow_none=True)
 
     @ma.validates_schema
-    def rules(self, data, **kwargs):
-        errors = {}
-        if "date" not in data and "months_after" not in data:
-            errors["date"] = ["Give the date of the follow-up or months_after."]
-        if data.get("revision_reason") and not data.get("revision_surgery"):
-            errors["revision_reason"] = ["Only with revision_surgery: true."]
+    def rules(self, data, **kwargs):  # by this name: the PATCH schema (routes) switches it off
+        errors = record_rules.follow_up_dated_and_revision_consistent(data)
         if errors:
-            raise ma.ValidationError(errors)
+            raise ma.ValidationError({field: [message] for field, message in errors.items()})
 
 
 class FollowUpSchema(FollowUpFieldsSchema):

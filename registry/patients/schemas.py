@@ -1,11 +1,10 @@
 """Wire contract for pseudonymous patients."""
 
-import datetime as dt
-
 import marshmallow as ma
 
 from registry import vocabulary as v
 from registry.fields import Code, Codes, Integer, Ref, StrictBoolean, Text
+from registry.validation import rules
 
 
 class PatientFieldsSchema(ma.Schema):
@@ -23,8 +22,9 @@ class PatientFieldsSchema(ma.Schema):
 
     @ma.validates("birth_year")
     def birth_year_not_in_future(self, value, **kwargs):
-        if value is not None and value > dt.date.today().year:
-            raise ma.ValidationError("Must not be in the future.")
+        problem = rules.birth_year_not_in_future(value)
+        if problem:
+            raise ma.ValidationError(problem)
 
 
 # The key under which a loaded inline patient lists the fields actually sent: a field left out

@@ -13,6 +13,7 @@ from registry.follow_ups.schemas import FollowUpFieldsSchema
 from registry.operations.schemas import OperationInputSchema
 from registry.pagination import PageQuerySchema
 from registry.problems import FieldProblemSchema
+from registry.validation import rules
 
 MODES = ("partial", "atomic")
 FORMATS = ("json", "csv")
@@ -34,11 +35,10 @@ class BulkOperationSchema(OperationInputSchema):
 
     @ma.validates_schema
     def follow_ups_have_local_refs(self, data, **kwargs):
-        errors = {index: {"local_ref": ["Required for a follow-up in a bulk submission: resending the file "
-                                        "updates the follow-up with this local_ref."]}
-                  for index, follow_up in enumerate(data.get("follow_ups") or []) if not follow_up.get("local_ref")}
+        errors = rules.bulk_follow_ups_have_local_refs(data.get("follow_ups") or [])
         if errors:
-            raise ma.ValidationError({"follow_ups": errors})
+            raise ma.ValidationError({"follow_ups": {index: {"local_ref": [message]}
+                                                    for index, message in errors.items()}})
 
 
 class SubmissionQuerySchema(ma.Schema):

@@ -1,22 +1,16 @@
 """Validating a chunk of records with the record API's schema, in worker processes when it pays.
 
-Validation is where bulk submission spends its time: `BulkOperationSchema` (the record API's
-`OperationInputSchema` plus follow-ups) costs a few hundred microseconds per document. Two
-things make it cheaper without a second copy of any rule:
-
-- the items of a document that are pure codes and numbers (implants, intraoperative events,
-  postoperative complications, levels, scores, immobilization) repeat across a centre's
-  operations, so their nested schemas remember the answer for an input they have already
-  judged (same input, same schema: same result or same errors);
-- in a submission of several chunks, each chunk after the first is split between a small pool
-  of worker processes (one per CPU, per gunicorn worker, started on first use), while the
-  request's own thread reads the next chunk and writes the previous one: Python validates in
-  parallel with PostgreSQL writing.
+Each record is loaded by `BulkOperationSchema` (the record API's `OperationInputSchema` plus
+follow-ups) through its compiled form (`registry.validation.compiled`: the schema's own rules
+judged by jsonschema-rs and one pass over the document, about a tenth of marshmallow's CPU;
+marshmallow itself words the errors of a rejected record). In a submission of several chunks,
+each chunk after the first is split between a small pool of worker processes (one per CPU, per
+gunicorn worker, started on first use), while the request's own thread reads the next chunk
+and writes the previous one: Python validates in parallel with PostgreSQL writing.
 """
 
 import atexit
 import gc
-import json
 import multiprocessing
 import os
 import threading
@@ -28,61 +22,11 @@ from flask import current_app, has_app_context
 
 from registry.problems import flatten_messages
 from registry.submissions.schemas import BulkOperationSchema
+from registry.validation.compiled import compiled
 
-MEMO_LIMIT = 100_000  # remembered items per nested schema, forgotten all at once beyond
-
-
-class _Remembering:
-    """Stands in for a nested schema: the same input is judged once (see the module docstring)."""
-
-    def __init__(self, schema: ma.Schema):
-        self.schema, self.many, self.answers = schema, schema.many, {}
-
-    def load(self, value, **kwargs):
-        try:
-            key = json.dumps(value, sort_keys=True)
-        except (TypeError, ValueError):
-            return self.schema.load(value, **kwargs)
-        answer = self.answers.get(key)
-        if answer is None:
-            try:
-                answer = (True, self.schema.load(value, **kwargs))
-            except ma.ValidationError as error:
-                answer = (False, error.messages)
-            if len(self.answers) >= MEMO_LIMIT:
-                self.answers.clear()
-            self.answers[key] = answer
-        valid, result = answer
-        if not valid:
-            raise ma.ValidationError(result)
-        return dict(result)  # a copy: callers may add to it
-
-
-def _nested(field: ma.fields.Field) -> ma.fields.Nested | None:
-    if isinstance(field, ma.fields.List) and isinstance(field.inner, ma.fields.Nested):
-        return field.inner
-    return field if isinstance(field, ma.fields.Nested) else None
-
-
-def _is_pure(schema: ma.Schema) -> bool:
-    """No nested schemas, no dates (judged against today) and no identifiers (never repeated)."""
-    return not any(_nested(field) or isinstance(field, (ma.fields.Date, ma.fields.DateTime))
-                   or name in ("ref", "local_ref") for name, field in schema.fields.items())
-
-
-def _remember_pure_items(schema: ma.Schema) -> ma.Schema:
-    for field in schema.fields.values():
-        nested = _nested(field)
-        if nested is None:
-            continue
-        if _is_pure(nested.schema):
-            nested._schema = _Remembering(nested.schema)  # marshmallow's Nested keeps its schema here
-        else:
-            _remember_pure_items(nested.schema)
-    return schema
-
-
-_SCHEMA = _remember_pure_items(BulkOperationSchema())
+_SCHEMA = BulkOperationSchema()
+# built at import: the forkserver preloads this module, so worker processes start with it built
+compiled(BulkOperationSchema)
 
 
 def validate(raw, location: str) -> tuple[dict | None, list[dict]]:

@@ -1,0 +1,64 @@
+"""The cross-field rules of the record documents, written once as plain functions.
+
+Each takes the loaded data of one object (as its marshmallow schema produces it: `levels` with
+`from_`, dates as `datetime.date`) and returns its errors as {field: message}, empty when the
+rule holds. The schemas' `@validates_schema` hooks call them, so the marshmallow load and the
+compiled path (`registry.validation.compiled`, which runs the same hooks) judge alike.
+"""
+
+import datetime as dt
+
+from registry import vocabulary as v
+
+
+def levels_ordered(levels: dict) -> dict[str, str]:
+    """`from` is the upper level: C3 to C6, not C6 to C3."""
+    if "from_" in levels and "to" in levels and v.level_position(levels["from_"]) > v.level_position(levels["to"]):
+        return {"to": f"{levels['to']} is above {levels['from_']}: give the upper level as `from`."}
+    return {}
+
+
+def breakage_names_its_instrument(event: dict) -> dict[str, str]:
+    """An instrument breakage names the instrument; only a breakage leaves a fragment."""
+    breakage = event.get("type") == "instrument_breakage"
+    if breakage and not event.get("instrument"):
+        return {"instrument": "An instrument breakage must name the instrument."}
+    if not breakage and event.get("retained_fragment") is not None:
+        return {"retained_fragment": "Only an instrument breakage can leave a fragment."}
+    return {}
+
+
+def spinal_regions_need_levels(operation: dict) -> dict[str, str]:
+    if operation.get("region") in v.SPINAL_REGIONS and not operation.get("levels"):
+        return {"levels": f"Required for an operation in the {operation['region']} region."}
+    return {}
+
+
+def one_patient(operation: dict) -> dict[str, str]:
+    """An operation document names its patient inline or by id, not both, not neither."""
+    if ("patient" in operation) == ("patient_id" in operation):
+        return {"patient": "Give either `patient` (inline, with its ref) or `patient_id`."}
+    return {}
+
+
+def birth_year_not_in_future(birth_year: int | None) -> str | None:
+    if birth_year is not None and birth_year > dt.date.today().year:
+        return "Must not be in the future."
+    return None
+
+
+def follow_up_dated_and_revision_consistent(follow_up: dict) -> dict[str, str]:
+    """A follow-up has a date or months_after; a revision reason only with revision surgery."""
+    errors = {}
+    if "date" not in follow_up and "months_after" not in follow_up:
+        errors["date"] = "Give the date of the follow-up or months_after."
+    if follow_up.get("revision_reason") and not follow_up.get("revision_surgery"):
+        errors["revision_reason"] = "Only with revision_surgery: true."
+    return errors
+
+
+def bulk_follow_ups_have_local_refs(follow_ups: list[dict]) -> dict[int, str]:
+    """In a bulk submission each follow-up carries its local_ref: {index: message}."""
+    return {index: "Required for a follow-up in a bulk submission: resending the file updates the follow-up "
+                   "with this local_ref."
+            for index, follow_up in enumerate(follow_ups) if not follow_up.get("local_ref")}
