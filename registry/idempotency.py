@@ -21,6 +21,7 @@ replayed and never run again, so no retry brings the erased records back.
 
 import re
 from functools import wraps
+from itertools import repeat
 
 from flask import Response, current_app, make_response, request
 
@@ -53,14 +54,23 @@ def _request_fingerprint() -> bytes:
 
 
 def _members(node):
-    """(name, value) of every object member of a JSON document, at any depth, in document order."""
-    if isinstance(node, list):
-        for item in node:
-            yield from _members(item)
-    elif isinstance(node, dict):
-        for name, value in node.items():
-            yield name, value
-            yield from _members(value)
+    """(name, value) of every object member of a JSON document, at any depth, in document order
+    (a member, then the members inside its value, then the next member: stored answers number
+    the refs in this order). Iterative: a recursive generator costs a frame per level per member."""
+    stack = [_items(node)]
+    while stack:
+        for name, value in stack[-1]:
+            if name is not None:
+                yield name, value
+            if isinstance(value, (dict, list)):
+                stack.append(_items(value))
+                break
+        else:
+            stack.pop()
+
+
+def _items(node):
+    return iter(node.items()) if isinstance(node, dict) else zip(repeat(None), node) if isinstance(node, list) else iter(())
 
 
 def _ref_values(body) -> list[str]:
