@@ -130,7 +130,16 @@ def submit_operation(conn, actor: Principal, document: dict) -> tuple[dict, str]
 
     Returns (stored document, outcome) with outcome "created", "updated" or "unchanged".
     """
+    if "patient" in document:
+        submitted = _submit_with_new_patient(conn, actor, document)
+        if submitted is not None:
+            return submitted
     patient, _ = _resolve_patient(conn, actor, document)
+    return _submit_for_patient(conn, actor, document, patient)
+
+
+def _submit_for_patient(conn, actor: Principal, document: dict, patient: dict) -> tuple[dict, str]:
+    """`submit_operation` once its patient is resolved (created, checked or updated)."""
     _check_dates(conn, actor, document, patient, None)
     columns, children = columns_and_children(document, patient["birth_year"])
     with batched(conn):  # the child rows and the audit entry go in one round trip
@@ -145,6 +154,38 @@ def submit_operation(conn, actor: Principal, document: dict) -> tuple[dict, str]
     operation_id = store.find_operation_id(conn, actor.centre_id, document["local_ref"], for_update=True)
     current = store.get_operation(conn, actor.centre_id, operation_id)
     return _apply(conn, actor, current, document, patient, columns, children)
+
+
+def _submit_with_new_patient(conn, actor: Principal, document: dict) -> tuple[dict, str] | None:
+    """`submit_operation` for an inline patient, assuming its ref is new to the centre (a feed's
+    usual case): the patient and the operation inserted in one statement, one round trip where
+    the general path takes two; a known ref (nothing inserted) goes on with the stored patient,
+    as the general path would. The rules and their order are the general path's: an erased ref
+    (410) before the dates, checked first here only to send nothing when they fail (None: the
+    general path then runs and answers whichever error comes first)."""
+    fields = document["patient"]
+    columns, children = columns_and_children(document, fields.get("birth_year"))
+    try:
+        _check_dates(None, actor, document, {"birth_year": fields.get("birth_year")}, None)
+    except InvalidInput:
+        return None  # the general path decides which error comes first
+    parameters = patients.new_patient_parameters(actor, fields)
+    patient, row = store.insert_operation_with_new_patient(conn, parameters, columns)
+    if patient is None:  # the ref is known: the general path, with the stored patient
+        stored = patients.update_stored_patient(conn, actor, parameters["ref_hash"], fields, "patient.", inline=True)
+        return _submit_for_patient(conn, actor, document, stored)
+    if patient.pop("erased"):
+        raise patients.ErasedRef("patient.ref")
+    patients.record_creation(conn, actor, patient, fields)
+    if row is None:  # the local_ref exists (or a concurrent request just created it): update that one
+        operation_id = store.find_operation_id(conn, actor.centre_id, document["local_ref"], for_update=True)
+        current = store.get_operation(conn, actor.centre_id, operation_id)
+        return _apply(conn, actor, current, document, patient, columns, children)
+    with batched(conn):
+        store.insert_children(conn, actor.centre_id, row["id"], children)
+        audit.record(conn, centre_id=actor.centre_id, action="create", entity="operation", entity_id=row["id"],
+                     changes=audit.created(audit_values(columns, children, patient["id"])), actor=actor)
+    return store.row_to_document(row, children, patient), "created"
 
 
 def replace_operation(conn, actor: Principal, current: dict, document: dict) -> tuple[dict, str]:

@@ -5,9 +5,14 @@ replaced as a whole when the document changes (a document is the unit a hospital
 Functions take a connection and never commit.
 """
 
-from psycopg import sql
+import json
+from datetime import datetime
+from functools import partial
 
-from registry.patients.store import PATIENT_COLUMNS
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from registry.patients.store import NEW_PATIENT_CTE, PATIENT_COLUMNS
 
 # document field -> column, for the scalar part of an operation document
 OPERATION_COLUMNS = (
@@ -174,6 +179,57 @@ def insert_operation(conn, centre_id: int, patient_id: int, columns: dict, child
         return None
     _insert_children(conn, centre_id, row["id"], children)  # a new operation has none to replace
     return columns | row
+
+
+_INSERT_WITH_NEW_PATIENT = (
+    "WITH " + NEW_PATIENT_CTE + """,
+    inserted_operation AS (
+        INSERT INTO operations (centre_id, patient_id, {columns})
+        SELECT %(centre_id)s, new_patient.id, {values}
+        FROM new_patient, jsonb_populate_record(NULL::operations, %(operation)s) AS sent
+        WHERE NOT new_patient.erased
+        ON CONFLICT (centre_id, local_ref) DO NOTHING
+        RETURNING id, centre_id, patient_id, version, created_at, updated_at)
+    SELECT (SELECT to_jsonb(new_patient) FROM new_patient) AS patient,
+           (SELECT to_jsonb(inserted_operation) FROM inserted_operation) AS operation""").format(
+    columns=", ".join(f'"{column}"' for column in OPERATION_COLUMNS),
+    values=", ".join(f'sent."{column}"' for column in OPERATION_COLUMNS))
+
+
+def insert_operation_with_new_patient(conn, patient_parameters: dict, columns: dict) -> tuple[dict | None, dict | None]:
+    """Insert a patient whose ref is new to the centre and the operation for it, in one statement
+    (`patients.store.NEW_PATIENT_CTE`). Returns (patient row with `erased`, operation row): no
+    patient when the ref is known (nothing inserted), no operation when its ref was erased or
+    the local_ref is taken. Children are the caller's (`insert_children`)."""
+    # the values travel as one JSON object typed by the table's own row type: parameters in a
+    # SELECT list have no column to take their type from (a NULL integer would be text)
+    row = conn.execute(_INSERT_WITH_NEW_PATIENT, patient_parameters | {"operation": Jsonb(
+        {column: columns[column] for column in OPERATION_COLUMNS}, dumps=_json_with_dates)}).fetchone()
+    return _typed_patient(row["patient"]), _typed_operation(row["operation"], columns)
+
+
+_json_with_dates = partial(json.dumps, default=lambda value: value.isoformat())
+
+
+def _typed_patient(patient: dict | None) -> dict | None:
+    # to_jsonb writes timestamps as text: back to what a row gives
+    if patient is not None:
+        for name in ("created_at", "updated_at"):
+            patient[name] = datetime.fromisoformat(patient[name])
+    return patient
+
+
+def _typed_operation(operation: dict | None, columns: dict) -> dict | None:
+    if operation is None:
+        return None
+    for name in ("created_at", "updated_at"):
+        operation[name] = datetime.fromisoformat(operation[name])
+    return columns | operation
+
+
+def insert_children(conn, centre_id: int, operation_id: int, children: dict[str, list[dict]]) -> None:
+    """The child rows of a new operation (it has none to replace)."""
+    _insert_children(conn, centre_id, operation_id, children)
 
 
 def update_operation(conn, centre_id: int, operation_id: int, patient_id: int, columns: dict,

@@ -90,6 +90,21 @@ def update_patient(conn, actor: Principal, current: dict, fields: dict) -> tuple
     return row, changed
 
 
+# The patient with a ref new to the centre, inserted (nothing when the ref is known), and whether
+# that ref was erased: a CTE, so that an operation can be inserted for it in the same statement.
+NEW_PATIENT_CTE = f"""
+    inserted_patient AS (
+        INSERT INTO patients (centre_id, ref_hash, {", ".join(PATIENT_FIELDS)})
+        VALUES (%(centre_id)s, %(ref_hash)s, {", ".join(f"%({name})s" for name in PATIENT_FIELDS)})
+        ON CONFLICT (centre_id, ref_hash) DO NOTHING RETURNING {PATIENT_COLUMNS}),
+    new_patient AS (
+        SELECT inserted_patient.*, EXISTS (SELECT 1 FROM erased_patients WHERE centre_id = %(centre_id)s
+                                           AND ref_tombstone = %(tombstone)s) AS erased
+        FROM inserted_patient)"""
+# ... alone: one round trip for the insert and the erasure check
+_INSERT_NEW_PATIENT = f"WITH {NEW_PATIENT_CTE} SELECT * FROM new_patient"
+
+
 def upsert_patient(conn, actor: Principal, fields: dict, *, field_prefix: str = "",
                    inline: bool = False) -> tuple[dict, bool]:
     """Create the patient with this ref, or update the one that has it. Returns (row, created).
@@ -97,25 +112,38 @@ def upsert_patient(conn, actor: Principal, fields: dict, *, field_prefix: str = 
     `inline`: the patient an operation document names, which must agree with the stored one
     (see `resubmitted_fields`). The ref of an erased patient is refused (ErasedRef, naming
     `{field_prefix}ref`)."""
-    hashed = ref_hash(actor.centre_id, fields["ref"])
-    row = conn.execute(
-        f"""INSERT INTO patients (centre_id, ref_hash, {", ".join(PATIENT_FIELDS)})
-            VALUES (%(centre_id)s, %(ref_hash)s, {", ".join(f"%({name})s" for name in PATIENT_FIELDS)})
-            ON CONFLICT (centre_id, ref_hash) DO NOTHING RETURNING {PATIENT_COLUMNS}""",
-        _values(fields) | {"centre_id": actor.centre_id, "ref_hash": hashed},
-    ).fetchone()
+    parameters = new_patient_parameters(actor, fields)
+    row = conn.execute(_INSERT_NEW_PATIENT, parameters).fetchone()
     if row is not None:
-        # checked only when the ref is new (one index lookup); raising rolls the insert back
-        if erased_ref_hashes(conn, actor.centre_id, [hashed]):
+        # a new ref: erased before? (asked in the same statement; raising rolls the insert back)
+        if row.pop("erased"):
             raise ErasedRef(f"{field_prefix}ref")
-        audit.record(conn, centre_id=actor.centre_id, action="create", entity="patient", entity_id=row["id"],
-                     changes=audit.created(audit_values(fields)), actor=actor)
+        record_creation(conn, actor, row, fields)
         return row, True
+    return update_stored_patient(conn, actor, parameters["ref_hash"], fields, field_prefix, inline=inline), False
+
+
+def update_stored_patient(conn, actor: Principal, hashed: bytes, fields: dict, field_prefix: str = "", *,
+                          inline: bool = False) -> dict:
+    """`upsert_patient` for a ref the centre has: the stored patient, locked, updated by the rules
+    of a patient sent again (`resubmitted_fields`)."""
     current = conn.execute(
         f"SELECT {PATIENT_COLUMNS} FROM patients WHERE centre_id = %s AND ref_hash = %s FOR UPDATE",
         (actor.centre_id, hashed)).fetchone()
     row, _ = update_patient(conn, actor, current, resubmitted_fields(current, fields, field_prefix, inline=inline))
-    return row, False
+    return row
+
+
+def new_patient_parameters(actor: Principal, fields: dict) -> dict:
+    """The parameters of `NEW_PATIENT_CTE` for a patient sent with this ref."""
+    hashed = ref_hash(actor.centre_id, fields["ref"])
+    return _values(fields) | {"centre_id": actor.centre_id, "ref_hash": hashed, "tombstone": ref_tombstone(hashed)}
+
+
+def record_creation(conn, actor: Principal, row: dict, fields: dict) -> None:
+    """Audit a patient `NEW_PATIENT_CTE` created, as `upsert_patient` does."""
+    audit.record(conn, centre_id=actor.centre_id, action="create", entity="patient", entity_id=row["id"],
+                 changes=audit.created(audit_values(fields)), actor=actor)
 
 
 # --- a patient sent again ------------------------------------------------------------------
