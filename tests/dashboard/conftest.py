@@ -26,7 +26,8 @@ A_REJECTED_REFS = ("A-BAD-REGION-1", "A-BAD-YEAR-2")
 
 def submit_csv(client, header: dict, rows: list[str]):
     body = "\n".join([HEADER, *rows]) + "\n"
-    answer = client.post("/v1/submissions/?mode=partial", data=body.encode(), headers={**header, "Content-Type": "text/csv"})
+    answer = client.post("/v1/submissions/?mode=partial", data=body.encode(),
+                         headers={**header, "Content-Type": "text/csv"})
     assert answer.status_code == 201, answer.data
     return answer.json
 

@@ -166,7 +166,8 @@ def test_a_submitter_sees_its_centre_only(browser, registry):
     visit = Visit(browser, base_url, "submitter", viewport=(1024, 1366))  # a tablet, portrait
     visit.sign_in(tokens.secrets["submitter_a"][1])
     pages = ["/dashboard/", *(f"/dashboard/reports/{r}" for r in REPORTS),
-             "/dashboard/reports/centres?measure=instrument_breakage", "/dashboard/reports/complications?group_by=centre",
+             "/dashboard/reports/centres?measure=instrument_breakage",
+             "/dashboard/reports/complications?group_by=centre",
              "/dashboard/submissions/", f"/dashboard/submissions/{seeded['submission_a']}",
              f"/dashboard/submissions/{seeded['submission_b']}"]
     for path in pages:

@@ -7,8 +7,8 @@ query and token, byte for byte.
 """
 
 import dataclasses
+import hashlib
 import re
-from http.cookies import SimpleCookie
 
 import pytest
 from itsdangerous import URLSafeTimedSerializer
@@ -37,10 +37,19 @@ def sign_in(client, secret: str, follow=False):
                        follow_redirects=follow)
 
 
-def session_cookie(response) -> SimpleCookie:
+def session_cookie(response) -> str:
     headers = [h for h in response.headers.getlist("Set-Cookie") if h.startswith(dashboard_session.COOKIE_NAME + "=")]
     assert len(headers) == 1, response.headers
     return headers[0]
+
+
+def signer(key: bytes) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(key, salt=dashboard_session.DashboardSessionInterface.salt,
+                                  signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256})
+
+
+def cookie_flags(response) -> list[str]:
+    return [part.strip().lower() for part in session_cookie(response).split(";")]
 
 
 def is_sign_in_redirect(response) -> bool:
@@ -62,10 +71,9 @@ def test_the_session_cookie_is_httponly_strict_scoped_to_the_dashboard_and_not_s
 
 def test_the_cookie_is_secure_in_production_and_as_configured(app, client, tokens):
     app.config["REGISTRY_SETTINGS"] = dataclasses.replace(app.config["REGISTRY_SETTINGS"], environment="production")
-    assert "secure" in [p.strip().lower() for p in session_cookie(sign_in(client, tokens.secrets["analyst"][1])).split(";")]
+    assert "secure" in cookie_flags(sign_in(client, tokens.secrets["analyst"][1]))
     app.config["DASHBOARD_SECURE_COOKIE"] = False  # e.g. production behind a proxy on a private network
-    assert "secure" not in [p.strip().lower() for p in
-                            session_cookie(sign_in(client, tokens.secrets["analyst"][1])).split(";")]
+    assert "secure" not in cookie_flags(sign_in(client, tokens.secrets["analyst"][1]))
 
 
 def test_the_api_sets_no_cookie(client, tokens):
@@ -74,8 +82,7 @@ def test_the_api_sets_no_cookie(client, tokens):
 
 
 def test_a_cookie_signed_with_another_key_is_not_a_session(app, client, tokens):
-    forged = URLSafeTimedSerializer(b"not the registry's derived key", salt=dashboard_session.DashboardSessionInterface.salt,
-                                    signer_kwargs={"key_derivation": "hmac", "digest_method": __import__("hashlib").sha256})
+    forged = signer(b"not the registry's derived key")
     client.set_cookie(dashboard_session.COOKIE_NAME, forged.dumps({"token": tokens.secrets["analyst"][1]}),
                       path="/dashboard")
     assert is_sign_in_redirect(client.get("/dashboard/reports/centres"))
@@ -87,11 +94,8 @@ def test_the_cookie_key_is_derived_from_the_registry_secret(app, client, tokens)
     with app.app_context():
         from registry.keys import purpose_key
 
-        signer = URLSafeTimedSerializer(purpose_key("dashboard-session-cookie"),
-                                        salt=dashboard_session.DashboardSessionInterface.salt,
-                                        signer_kwargs={"key_derivation": "hmac",
-                                                       "digest_method": __import__("hashlib").sha256})
-    assert signer.loads(cookie)["token"] == tokens.secrets["analyst"][1]
+        derived = purpose_key("dashboard-session-cookie")
+    assert signer(derived).loads(cookie)["token"] == tokens.secrets["analyst"][1]
 
 
 def test_signed_out_requests_are_sent_to_sign_in_and_get_no_figures(seeded_app):
@@ -164,8 +168,9 @@ def test_after_sign_in_the_visitor_returns_to_the_page_asked_for_and_never_off_s
     assert answer.headers["Location"] == "/dashboard/sign-in?next=/dashboard/reports/centres?measure%3Drevision"
     page = client.get(answer.headers["Location"])
     assert 'name="next" value="/dashboard/reports/centres?measure=revision"' in page.get_data(as_text=True)
-    for target, landing in (("/dashboard/reports/centres?measure=revision", "/dashboard/reports/centres?measure=revision"),
-                            ("https://evil.example/", "/dashboard/"), ("//evil.example/dashboard/", "/dashboard/")):
+    asked = "/dashboard/reports/centres?measure=revision"
+    for target, landing in ((asked, asked), ("https://evil.example/", "/dashboard/"),
+                            ("//evil.example/dashboard/", "/dashboard/")):
         other = client.application.test_client()
         csrf = csrf_of(other.get("/dashboard/sign-in"))
         answer = other.post("/dashboard/sign-in", data={"token": tokens.secrets["analyst"][1], "csrf_token": csrf,
@@ -228,7 +233,8 @@ def test_a_submitter_may_not_ask_for_another_centre(seeded_app):
     app, tokens, _ = seeded_app
     client = app.test_client()
     sign_in(client, tokens.secrets["submitter_a"][1])
-    for path in ("/dashboard/reports/complications?centre=CENTRE-B", "/dashboard/reports/complications.csv?centre=CENTRE-B"):
+    for path in ("/dashboard/reports/complications?centre=CENTRE-B",
+                 "/dashboard/reports/complications.csv?centre=CENTRE-B"):
         answer = client.get(path)
         assert answer.status_code == 403 and b"CENTRE-B" not in answer.data.replace(b"centre=CENTRE-B", b"")
 
