@@ -4,12 +4,13 @@ psycopg COPY of the same rows into the same tables, measured in the same run.
     python -m bench.ingest                                   (embedded PostgreSQL in var/bench-pgdata)
     python -m bench.ingest --database-url postgresql://postgres@127.0.0.1/postgres --sizes 1000,100000
 
-For each batch size the bench makes two fresh databases from one migrated template, then
+For each batch size the bench makes three fresh databases from one migrated template, then
 - COPY baseline: the rows the registry would store for the batch (patients, operations,
   implants, intraoperative events, postoperative complications, follow-ups), computed
   beforehand, written with one COPY per table (and one id look-up per parent table) in one
   transaction: the floor any ingestion path pays for the same data in the same tables,
-  report triggers included;
+  report triggers included; and the same COPY with the report aggregates' triggers disabled
+  (`report*` on those tables), the physical floor the targets of issue 14 are measured against;
 - API: `gunicorn registry:create_app()` (2 workers, as `registry serve`) started by the bench
   on a free local port; the batch is sent as one JSON array in one POST /v1/submissions with
   a submitter token over real HTTP, and the clock runs from the first byte sent to the answer
@@ -47,7 +48,9 @@ from registry import vocabulary as v
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-ingest-secret-0123456789"
-TEMPLATE = "registry_bench_ingest_template"
+# Names of this run's databases: two benches on one server (helpers, CI) must not drop each other's.
+RUN = f"{os.getpid()}"
+TEMPLATE = f"registry_bench_ingest_template_{RUN}"
 
 # region -> (first level, last level) of the column where its operations fall
 SPINE = {"cervical": ("C2", "C7"), "lumbar": ("L1", "S1"), "thoracic": ("T1", "T12"),
@@ -167,6 +170,26 @@ def baseline_rows(batch: list[dict], centre_id: int) -> dict:
     return {"patients": patients, "operations": operations}
 
 
+REPORT_TRIGGER_PREFIX = "report"
+
+
+def disable_report_triggers(url: str) -> list[str]:
+    """Switch off the report aggregates' triggers (named report*) on the tables a submission
+    writes: the COPY floor without report maintenance. The data rules' own triggers (a
+    follow-up after its operation) and the constraints stay. Returns the triggers disabled."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        triggers = conn.execute(
+            """SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+               WHERE NOT t.tgisinternal AND t.tgname LIKE %s
+                 AND c.relname IN ('patients', 'operations', 'implants', 'intraop_events', 'postop_complications',
+                                   'follow_ups')
+               ORDER BY 1, 2""", (REPORT_TRIGGER_PREFIX + "%",)).fetchall()
+        for table, trigger in triggers:
+            conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(sql.Identifier(table),
+                                                                            sql.Identifier(trigger)))
+    return [f"{table}.{trigger}" for table, trigger in triggers]
+
+
 def copy_baseline(url: str, centre_id: int, rows: dict) -> float:
     """Seconds to COPY the rows into the tables, with the id look-ups a loader needs."""
     from registry.follow_ups.store import FIELDS as FOLLOW_UP_FIELDS
@@ -271,20 +294,29 @@ def run(server_url: str, sizes: list[int], revision: str = "head") -> None:
     template_url = _database(server_url, TEMPLATE)
     migrate.upgrade(template_url, revision)
     print(f"schema at revision {revision}")
-    print(f"{'operations':>10}  {'COPY baseline':>17}  {'API (POST JSON)':>17}  {'API/COPY':>8}  "
-          f"{'resend (unchanged)':>18}  {'API (POST CSV)':>17}")
+    print(f"{'operations':>10}  {'COPY':>13}  {'COPY, no report triggers':>24}  {'API (POST JSON)':>15}  "
+          f"{'API/COPY':>8}  {'API/COPY no triggers':>20}  {'resend (unchanged)':>18}  {'API (POST CSV)':>15}")
     (ROOT / "var").mkdir(exist_ok=True)
     log = open(ROOT / "var" / "bench-ingest-gunicorn.log", "ab")
+    copy_name, bare_name, api_name = (f"registry_bench_ingest_{kind}_{RUN}" for kind in ("copy", "bare", "api"))
+    disabled = []
+    figures = []
     for size in sizes:
         batch = documents(size)
         body = json.dumps(batch).encode()
         csv_text = csv_body(batch)
 
-        copy_url = _database(server_url, "registry_bench_ingest_copy", TEMPLATE)
+        copy_url = _database(server_url, copy_name, TEMPLATE)
         centre_id, _ = _centre_and_token(copy_url)
-        copy_seconds = copy_baseline(copy_url, centre_id, baseline_rows(batch, centre_id))
+        rows = baseline_rows(batch, centre_id)
+        copy_seconds = copy_baseline(copy_url, centre_id, rows)
+        bare_url = _database(server_url, bare_name, TEMPLATE)
+        centre_id, _ = _centre_and_token(bare_url)
+        disabled = disable_report_triggers(bare_url)
+        bare_seconds = copy_baseline(bare_url, centre_id, rows)
+        _drop(server_url, copy_name, bare_name)
 
-        api_url = _database(server_url, "registry_bench_ingest_api", TEMPLATE)
+        api_url = _database(server_url, api_name, TEMPLATE)
         _, token = _centre_and_token(api_url)
         _, csv_token = _centre_and_token(api_url, "BENCH-CSV")  # the same records again, as another centre
         port = _free_port()
@@ -300,15 +332,27 @@ def run(server_url: str, sizes: list[int], revision: str = "head") -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-        print(f"{size:>10,}  {size / copy_seconds:>11,.0f} ops/s  {size / api_seconds:>11,.0f} ops/s  "
-              f"{copy_seconds / api_seconds:>8.2f}  {size / resend_seconds:>12,.0f} ops/s  "
-              f"{size / csv_seconds:>11,.0f} ops/s"
+        _drop(server_url, api_name)
+        figures.append((size, size / api_seconds, copy_seconds / api_seconds, bare_seconds / api_seconds))
+        print(f"{size:>10,}  {size / copy_seconds:>7,.0f} ops/s  {size / bare_seconds:>18,.0f} ops/s  "
+              f"{size / api_seconds:>9,.0f} ops/s  {copy_seconds / api_seconds:>7.2f}x  "
+              f"{bare_seconds / api_seconds:>19.2f}x  {size / resend_seconds:>12,.0f} ops/s  "
+              f"{size / csv_seconds:>9,.0f} ops/s"
               f"   ({len(body) / 1e6:,.1f} MB JSON, {len(csv_text) / 1e6:,.1f} MB CSV; API {api_seconds:.1f} s,"
-              f" COPY {copy_seconds:.1f} s;"
+              f" COPY {copy_seconds:.1f} s, without report triggers {bare_seconds:.1f} s;"
               f" peak worker RSS {peak / 1e6:,.0f} MB)",
               flush=True)
-    for name in ("registry_bench_ingest_api", "registry_bench_ingest_copy", TEMPLATE):
-        with psycopg.connect(server_url, autocommit=True) as conn:
+    _drop(server_url, TEMPLATE)
+    print(f"\nCOPY without report triggers: {', '.join(disabled) or 'none found'} disabled")
+    size, rate, share, bare_share = figures[-1]
+    print(f"targets at {size:,} operations (issue 14): >= 5,000 ops/s: {rate:,.0f}  {'met' if rate >= 5000 else 'MISSED'};"
+          f" >= 0.3x COPY without report triggers: {bare_share:.2f}x  {'met' if bare_share >= 0.3 else 'MISSED'}"
+          f" (with them: {share:.2f}x)")
+
+
+def _drop(server_url: str, *names: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        for name in names:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
