@@ -65,7 +65,10 @@ def percent(rate) -> str:
 
 
 def _number(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """At most two decimals (a JOA quartile of 13.25 stays exact; a recovery rate of 1.51515 % reads 1.52)."""
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    return str(value)
 
 
 def value_label(dim: str, value) -> str:
@@ -137,8 +140,9 @@ def table(document: dict) -> dict:
         rows.append({"labels": labels, "cells": [cell(row, path, k) for _, path, k in columns],
                      "withheld": bool(row.get("suppressed")), "total": False})
     total = document.get("total")
-    if total and kind != "centres":
-        rows.append({"labels": ["All operations"] + [""] * (len(dims) - 1) if dims else ["All operations"],
+    # ungrouped, the one group is the total: listed once; the funnel's total is its pool
+    if total and kind != "centres" and dims:
+        rows.append({"labels": ["All operations"] + [""] * (len(dims) - 1),
                      "cells": [cell(total, path, k) for _, path, k in columns], "withheld": False, "total": True})
     headings = [d.replace("_", " ").capitalize() for d in dims] or [""]
     if not dims:
