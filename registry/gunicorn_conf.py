@@ -51,3 +51,17 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_fork(server, worker):
+    # The first plot in a process starts vl-convert's JavaScript engine and loads Vega (about a
+    # second and a half): pay it here, in each worker before it serves, rather than in a user's
+    # first plot request. After the fork, because the converter's threads do not survive one.
+    # A failure here must not keep the worker from serving everything else: the plot requests
+    # will then answer the error themselves.
+    try:
+        from registry.reports import plots
+
+        plots.warm_up()
+    except Exception:
+        server.log.exception("Warming up the plot renderer failed")

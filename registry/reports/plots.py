@@ -33,6 +33,7 @@ from pathlib import Path
 import altair as alt
 import vl_convert
 
+from registry import vocabulary
 from registry.reports import stats
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -58,6 +59,15 @@ FUSION_MEASURES = {
     "pseudarthrosis": "Pseudarthrosis",
     "implant_failure": "Implant failure",
     "revision": "Revision",
+}
+MEASURE_LABELS = {  # every measure a complications or fusion report can be asked to draw
+    **{event: f"{label} (intraoperative)" if event == "other" else label
+       for event, label in vocabulary.INTRAOP_EVENT.items()},
+    **COMPLICATIONS_MEASURES, **FUSION_MEASURES,
+    "blood_loss_ml": "Blood loss (mL)", "duration_min": "Duration (min)",
+    "postop_timing_not_recorded": "Postoperative complication, timing not recorded",
+    "major_timing_not_recorded": "Major complication, timing not recorded",
+    "indeterminate": "Fusion indeterminate", "not_assessed": "Fusion not assessed",
 }
 FUNNEL_TITLES = {
     "intraop_event": "intraoperative event", "instrument_breakage": "instrument breakage",
@@ -102,6 +112,14 @@ def _group_label(report: dict, row: dict, dims: list | None = None) -> str:
     if row is report.get("total"):
         return "All operations"
     return " · ".join(_value_label(d, row["group"].get(d)) for d in dims) or "All operations"
+
+
+def _rows_and_total(report: dict) -> list[dict]:
+    """The groups, then the total as "All operations"; ungrouped, the one group is that total."""
+    rows = list(report["groups"])
+    if report.get("total") and report.get("group_by"):
+        rows.append(report["total"])
+    return rows
 
 
 def _percent(value) -> str:
@@ -174,50 +192,141 @@ def _withheld_marks(y: alt.Y, extra: dict | None = None) -> alt.Chart:
         y=y, x=alt.XValue(0), text=alt.TextValue(WITHHELD), description=DESCRIPTION, **(extra or {}))
 
 
-def forest(report: dict, measures: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
-    """Rates with their Wilson intervals, one panel per measure."""
+def measures_asked(report: dict, defaults: dict) -> dict:
+    """The measures to draw, name: label: those the query asked for (`measure=`, echoed in the
+    report's `query`), else the report's default set. A measure the plots do not know is
+    labelled with its own name."""
+    asked = (report.get("query") or {}).get("measure")
+    if isinstance(asked, str):
+        asked = [asked]
+    if not asked:
+        return dict(defaults)
+    return {name: _measure_label(name) for name in asked}
+
+
+def _measure_label(name: str) -> str:
+    return MEASURE_LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def _expanded(measures: dict, rows: list[dict]) -> dict:
+    """A measure that is a group of figures (`intraop_event_types`: one rate per event type) as
+    one measure per member, `group.member`."""
+    expanded = {}
+    for name, title in measures.items():
+        members = next((figure for figure in (figure_of(row, name) for row in rows)
+                        if figure and all(isinstance(value, dict) for value in figure.values())), None)
+        if members:
+            expanded.update({f"{name}.{member}": _measure_label(member) for member in members})
+        else:
+            expanded[name] = title
+    return expanded
+
+
+def figure_of(row: dict, name: str):
+    """A row's figure `name`: at the top of the row (`intraop_event`), by a dotted path
+    (`intraop_event_types.dural_tear`), or one level down (`dural_tear` under
+    `intraop_event_types`). None when the row has no such figure."""
+    value = row
+    for part in name.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, dict):
+        return value
+    for nested in row.values():
+        if isinstance(nested, dict) and isinstance(nested.get(name), dict):
+            return nested[name]
+    return None
+
+
+def _is_summary(figure: dict) -> bool:
+    return "median" in figure or "q1" in figure
+
+
+def _summary_text(s: dict) -> str:
+    return (f"n {s['n']}, median {s['median']:g} (quartiles {s['q1']:g} to {s['q3']:g}), "
+            f"mean {s['mean']:.1f}")
+
+
+def _withheld(figure: dict | None, row: dict) -> bool:
+    return bool((figure or {}).get("suppressed") or row.get("suppressed"))
+
+
+def forest(report: dict, defaults: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
+    """Rates with their Wilson intervals, one panel per measure; a measure summarised by its
+    quartiles (blood loss, duration) is a box in a panel of its own scale. Grouped by two
+    dimensions, each value of the first is a row of panels and the second labels its lines."""
     dims = report["group_by"]
-    rows_of_report = list(report["groups"])
-    if len(dims) < 2 and report.get("total"):
-        rows_of_report.append(report["total"])
-    outer = dims[:1]
-    inner = dims[1] if len(dims) == 2 else None
-    shown, withheld = [], []
+    measures = _expanded(measures_asked(report, defaults), report["groups"])
+    outer, inner = dims[:1], (dims[1] if len(dims) == 2 else None)
+    # by two dimensions the total would be a row of panels with one line of many: the caption has its n
+    rows_of_report = _rows_and_total(report) if not inner else list(report["groups"])
+    rates, boxes, withheld = [], [], []
     for row in rows_of_report:
         label = _group_label(report, row, outer)
-        inner_label = _value_label(inner, row["group"].get(inner)) if inner and row is not report.get("total") else ""
+        line = _value_label(inner, row["group"].get(inner)) if inner else label
+        full = f"{label} · {line}" if inner else label
         for name, title in measures.items():
-            p = row.get(name) or {}
-            datum = {"group": label, "inner": inner_label, "measure": title}
-            full = f"{label} · {inner_label}" if inner_label else label
-            if p.get("rate") is None:
-                if p.get("suppressed") or row.get("suppressed"):
+            figure = figure_of(row, name)
+            datum = {"group": label, "line": line, "measure": title}
+            if figure is None or (figure.get("rate") is None and figure.get("median") is None):
+                if _withheld(figure, row):
                     withheld.append({**datum, "withheld": True, "description": f"{full}, {title}: {WITHHELD}"})
                 continue
-            shown.append({**datum, "rate": p["rate"], "low": p["ci_low"], "high": p["ci_high"],
-                          "description": f"{full}, {title}: {_proportion_text(p)}"})
-    order = list(dict.fromkeys([_group_label(report, r, outer) for r in rows_of_report]))
-    y = alt.Y("group:N", sort=order, title=" · ".join(outer) or None)
-    x = alt.X("low:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="rate (95 % CI)")
-    offset = {"yOffset": alt.YOffset("inner:N"), "color": alt.Color("inner:N", title=inner)} if inner else {}
-    whiskers = alt.Chart().transform_filter("!datum.withheld").mark_rule().encode(
-        y=y, x=x, x2=alt.X2("high"), description=DESCRIPTION, **offset)
-    dots = alt.Chart().transform_filter("!datum.withheld").mark_point(filled=True, size=40).encode(
-        y=y, x=alt.X("rate:Q"), description=DESCRIPTION, **offset)
-    layers = [whiskers, dots]
-    if withheld:
-        layers.append(_withheld_marks(y, {"yOffset": alt.YOffset("inner:N")} if inner else None))
-    # one data source, one panel per measure (rows without a rate draw no dot or whisker)
-    layered = alt.layer(*layers).properties(width=WIDTH, height=alt.Step(ROW_HEIGHT))
-    chart = layered.facet(facet=alt.Facet("measure:N", sort=list(measures.values()), title=None), columns=2,
-                          data=data("rows", shown + withheld))
+            if _is_summary(figure):
+                boxes.append({**datum, "q1": figure["q1"], "median": figure["median"], "q3": figure["q3"],
+                              "description": f"{full}, {title}: {_summary_text(figure)}"})
+            else:
+                rates.append({**datum, "rate": figure["rate"], "low": figure["ci_low"], "high": figure["ci_high"],
+                              "description": f"{full}, {title}: {_proportion_text(figure)}"})
+    summary_measures = {b["measure"] for b in boxes}
+    rate_rows = rates + [w for w in withheld if w["measure"] not in summary_measures]
+    box_rows = boxes + [w for w in withheld if w["measure"] in summary_measures]
+    lines = list(dict.fromkeys(_value_label(inner, r["group"].get(inner)) if inner else
+                               _group_label(report, r, outer) for r in rows_of_report))
+    y = alt.Y("line:N", sort=lines, title=None if inner else " · ".join(outer) or None)
+    panels = []
+    if rate_rows:
+        x = alt.X("low:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="rate (95 % CI)")
+        layers = [alt.Chart().transform_filter("!datum.withheld").mark_rule().encode(
+                      y=y, x=x, x2=alt.X2("high"), description=DESCRIPTION),
+                  alt.Chart().transform_filter("!datum.withheld").mark_point(filled=True, size=40).encode(
+                      y=y, x=alt.X("rate:Q"), description=DESCRIPTION)]
+        order = [t for t in measures.values() if t not in summary_measures]
+        panels.append(_measure_panels(layers, y, rate_rows, order, report, outer, inner, data, "rates"))
+    if box_rows:
+        layers = [alt.Chart().transform_filter("!datum.withheld").mark_bar(height={"band": 0.7}, opacity=0.55).encode(
+                      y=y, x=alt.X("q1:Q", title="value (box: quartiles, line: median)"), x2=alt.X2("q3"),
+                      description=DESCRIPTION),
+                  alt.Chart().transform_filter("!datum.withheld").mark_tick(thickness=2, color="black").encode(
+                      y=y, x=alt.X("median:Q"), description=DESCRIPTION)]
+        order = [t for t in measures.values() if t in summary_measures]
+        panels.append(_measure_panels(layers, y, box_rows, order, report, outer, inner, data, "summaries",
+                                      independent_x=True))
+    chart = panels[0] if len(panels) == 1 else alt.vconcat(*panels)
     title = REPORT_TITLES[report["report"]] + (": rates by " + " and ".join(dims) if dims else ": rates")
     return chart.properties(title=_title(title, report, today))
 
 
+def _measure_panels(layers, y, rows, order, report, outer, inner, data, name, independent_x=False):
+    """One panel per measure over `rows` (named `name`); by two dimensions, a row of panels per
+    value of the first, each labelled, with its own lines."""
+    if any(r.get("withheld") for r in rows):
+        layers = layers + [_withheld_marks(y)]
+    layered = alt.layer(*layers).properties(width=WIDTH, height=alt.Step(ROW_HEIGHT))
+    column = alt.Facet("measure:N", sort=order, title=None)
+    if inner:
+        groups = list(dict.fromkeys(r["group"] for r in rows))
+        # the lines share one axis, drawn once per row: a line with no operations stays empty
+        chart = layered.facet(row=alt.Row("group:N", sort=groups, title=f"{outer[0]} (rows) · {inner} (lines)",
+                                          header=alt.Header(labelAngle=0, labelAlign="left")),
+                              column=alt.Column("measure:N", sort=order, title=None), data=data(name, rows))
+    else:
+        chart = layered.facet(facet=column, columns=2, data=data(name, rows))
+    return chart.resolve_scale(x="independent") if independent_x else chart
+
+
 def outcomes(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
     """Boxes from the first to the third quartile, the median as a tick, the mean as a dot."""
-    rows_of_report = list(report["groups"]) + ([report["total"]] if report.get("total") else [])
+    rows_of_report = _rows_and_total(report)
     order = list(dict.fromkeys(_group_label(report, r) for r in rows_of_report))
     shown, withheld = [], []
     for row in rows_of_report:
@@ -260,7 +369,7 @@ def completeness(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin
     """Share of operations with each field: a group × field heatmap."""
     cells = []
     order = []
-    for row in report["groups"] + ([report["total"]] if report.get("total") else []):
+    for row in _rows_and_total(report):
         label = _group_label(report, row)
         order.append(label)
         for name, field in COMPLETENESS_FIELDS.items():
@@ -273,8 +382,7 @@ def completeness(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin
                     cells.append({**datum, "text": "–", "description": f"{label}, {field}: no operations"})
                 continue
             cells.append({**datum, "share": p["rate"], "text": f"{100 * p['rate']:.0f} %",
-                          "description": f"{label}, {field} recorded: {_percent(p['rate'])} "
-                                         f"({p['numerator']} of {p['denominator']})"})
+                          "description": f"{label}, {field} recorded: {_proportion_text(p)}"})
     y = alt.Y("group:N", sort=order, title=" · ".join(report["group_by"]) or None)
     x = alt.X("field:N", sort=list(COMPLETENESS_FIELDS.values()), title=None, axis=alt.Axis(labelAngle=-30))
     tiles = alt.Chart().mark_rect(stroke="white").encode(
@@ -315,6 +423,9 @@ def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
         # the pool (and whether it is withheld) is the stratum's, the same on each of its rows
         pools.setdefault(stratum, (row.get("pooled_rate"), row.get("pooled_withheld")))
     largest = max([pt["n"] for pt in points] or [10])
+    # the limits from half the smallest centre's n: below it they only widen towards 0 and 100 %,
+    # squeezing the centres into a strip at the bottom
+    smallest = min([pt["n"] for pt in points] or [1])
     notes = []
     for stratum, (pooled, reason) in pools.items():
         if pooled is None:
@@ -323,7 +434,7 @@ def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
         where = "" if stratum == "all" else stratum + ", "
         pooled_lines.append({"stratum": stratum, "pooled": pooled,
                              "description": f"{where}pooled rate {_percent(pooled)}"})
-        for n in _n_range(largest):
+        for n in _n_range(largest, smallest):
             limits = stats.funnel_limits(pooled, n)
             for bound, level in (("95", "95 %"), ("998", "99.8 %")):
                 curves.append({"stratum": stratum, "n": n, "level": level,
@@ -334,22 +445,27 @@ def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
     denominator = FUNNEL_DENOMINATORS.get(report["measure"], "operations")
     x = alt.X("n:Q", scale=alt.Scale(zero=True), title=f"denominator: {denominator}")
     y = alt.Y("rate:Q", axis=alt.Axis(format="%"), title=f"{measure} rate")
+    # one dataset, each layer taking its kind of rows: a facet per stratum needs them together
+    rows = ([{**c, "kind": "curve"} for c in curves] + [{**p, "kind": "pooled"} for p in pooled_lines]
+            + [{**p, "kind": "point"} for p in points])
     layers = []
     if curves:
         for bound in ("lower", "upper"):
-            layers.append(alt.Chart(data("curves", curves)).mark_line(strokeWidth=1, color="#777").encode(
+            layers.append(alt.Chart().transform_filter("datum.kind == 'curve'").mark_line(
+                strokeWidth=1, color="#777").encode(
                 x=x, y=alt.Y(f"{bound}:Q"), description=alt.Description(f"{bound}_description:N"),
                 strokeDash=alt.StrokeDash("level:N", title="control limits", sort=["95 %", "99.8 %"]),
                 detail=alt.Detail("level:N")))
-        layers.append(alt.Chart(data("pooled_lines", pooled_lines)).mark_rule(color="#333").encode(
+        layers.append(alt.Chart().transform_filter("datum.kind == 'pooled'").mark_rule(color="#333").encode(
             y=alt.Y("pooled:Q"), description=DESCRIPTION))
-    layers.append(alt.Chart(data("points", points)).mark_point(filled=True, size=60).encode(
+    points_only = "datum.kind == 'point'"
+    layers.append(alt.Chart().transform_filter(points_only).mark_point(filled=True, size=60).encode(
         x=x, y=y, description=DESCRIPTION,
         color=alt.Color("position:N", title="position", scale=alt.Scale(
             domain=["within", "above 95", "below 95", "above 99.8", "below 99.8", "no limits"],
             range=["#4c78a8", "#f58518", "#54a24b", "#e45756", "#2e7d32", "#888"]))))
     # the labels repeat their point's title: hidden from screen readers, which read the point
-    layers.append(alt.Chart(data("points", points)).mark_text(
+    layers.append(alt.Chart().transform_filter(points_only).mark_text(
         align="left", dx=6, dy=-6, fontSize=10, aria=False).encode(x=x, y=y, text=alt.Text("label:N")))
     title = f"Funnel plot: {measure}" + (" by " + " and ".join(strata) if strata else "")
     title_params = _title(title, report, today)
@@ -357,30 +473,29 @@ def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
         title_params.subtitle = title_params.subtitle + sorted(set(notes))
     if strata:
         # one panel per stratum, each with its own pool and limits
-        panels = [_stratum(layers, s) for s in dict.fromkeys(pt["stratum"] for pt in points)]
+        chart = alt.layer(*layers).properties(width=420, height=240).facet(
+            facet=alt.Facet("stratum:N", sort=list(dict.fromkeys(pt["stratum"] for pt in points)), title=None),
+            columns=2, data=data("funnel", rows))
     else:
-        panels = [alt.layer(*layers).properties(width=420, height=300)]
+        chart = alt.layer(*layers, data=data("funnel", rows)).properties(width=420, height=300)
     if withheld:
         # a withheld centre has no place on the plane: it is listed under the plot
-        panels.append(alt.Chart(data("withheld", withheld)).mark_text(
+        chart = alt.vconcat(chart, alt.Chart(data("withheld", withheld)).mark_text(
             align="left", fontStyle="italic", color="#666").encode(
             y=alt.Y("label:N", axis=None), x=alt.XValue(0), text=alt.Text("label:N"), description=DESCRIPTION
         ).properties(width=420, height=alt.Step(16)))
-    chart = panels[0] if len(panels) == 1 else alt.concat(*panels, columns=2)
     return chart.properties(title=title_params)
 
 
-def _stratum(layers, stratum):
-    return alt.layer(*[layer.transform_filter(alt.datum.stratum == stratum) for layer in layers]).properties(
-        width=420, height=240, title=stratum)
-
-
-def _n_range(largest: int) -> list[int]:
-    """Denominators for the limit curves: every n up to 40, then 60 steps to 1.1 x the largest."""
+def _n_range(largest: int, smallest: int = 1) -> list[int]:
+    """Denominators for the limit curves, from half the smallest to 1.1 x the largest: every n up
+    to 40, then 60 steps."""
     top = max(10, math.ceil(largest * 1.1))
-    values = set(range(1, min(top, 40) + 1))
+    bottom = max(1, min(smallest // 2, top - 1))
+    values = set(range(bottom, min(top, 40) + 1))
     if top > 40:
-        values.update(round(40 * (top / 40) ** (i / 60)) for i in range(61))
+        start = max(40, bottom)
+        values.update(round(start * (top / start) ** (i / 60)) for i in range(61))
     return sorted(values)
 
 
@@ -454,14 +569,13 @@ def _example_report(kind: str) -> dict:
 
 
 def warm_up() -> None:
-    """Start vl-convert (its JavaScript engine and Vega take about a second to load) and draw one
-    plot of each kind, so that the first plot a worker serves costs what the others do. Call it
+    """Start vl-convert (its JavaScript engine and Vega take about a second to load) and draw a
+    plot as SVG and one as PNG, so that the first plot a worker serves costs what the others do. Call it
     once per process after fork (registry.gunicorn_conf.post_fork): the converter's threads do not
     survive a fork."""
     _ready_converter()
     today = date.today()
-    for kind in ("centres", "complications", "fusion", "outcomes", "completeness"):
-        render_svg(_example_report(kind), today)
+    render_svg(_example_report("complications"), today)
     render_png(_example_report("centres"), today)
 
 

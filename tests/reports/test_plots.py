@@ -174,3 +174,24 @@ def test_a_report_with_nothing_to_show_draws_a_notice(client, tokens):
             assert "No operations to show for these filters." in titles(answer.data)
         else:
             assert answer.data.startswith(PNG_MAGIC)
+
+
+def test_the_measures_asked_for_are_the_panels_of_the_plot(client, tokens, registry):
+    def panels(svg):
+        return {t.split(", ")[1].split(":")[0] for t in titles(svg)
+                if t.startswith(("anterior", "posterior", "lateral", "combined", "percutaneous", "not recorded"))
+                and ": " in t}
+
+    query = {"group_by": "approach", "measure": "instrument_breakage,major_complication"}
+    document = get(client, tokens, "complications", **query).json
+    svg = get(client, tokens, "complications", format="svg", **query).data
+    assert panels(svg) == {"Instrument breakage", "Major complication"}
+    row = next(r for r in document["groups"] if r["instrument_breakage"]["rate"] is not None)
+    label = plots._value_label("approach", row["group"]["approach"])
+    assert f"{label}, Instrument breakage: {plots._proportion_text(row['instrument_breakage'])}" in titles(svg)
+    # a group of measures is a panel per member; a summary is a box
+    svg = get(client, tokens, "complications", format="svg", group_by="approach",
+              measure="intraop_event_types,blood_loss_ml").data
+    assert {"Dural tear", "Instrument breakage", "Blood loss (mL)"} <= panels(svg)
+    fusion = get(client, tokens, "fusion", format="svg", group_by="approach", measure="revision,indeterminate").data
+    assert panels(fusion) == {"Revision", "Fusion indeterminate"}
