@@ -246,3 +246,33 @@ def test_a_group_of_measures_asked_for_is_a_panel_per_member():
     document["query"] = {"measure": ["intraop_event_types"]}
     titles = mark_titles(parse(plots.render_svg(document, TODAY)))
     assert {t.split(", ")[1].split(":")[0] for t in titles} == {"Dural tear", "Iatrogenic fracture"}
+
+
+def test_each_gunicorn_worker_warms_the_renderer_after_fork_and_serves_even_if_that_fails(monkeypatch):
+    from registry import gunicorn_conf
+
+    class Server:
+        class log:
+            failures = []
+
+            @classmethod
+            def exception(cls, message):
+                cls.failures.append(message)
+
+    warmed = []
+    monkeypatch.setattr(plots, "warm_up", lambda: warmed.append(True))
+    gunicorn_conf.post_fork(Server, worker=None)
+    assert warmed == [True] and not Server.log.failures
+
+    def broken():
+        raise RuntimeError("no JavaScript engine")
+
+    monkeypatch.setattr(plots, "warm_up", broken)
+    gunicorn_conf.post_fork(Server, worker=None)   # logged, not raised: JSON and CSV still answer
+    assert Server.log.failures == ["Warming up the plot renderer failed"]
+
+
+def test_warming_up_draws_every_example_report():
+    plots.warm_up()
+    for kind in ("complications", "fusion", "outcomes", "completeness", "centres"):
+        assert marks(parse(plots.render_svg(plots._example_report(kind), TODAY)))
