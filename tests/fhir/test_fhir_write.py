@@ -317,3 +317,16 @@ def test_an_erased_patient_sent_again_is_gone_at_its_identifier(client, tokens, 
     [issue] = issues(post_bundle(client, seed_bundle(), tokens=tokens), 410)
     assert (issue["code"], issue["expression"]) == ("deleted", ["Bundle.entry[0].resource.identifier[0].value"])
     assert counts(db)["operations"] == 0
+
+
+def test_writes_through_fhir_are_audited_as_on_v1(client, tokens, db):
+    bundle = seed_bundle()
+    answer(post_bundle(client, bundle, tokens=tokens))
+    corrected = copy.deepcopy(bundle)
+    corrected["entry"][entry_index(bundle, "duration")]["resource"]["valueQuantity"]["value"] = 190
+    answer(post_bundle(client, corrected, tokens=tokens))
+    answer(post_bundle(client, corrected, tokens=tokens))  # unchanged: nothing audited
+    rows = db.execute("SELECT action, entity FROM audit_events WHERE entity IN ('patient', 'operation',"
+                      " 'follow_up') ORDER BY id").fetchall()
+    assert [(row["action"], row["entity"]) for row in rows] == [
+        ("create", "patient"), ("create", "operation"), ("create", "follow_up"), ("update", "operation")]
