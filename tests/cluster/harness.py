@@ -5,7 +5,7 @@ directories, each server on its own port, and Debian's `pgbouncer` in transactio
 in front of the primary. Used by the cluster tests (tests/cluster/) and by bench/scale_out.py.
 
 PostgreSQL refuses to run as root, and so does PgBouncer: under root (a container) every
-process runs as the `postgres` system user instead.
+process runs as an unprivileged system user instead (`postgres`, else `pgserver`).
 """
 
 import os
@@ -49,16 +49,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _runner() -> pwd.struct_passwd:
+    """The system user the servers run as under root: `postgres` where a PostgreSQL package made
+    it, else `pgserver` (the user the embedded server's package makes for itself), made if need be."""
+    for name in ("postgres", "pgserver"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+    subprocess.run(["useradd", "--system", "--shell", "/usr/sbin/nologin", "pgserver"], check=True,
+                   capture_output=True)
+    return pwd.getpwnam("pgserver")
+
+
 def _run_as() -> dict:
-    """subprocess arguments that drop root to the `postgres` user (nothing when not root)."""
+    """subprocess arguments that drop root to `_runner()` (nothing when not root)."""
     if os.geteuid() != 0:
         return {}
-    return {"user": "postgres", "group": pwd.getpwnam("postgres").pw_gid}
+    entry = _runner()
+    return {"user": entry.pw_uid, "group": entry.pw_gid}
 
 
 def _give_to_runner(path: Path) -> None:
     if os.geteuid() == 0:
-        entry = pwd.getpwnam("postgres")
+        entry = _runner()
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
