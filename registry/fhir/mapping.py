@@ -182,17 +182,23 @@ def follow_up_resource_id(follow_up_id: int) -> str:
     return f"follow-up-{follow_up_id}"
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() is true of '²' (int() then fails) and of Arabic-Indic
+    digits (int() reads them as another number)."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_resource_id(resource_type: str, text: str) -> tuple[str, int, str | None] | None:
     """What a server id names: ("operation", id, part or None), ("patient", id, None) or
     ("follow_up", id, None); None when the id names nothing this mapping makes."""
     if resource_type == "Patient":
-        return ("patient", int(text), None) if text.isdigit() else None
+        return ("patient", int(text), None) if _digits(text) else None
     if resource_type == "Procedure":
-        return ("operation", int(text), None) if text.isdigit() else None
-    if resource_type == "Observation" and text.startswith("follow-up-") and text[10:].isdigit():
+        return ("operation", int(text), None) if _digits(text) else None
+    if resource_type == "Observation" and text.startswith("follow-up-") and _digits(text[10:]):
         return "follow_up", int(text[10:]), None
     number, dash, part = text.partition("-")
-    if not (number.isdigit() and dash and part):
+    if not (_digits(number) and dash and part):
         return None
     return "operation", int(number), part
 
@@ -253,6 +259,23 @@ def _part_request(document: dict, resource_type: str, part: str) -> dict:
     return {"method": "PUT", "url": conditional_url(resource_type, PART_IDENTIFIER, f"{document['local_ref']}#{part}")}
 
 
+def patient_to_resource(patient: dict, *, server_id: str | None = None, ref: str | None = None) -> dict:
+    """A patient as its FHIR Patient: pseudonymous, birth year only. The ref is given only while a
+    centre's own bundle is written (the registry keeps no ref in clear to give back)."""
+    resource = {"resourceType": "Patient"}
+    if server_id:
+        resource["id"] = server_id
+    if ref is not None:
+        resource["identifier"] = [{"system": PATIENT_REF_IDENTIFIER, "value": ref}]
+    if patient.get("consent"):
+        resource["extension"] = [_extension("consent", "valueCoding", coding("consent", patient["consent"]))]
+    if patient.get("sex"):
+        resource["gender"] = patient["sex"]  # the registry's codes are administrative-gender's
+    if patient.get("birth_year") is not None:
+        resource["birthDate"] = str(patient["birth_year"])
+    return resource
+
+
 def _operation_entries(document: dict, follow_ups, names: _Names, patient_ref: str | None) -> list[_Entry]:
     entries: list[_Entry] = []
     patient = document.get("patient") or {}
@@ -273,22 +296,13 @@ def _operation_entries(document: dict, follow_ups, names: _Names, patient_ref: s
         return reference
 
     # Patient: pseudonymous, birth year only
-    patient_resource = {"resourceType": "Patient"}
-    if patient_id:
-        patient_resource["id"] = patient_id
     ref = patient_ref if patient_ref is not None else patient.get("ref")
+    patient_resource = patient_to_resource(patient, server_id=patient_id, ref=ref)
     if ref is not None:
-        patient_resource["identifier"] = [{"system": PATIENT_REF_IDENTIFIER, "value": ref}]
         patient_request = {"method": "POST", "url": "Patient",
                            "ifNoneExist": conditional_url("Patient", PATIENT_REF_IDENTIFIER, ref).split("?", 1)[1]}
     else:
         patient_request = {"method": "POST", "url": "Patient", "ifNoneExist": f"_id={document['patient_id']}"}
-    if patient.get("consent"):
-        patient_resource["extension"] = [_extension("consent", "valueCoding", coding("consent", patient["consent"]))]
-    if patient.get("sex"):
-        patient_resource["gender"] = patient["sex"]  # the registry's codes are administrative-gender's
-    if patient.get("birth_year") is not None:
-        patient_resource["birthDate"] = str(patient["birth_year"])
     entries.append(_Entry(patient_resource, patient_reference, patient_request, patient_id))
 
     # Condition: the diagnosis, with the inheritance, genes and family history that qualify it
@@ -766,7 +780,7 @@ class _Reader:
             if identifier is not None:
                 return ("identifier", resource_type) + identifier
         resource_type, slash, number = text.partition("/")
-        if slash and number.isdigit():
+        if slash and _digits(number):
             return "id", resource_type, int(number)
         self.error(index, f"{path}.reference", f"{text!r} names no entry of this Bundle and no stored resource.",
                    "not-found")
@@ -847,9 +861,9 @@ def _date_and_precision(text):
     if not isinstance(text, str):
         return text, None
     date = text[:10]
-    if len(text) == 4 and text.isdigit():
+    if len(text) == 4 and _digits(text):
         return f"{text}-01-01", "year"
-    if len(text) == 7 and text[:4].isdigit() and text[4] == "-":
+    if len(text) == 7 and _digits(text[:4]) and text[4] == "-":
         return f"{text}-01", "month"
     return date if len(text) == 10 or text[10:11] == "T" else text, "day"
 
@@ -1203,7 +1217,7 @@ def _read_patient(reader: _Reader, operation: _Operation, index: int, patient: d
     condition_if = request.get("ifNoneExist") or request["url"].partition("?")[2]
     if condition_if.startswith("_id="):
         number = condition_if[4:]
-        if number.isdigit():
+        if _digits(number):
             put("patient_id", int(number), f"Bundle.entry[{index}].request.ifNoneExist")
         else:
             reader.error(index, f"Bundle.entry[{index}].request.ifNoneExist", "_id=<registry patient id>.")
@@ -1234,7 +1248,7 @@ def _read_patient(reader: _Reader, operation: _Operation, index: int, patient: d
     if "birthDate" in patient:
         birth = patient["birthDate"]
         # the registry keeps the year only: a full birth date gives its year, the rest is not kept
-        year = int(birth[:4]) if isinstance(birth, str) and birth[:4].isdigit() else birth
+        year = int(birth[:4]) if isinstance(birth, str) and _digits(birth[:4]) else birth
         put("patient.birth_year", year, f"{path}.birthDate")
     conditions = []
     for number, reference in enumerate(procedure.get("reasonReference") or []):

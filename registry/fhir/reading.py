@@ -137,13 +137,8 @@ def operation_resources(document: dict, follow_up_rows=()) -> list[dict]:
 
 
 def patient_resource(patient: dict) -> dict:
-    """A stored patient as its FHIR Patient (no identifier: the registry keeps no ref to give).
-
-    The mapping builds the Patient among an operation's resources from the document's `patient`
-    alone; a patient need not have an operation, so it is given one that is never answered."""
-    carrier = {"id": 0, "patient_id": patient["id"], "patient": patient, "local_ref": "-",
-               "operation_date": date(2000, 1, 1), "region": "cervical", "procedures": ["laminectomy"]}
-    [resource] = [r for r in mapping.operation_to_resources(carrier) if r["resourceType"] == "Patient"]
+    """A stored patient as its FHIR Patient (no identifier: the registry keeps no ref to give)."""
+    resource = mapping.patient_to_resource(patient, server_id=str(patient["id"]))
     return {**resource, "meta": _meta(patient)}
 
 

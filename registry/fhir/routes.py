@@ -41,6 +41,8 @@ def _answer_unrouted_errors(state):
 @blp.before_request
 def negotiate():
     """406 unless the client takes JSON: `_format` when given (FHIR lets it override Accept), else Accept."""
+    if request.endpoint == "fhir.export_file":
+        return  # an export file is NDJSON: bulk_export.export_file checks Accept itself
     requested = request.args.get("_format")
     if requested is not None:
         # `_format=application/fhir+json` sent unescaped arrives with its '+' decoded as a space
@@ -151,6 +153,7 @@ def capability_statement() -> dict:
         "kind": "instance",
         "software": {"name": current_app.config["API_TITLE"], "version": current_app.config["API_VERSION"]},
         "implementation": {"description": "The registry's FHIR R4 endpoint", "url": base},
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "fhirVersion": FHIR_VERSION,
         "format": ["json", FHIR_JSON],
         "rest": [{
@@ -167,6 +170,8 @@ def capability_statement() -> dict:
                                                                      "operation answers an OperationOutcome."},
                             {"code": "batch", "documentation": "Each operation (its Procedure and the entries "
                                                                "belonging to it) is written or refused on its own."}],
+            "operation": [{"name": "export",
+                           "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}],
         }],
     }
 

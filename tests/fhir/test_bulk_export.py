@@ -36,8 +36,7 @@ def manifest_of(client, tokens, status_url, who="submitter_a") -> dict:
 
 
 def download(client, tokens, url, who="submitter_a") -> tuple[bytes, list[dict]]:
-    # (no Accept: registry.fhir.routes' negotiation refuses application/fhir+ndjson on /fhir so far)
-    answer = client.get(local(url), headers=tokens.header(who))
+    answer = client.get(local(url), headers={**tokens.header(who), "Accept": "application/fhir+ndjson"})
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert answer.mimetype == "application/fhir+ndjson"
     body = answer.get_data()

@@ -46,7 +46,10 @@ def test_metadata_lists_exactly_what_is_served(client):
     [rest] = statement["rest"]
     assert rest["mode"] == "server"
     assert {interaction["code"] for interaction in rest["interaction"]} == {"transaction", "batch"}
-    assert "operation" not in rest  # no $export, $validate... yet
+    # the system-level Bulk Data export, and no other operation ($validate, $everything...)
+    assert rest["operation"] == [{"name": "export",
+                                  "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}]
+    assert statement["instantiates"] == ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]
     resources = {resource["type"]: resource for resource in rest["resource"]}
     for resource_type in ("CodeSystem", "ValueSet"):
         assert {i["code"] for i in resources[resource_type]["interaction"]} == {"read", "search-type"}
