@@ -290,10 +290,12 @@ def _centre_and_token(url: str, code: str = "BENCH") -> tuple[int, str]:
     return centre["id"], token
 
 
-def run(server_url: str, sizes: list[int], revision: str = "head") -> None:
+def run(server_url: str, sizes: list[int], revision: str = "head", api_without_report_triggers: bool = False) -> None:
     template_url = _database(server_url, TEMPLATE)
     migrate.upgrade(template_url, revision)
-    print(f"schema at revision {revision}")
+    print(f"schema at revision {revision}"
+          + ("; the API's database WITHOUT the report triggers (its reports are not maintained)"
+             if api_without_report_triggers else ""))
     print(f"{'operations':>10}  {'COPY':>13}  {'COPY, no report triggers':>24}  {'API (POST JSON)':>15}  "
           f"{'API/COPY':>8}  {'API/COPY no triggers':>20}  {'resend (unchanged)':>18}  {'API (POST CSV)':>15}")
     (ROOT / "var").mkdir(exist_ok=True)
@@ -317,6 +319,8 @@ def run(server_url: str, sizes: list[int], revision: str = "head") -> None:
         _drop(server_url, copy_name, bare_name)
 
         api_url = _database(server_url, api_name, TEMPLATE)
+        if api_without_report_triggers:  # what the write path costs once report maintenance leaves it
+            disable_report_triggers(api_url)
         _, token = _centre_and_token(api_url)
         _, csv_token = _centre_and_token(api_url, "BENCH-CSV")  # the same records again, as another centre
         port = _free_port()
@@ -364,13 +368,17 @@ def main() -> None:
     parser.add_argument("--revision", default="head",
                         help="migrate the bench databases to this revision (e.g. 0001: without the report "
                              "aggregates' triggers, to see what they cost)")
+    parser.add_argument("--api-without-report-triggers", action="store_true",
+                        help="disable the report triggers in the API's database too: the write path's own cost, "
+                             "without report maintenance (its reports are wrong; for comparing write paths)")
     arguments = parser.parse_args()
     server_url = arguments.database_url
     if server_url is None:
         from registry.embedded import start_embedded_server
 
         server_url = start_embedded_server(ROOT / "var" / "bench-pgdata", database="postgres")
-    run(server_url, [int(size) for size in arguments.sizes.split(",")], arguments.revision)
+    run(server_url, [int(size) for size in arguments.sizes.split(",")], arguments.revision,
+        arguments.api_without_report_triggers)
 
 
 if __name__ == "__main__":
