@@ -124,7 +124,7 @@ class OperationInputSchema(CompiledLoading, OperationFieldsSchema):
     """An operation as a centre submits it: the patient inline (by ref) or by registry id.
 
     A whole document loads through its compiled form (`registry.validation.compiled`): the same
-    rules, decision and errors, a tenth of the CPU."""
+    rules, decision and errors, about a sixth of the CPU."""
 
     patient = ma.fields.Nested(PatientInputSchema, metadata={"description": (
         "Inline patient, matched by ref. A new ref creates the patient; for a stored one, fields left out keep "
@@ -139,7 +139,7 @@ class OperationInputSchema(CompiledLoading, OperationFieldsSchema):
 
 class OperationSchema(CompiledDumping, OperationFieldsSchema):
     """A stored operation document, with the values the registry derives (dumped by its compiled
-    form, `registry.validation.compiled.compiled_dumper`: the same document, a fifth of the CPU)."""
+    form, `registry.validation.compiled.compiled_dumper`: the same document, about a quarter of the CPU)."""
 
     id = ma.fields.Integer(dump_only=True)
     patient_id = ma.fields.Integer(dump_only=True)

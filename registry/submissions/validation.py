@@ -2,7 +2,7 @@
 
 Each record is loaded by `BulkOperationSchema` (the record API's `OperationInputSchema` plus
 follow-ups) through its compiled form (`registry.validation.compiled`: the schema's own rules
-judged by jsonschema-rs and one pass over the document, about a tenth of marshmallow's CPU;
+judged by jsonschema-rs and one pass over the document, about a fifth of marshmallow's CPU;
 marshmallow itself words the errors of a rejected record). In a submission of several chunks,
 each chunk after the first is split between a small pool of worker processes (one per CPU, per
 gunicorn worker, started on first use), while the request's own thread reads the next chunk
