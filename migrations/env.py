@@ -3,7 +3,10 @@
 The database URL comes from the caller (`registry db upgrade` passes it in the config's
 attributes) or from the environment, resolved exactly as the service resolves it.
 Two deploys never migrate at once (advisory lock), and a migration waiting on a busy table
-gives up instead of queueing every request behind it (lock_timeout).
+gives up instead of queueing every request behind it (lock_timeout). The lock and the timeouts
+belong to the one transaction all migrations run in (transactional DDL), so they end with it:
+nothing is left on the session, which behind PgBouncer in transaction mode is a pooled server
+connection the next client's transaction gets.
 """
 import psycopg
 import sqlalchemy
@@ -28,17 +31,13 @@ def run_migrations_online() -> None:
         "postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=sqlalchemy.pool.NullPool
     )
     with engine.connect() as connection:
-        connection.exec_driver_sql("SET lock_timeout = '10s'")
-        connection.exec_driver_sql("SET statement_timeout = '10min'")
-        connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_ID})")
-        try:
-            context.configure(connection=connection, transactional_ddl=True)
-            with context.begin_transaction():
-                context.run_migrations()
-            connection.commit()
-        finally:
-            connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})")
-            connection.commit()
+        connection.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+        connection.exec_driver_sql("SET LOCAL statement_timeout = '10min'")
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
+        context.configure(connection=connection, transactional_ddl=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
 
 
 if context.is_offline_mode():

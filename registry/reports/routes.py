@@ -3,8 +3,10 @@
 Every report is JSON by default, CSV with `Accept: text/csv` or `format=csv`, a plot
 with `Accept: image/svg+xml` / `image/png` or `format=svg` / `format=png`, and a FHIR
 MeasureReport with `Accept: application/fhir+json` or `format=fhir`. Reports
-read through `reports_database()` (a replica when REPORTS_DATABASE_URL is set) in one
-read-only REPEATABLE READ transaction, so all figures of a report come from one snapshot.
+read through `registry.replica.read_report` in one read-only REPEATABLE READ transaction, so all
+figures of a report come from one snapshot: on REPORTS_DATABASE_URL (a replica) when it is current
+enough, else on the primary; the Report-Database, Report-As-Of and Report-Replay-Lag headers say
+which and how current.
 """
 
 import json
@@ -18,7 +20,8 @@ from flask_smorest import Blueprint
 from marshmallow import validate
 
 from registry.auth import ANALYST, OPERATOR, SUBMITTER, authenticate, require
-from registry.db import database, reports_database
+from registry import replica
+from registry.db import database
 from registry.fhir.measure_report import measure_report
 from registry.fhir.media import FHIR_JSON, fhir_quality
 from registry.problems import Problem, document_errors
@@ -105,21 +108,29 @@ def _run(report: str, query: dict, build, *args):
     # report is built, so a request that then times out is on record too.
     with database().transaction() as conn:
         report_queries.record(conn, principal, report, query)
-    with reports_database().transaction() as conn:
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+    def build_on(conn):
         conn.execute("SET LOCAL jit = off")  # compiling costs more than these queries take
         # A report that scans a large registry is stopped with an answer, not by gunicorn
         # killing the worker at its own timeout.
         conn.execute(f"SET LOCAL statement_timeout = {int(settings.report_timeout * 1000)}")
         try:
-            report_document = build(conn, *args, principal, settings.suppression_threshold)
+            return build(conn, *args, principal, settings.suppression_threshold)
         except psycopg.errors.QueryCanceled:
             raise Problem(503, f"The report took longer than {settings.report_timeout:g} s and was stopped. "
                                "Reports grouped by one dimension with no filter but a centre are fast at any "
                                "size; two dimensions, date ranges and other filters scan every operation.",
                           slug="report-timeout") from None
+
+    # On the replica when it can answer correctly, else on the primary (registry.replica)
+    report_document, source = replica.read_report(build_on, settings.reports_max_lag_seconds)
     # drawn (or written as CSV) after the connection is back in the pool
-    return _answer(report_document)
+    answer = _answer(report_document)
+    headers = replica.freshness_headers(source)  # where the report was read, and how current it is
+    if isinstance(answer, Response):
+        answer.headers.update(headers)
+        return answer
+    return answer, headers
 
 
 def _report_view(report: str, query_schema, report_schema, summary: str):

@@ -92,7 +92,13 @@ STARTUP_PARAMETERS = {"application_name", "client_encoding", "DateStyle", "TimeZ
 
 PER_SESSION_STATE = """
 SELECT pg_backend_pid() AS pid,
-       array(SELECT name FROM pg_settings WHERE source = 'session') AS settings,
+       array(SELECT name FROM pg_settings WHERE source = 'session'
+             -- after a SET TRANSACTION, PostgreSQL shows these as set by the session in every later
+             -- transaction though each transaction starts from the defaults: a leak only if not those
+             AND NOT (name = 'transaction_isolation' AND setting = current_setting('default_transaction_isolation'))
+             AND NOT (name = 'transaction_read_only' AND setting = current_setting('default_transaction_read_only'))
+             AND NOT (name = 'transaction_deferrable'
+                      AND setting = current_setting('default_transaction_deferrable'))) AS settings,
        array(SELECT name FROM pg_prepared_statements) AS prepared_statements,
        array(SELECT channel FROM pg_listening_channels() AS channel) AS listening,
        array(SELECT name FROM pg_cursors) AS cursors,

@@ -73,9 +73,6 @@ def test_two_deploys_migrating_at_once_through_pgbouncer_both_reach_head(cluster
         assert migrate.current_revision(conn) == migrate.head_revision()
 
 
-@pytest.mark.xfail(strict=True, reason="migrations/env.py takes a session-level advisory lock and SETs "
-                                       "lock_timeout/statement_timeout for the session; the fix (SET LOCAL, "
-                                       "pg_advisory_xact_lock) is in issue 16's hand-over")
 def test_migrating_through_pgbouncer_leaves_no_session_state(cluster, fresh_database):
     result = registry_command("db", "upgrade", database_url=cluster.pgbouncer.url(fresh_database))
     assert result.returncode == 0, result.stderr[-2000:]

@@ -54,9 +54,9 @@ def gunicorn_serving(database_url: str, data_dir: Path, *, workers: int = 2, thr
         deadline = time.monotonic() + 30
         while True:
             try:
-                if requests.get(base_url + "/readyz", timeout=2).status_code == 200:
+                if requests.get(base_url + "/readyz", timeout=10).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a probe slow on a busy machine
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"gunicorn did not become ready:\n{log_path.read_text()[-3000:]}")

@@ -30,6 +30,9 @@ def test_development_secret_is_generated_once_and_kept(tmp_path):
     ({"REGISTRY_VALIDATION_WORKERS": "-1"}, "REGISTRY_VALIDATION_WORKERS must be between"),
     ({"REPORT_TIMEOUT": "0"}, "REPORT_TIMEOUT must be between"),
     ({"REPORT_TIMEOUT": "soon"}, "REPORT_TIMEOUT must be a number"),
+    ({"REPORTS_MAX_LAG_SECONDS": "-1"}, "REPORTS_MAX_LAG_SECONDS must be between"),
+    ({"REPORTS_MAX_LAG_SECONDS": "a while"}, "REPORTS_MAX_LAG_SECONDS must be a number"),
+    ({"REPORTS_DATABASE_URL": "mysql://replica/registry"}, "REPORTS_DATABASE_URL must be a postgresql:// URL"),
 ])
 def test_unusable_configuration_is_refused_with_a_clear_message(tmp_path, environ, message):
     with pytest.raises(ConfigurationError, match=message):
@@ -45,3 +48,9 @@ def test_bulk_validation_uses_one_process_per_cpu_unless_configured(tmp_path):
     assert Settings.from_environment({"REGISTRY_DATA_DIR": str(tmp_path)}).validation_workers is None
     settings = Settings.from_environment({"REGISTRY_DATA_DIR": str(tmp_path), "REGISTRY_VALIDATION_WORKERS": "0"})
     assert settings.validation_workers == 0
+
+
+def test_reports_read_a_replica_only_while_it_is_at_most_30_seconds_behind_unless_configured(tmp_path):
+    assert Settings.from_environment({"REGISTRY_DATA_DIR": str(tmp_path)}).reports_max_lag_seconds == 30
+    settings = Settings.from_environment({"REGISTRY_DATA_DIR": str(tmp_path), "REPORTS_MAX_LAG_SECONDS": "2.5"})
+    assert settings.reports_max_lag_seconds == 2.5
