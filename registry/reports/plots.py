@@ -351,7 +351,7 @@ def outcomes(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
               "color": alt.Color("timepoint:N", title=None, sort=timepoints)}
     boxes = alt.Chart().transform_filter("!datum.withheld").mark_bar(
         height={"band": 0.8}, opacity=0.55).encode(
-        y=y, x=alt.X("q1:Q", title="score (box: quartiles, line: median)"), x2="q3:Q",
+        y=y, x=alt.X("q1:Q", title="score (box: quartiles, line: median)"), x2=alt.X2("q3"),
         description=DESCRIPTION, **offset)
     medians = alt.Chart().transform_filter("!datum.withheld").mark_tick(thickness=2, color="black").encode(
         y=y, x=alt.X("median:Q"), description=DESCRIPTION, yOffset=offset["yOffset"])
@@ -387,13 +387,14 @@ def completeness(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin
     x = alt.X("field:N", sort=list(COMPLETENESS_FIELDS.values()), title=None, axis=alt.Axis(labelAngle=-30))
     tiles = alt.Chart().mark_rect(stroke="white").encode(
         y=y, x=x, description=DESCRIPTION,
-        color=alt.condition("isValid(datum.share)",
-                            alt.Color("share:Q", scale=alt.Scale(domain=[0, 1], scheme="blues"),
-                                      legend=alt.Legend(format="%", title="share recorded")),
-                            alt.value("#eee")))
+        # conditions as channel objects: alt.condition's dicts are validated against the schema
+        # when encoded, which cost more than drawing the heatmap
+        color=alt.ColorValue("#eee", condition={
+            "test": "isValid(datum.share)", "field": "share", "type": "quantitative",
+            "scale": {"domain": [0, 1], "scheme": "blues"}, "legend": {"format": "%", "title": "share recorded"}}))
     labels = alt.Chart().mark_text(fontSize=10).encode(
         y=y, x=x, text=alt.Text("text:N"), description=DESCRIPTION,
-        color=alt.condition("datum.share > 0.6", alt.value("white"), alt.value("black")))
+        color=alt.ColorValue("black", condition={"test": "datum.share > 0.6", "value": "white"}))
     chart = alt.layer(tiles, labels, data=data("cells", cells)).properties(
         width=alt.Step(62), height=alt.Step(ROW_HEIGHT))
     return chart.properties(title=_title(REPORT_TITLES["completeness"], report, today))
