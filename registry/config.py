@@ -79,6 +79,7 @@ class Settings:
     token_default_days: int = 90             # lifetime of a token issued without an expiry
     token_max_days: int = 365                # the longest lifetime a token may be issued with
     log_level: str = "INFO"
+    dashboard_secure_cookie: bool | None = None  # None: the dashboard cookie is Secure in production only
 
     @property
     def pgdata(self) -> Path:
@@ -105,6 +106,9 @@ class Settings:
         if token_default_days > token_max_days:
             raise ConfigurationError(
                 f"TOKEN_DEFAULT_DAYS ({token_default_days}) exceeds TOKEN_MAX_DAYS ({token_max_days})")
+        secure_cookie = environ.get("DASHBOARD_SECURE_COOKIE", "").lower()
+        if secure_cookie not in ("", "true", "false"):
+            raise ConfigurationError(f"DASHBOARD_SECURE_COOKIE must be true or false, got {secure_cookie!r}")
         log_level = environ.get("LOG_LEVEL", "INFO").upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigurationError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
@@ -114,6 +118,7 @@ class Settings:
             database_url=database_url,
             reports_database_url=_database_url(environ, "REPORTS_DATABASE_URL"),
             reports_max_lag_seconds=_number(environ, "REPORTS_MAX_LAG_SECONDS", 30.0, 0.0, 86_400.0),
+            dashboard_secure_cookie=None if secure_cookie == "" else secure_cookie == "true",
             data_dir=data_dir,
             registry_secret=_registry_secret(environ, environment, data_dir),
             pool_min_size=pool_min,

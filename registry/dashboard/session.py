@@ -34,12 +34,12 @@ def secure_cookie(app) -> bool:
     """Whether the cookie is marked Secure (sent over HTTPS only).
 
     Decided, first that says: the app's config `DASHBOARD_SECURE_COOKIE` (True/False), the
-    setting `dashboard_secure_cookie` (when registry.config has it), else on in production
+    setting `dashboard_secure_cookie` (DASHBOARD_SECURE_COOKIE), else on in production
     (REGISTRY_ENV=production) and off in development, where `make serve` answers plain http on
     127.0.0.1.
     """
     settings = app.config["REGISTRY_SETTINGS"]
-    for chosen in (app.config.get("DASHBOARD_SECURE_COOKIE"), getattr(settings, "dashboard_secure_cookie", None)):
+    for chosen in (app.config.get("DASHBOARD_SECURE_COOKIE"), settings.dashboard_secure_cookie):
         if chosen is not None:
             return bool(chosen)
     return settings.environment == "production"

@@ -30,6 +30,7 @@ def test_development_secret_is_generated_once_and_kept(tmp_path):
     ({"REGISTRY_VALIDATION_WORKERS": "-1"}, "REGISTRY_VALIDATION_WORKERS must be between"),
     ({"REPORT_TIMEOUT": "0"}, "REPORT_TIMEOUT must be between"),
     ({"REPORT_TIMEOUT": "soon"}, "REPORT_TIMEOUT must be a number"),
+    ({"DASHBOARD_SECURE_COOKIE": "yes"}, "DASHBOARD_SECURE_COOKIE must be true or false"),
     ({"REPORTS_MAX_LAG_SECONDS": "-1"}, "REPORTS_MAX_LAG_SECONDS must be between"),
     ({"REPORTS_MAX_LAG_SECONDS": "a while"}, "REPORTS_MAX_LAG_SECONDS must be a number"),
     ({"REPORTS_DATABASE_URL": "mysql://replica/registry"}, "REPORTS_DATABASE_URL must be a postgresql:// URL"),
@@ -54,3 +55,10 @@ def test_reports_read_a_replica_only_while_it_is_at_most_30_seconds_behind_unles
     assert Settings.from_environment({"REGISTRY_DATA_DIR": str(tmp_path)}).reports_max_lag_seconds == 30
     settings = Settings.from_environment({"REGISTRY_DATA_DIR": str(tmp_path), "REPORTS_MAX_LAG_SECONDS": "2.5"})
     assert settings.reports_max_lag_seconds == 2.5
+
+
+def test_the_dashboard_cookie_is_secure_as_configured_else_in_production_only(tmp_path):
+    base = {"REGISTRY_DATA_DIR": str(tmp_path)}
+    assert Settings.from_environment(base).dashboard_secure_cookie is None
+    assert Settings.from_environment({**base, "DASHBOARD_SECURE_COOKIE": "false"}).dashboard_secure_cookie is False
+    assert Settings.from_environment({**base, "DASHBOARD_SECURE_COOKIE": "TRUE"}).dashboard_secure_cookie is True
