@@ -24,7 +24,7 @@ not every day.
 
 import calendar
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from psycopg import sql
 
@@ -76,7 +76,6 @@ class Choices:
 
 def today_utc() -> date:
     """Today's date (UTC), the reference of every window relative to today."""
-    from datetime import datetime, timezone
     return datetime.now(timezone.utc).date()
 
 

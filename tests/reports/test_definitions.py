@@ -53,7 +53,8 @@ class Registry:
                               (self.centre_id, operation["id"], position, grade, days_after))
         for position, grade in enumerate(events):
             self.conn.execute("INSERT INTO intraop_events (centre_id, operation_id, position, type, grade)"
-                              " VALUES (%s, %s, %s, 'dural_tear', %s)", (self.centre_id, operation["id"], position, grade))
+                              " VALUES (%s, %s, %s, 'dural_tear', %s)",
+                              (self.centre_id, operation["id"], position, grade))
         for f in follow_ups:
             self.conn.execute(
                 "INSERT INTO follow_ups (centre_id, operation_id, follow_up_date, months_after, fusion_status,"
