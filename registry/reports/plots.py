@@ -417,6 +417,9 @@ def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
             continue
         outside = row.get("position") not in (None, "within")
         points.append({"stratum": stratum, "centre": centre, "n": p["denominator"], "rate": p["rate"],
+                       "low": p["ci_low"], "high": p["ci_high"],
+                       "interval": f"95 % CI of {centre}{'' if not strata else ', ' + stratum}: "
+                                   f"{_percent(p['ci_low'])} to {_percent(p['ci_high'])}",
                        "position": (row.get("position") or "no limits").replace("_", " "),
                        "label": centre if outside else "",
                        "description": f"{centre}{'' if not strata else ', ' + stratum}: {_proportion_text(p)}; "
@@ -444,7 +447,9 @@ def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
                                                          f"{level} control limit around the pooled rate "
                                                          f"{_percent(pooled)}" for side in ("lower", "upper")}})
     denominator = FUNNEL_DENOMINATORS.get(report["measure"], "operations")
-    x = alt.X("n:Q", scale=alt.Scale(zero=True), title=f"denominator: {denominator}")
+    # the axis reaches past the largest centre, as the limit curves do, even when no pool is drawn
+    x = alt.X("n:Q", scale=alt.Scale(domain=[0, max(10, math.ceil(largest * 1.1))]),
+              title=f"denominator: {denominator}")
     y = alt.Y("rate:Q", axis=alt.Axis(format="%"), title=f"{measure} rate")
     # one dataset, each layer taking its kind of rows: a facet per stratum needs them together
     rows = ([{**c, "kind": "curve"} for c in curves] + [{**p, "kind": "pooled"} for p in pooled_lines]
@@ -460,6 +465,10 @@ def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
         layers.append(alt.Chart().transform_filter("datum.kind == 'pooled'").mark_rule(color="#333").encode(
             y=alt.Y("pooled:Q"), description=DESCRIPTION))
     points_only = "datum.kind == 'point'"
+    # each centre's own Wilson 95 % interval: a whisker through its point
+    layers.append(alt.Chart().transform_filter(points_only).mark_rule(strokeWidth=1.5, opacity=0.7).encode(
+        x=x, y=alt.Y("low:Q"), y2=alt.Y2("high"), description=alt.Description("interval:N"),
+        color=alt.Color("position:N", title="position")))
     layers.append(alt.Chart().transform_filter(points_only).mark_point(filled=True, size=60).encode(
         x=x, y=y, description=DESCRIPTION,
         color=alt.Color("position:N", title="position", scale=alt.Scale(

@@ -231,12 +231,16 @@ def test_grouped_by_two_each_line_names_both_and_each_row_of_panels_names_the_fi
     assert {"cervical", "lumbar", "thoracic"} <= texts
 
 
-def test_the_funnel_labels_each_centre_once_and_the_limits_as_curves():
+def test_the_funnel_labels_each_centre_once_with_its_interval_and_the_limits_as_curves():
     document = report_document("centres", [], withheld_every=0)
     titles = mark_titles(parse(plots.render_svg(document, TODAY)))
     for row in document["groups"]:
         centre = row["group"]["centre"]
         assert len([t for t in titles if t.startswith(f"{centre}: ")]) == 1
+        # its Wilson interval drawn as a whisker through the point
+        p = row["measure"]
+        assert (f"95 % CI of {centre}: {plots._percent(p['ci_low'])} to {plots._percent(p['ci_high'])}"
+                in titles)
     assert any(t.startswith("upper 95 % control limit") for t in titles)
     assert any(t.startswith("lower 99.8 % control limit") for t in titles)
 
