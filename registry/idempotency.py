@@ -130,6 +130,12 @@ def _named_records(answer, location: str) -> tuple[list[int], list[int]]:
             operation_ids.add(value)
         elif name == "patient" and isinstance(value, dict) and isinstance(value.get("id"), int):
             patient_ids.add(value["id"])
+        elif name == "location" and isinstance(value, str):
+            # a FHIR transaction-response entry: Patient/7/_history/1, Procedure/12/_history/3
+            resource_type, _, rest = value.partition("/")
+            number = rest.partition("/")[0]
+            if number.isascii() and number.isdigit() and resource_type in ("Patient", "Procedure"):
+                (patient_ids if resource_type == "Patient" else operation_ids).add(int(number))
     if isinstance(answer, dict) and isinstance(answer.get("id"), int):
         if location.startswith("/v1/patients/"):
             patient_ids.add(answer["id"])

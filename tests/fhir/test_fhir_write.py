@@ -319,6 +319,20 @@ def test_an_erased_patient_sent_again_is_gone_at_its_identifier(client, tokens, 
     assert counts(db)["operations"] == 0
 
 
+def test_a_retry_after_erasure_does_not_replay_the_erased_answer(client, tokens, db):
+    # the stored answer of a keyed transaction names the patient and operation by their locations:
+    # erasing the patient must reach it, so the retry is refused as gone, as on /v1
+    written = answer(post_bundle(client, seed_bundle(), tokens=tokens, **{"Idempotency-Key": "erase-me"}))
+    patient_id = int(written["entry"][0]["response"]["location"].split("/")[1])
+    erased = client.delete(f"/v1/patients/{patient_id}", headers=tokens.header("submitter_a"))
+    assert erased.status_code == 204, erased.get_data(as_text=True)
+    retry = post_bundle(client, seed_bundle(), tokens=tokens, **{"Idempotency-Key": "erase-me"})
+    assert "Idempotent-Replayed" not in retry.headers
+    [issue] = issues(retry, 410)
+    assert issue["code"] == "deleted"
+    assert counts(db)["operations"] == 0
+
+
 def test_writes_through_fhir_are_audited_as_on_v1(client, tokens, db):
     bundle = seed_bundle()
     answer(post_bundle(client, bundle, tokens=tokens))
