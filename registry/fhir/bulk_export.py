@@ -197,15 +197,15 @@ def _resources(resource_type: str, window: dict):
                 for row in rows:
                     yield reading.patient_resource(row)
             return
-        query = sql.SQL("SELECT {} FROM operations WHERE {} ORDER BY id").format(sql.SQL(operations._SELECT), _CHANGED)
+        query = sql.SQL("SELECT {} FROM operations WHERE {} ORDER BY id").format(sql.SQL(operations.SELECT_COLUMNS), _CHANGED)
         for rows in _cursor_rows(conn, "export_operations", query, window):
             # the batch's children and patients in one query each, while the cursor stays open
-            for document in operations._documents(conn, centre_id, rows):
+            for document in operations.documents_of(conn, centre_id, rows):
                 for resource in reading.operation_resources(document):
                     if resource["resourceType"] == resource_type:
                         yield resource
         if resource_type == "Observation":
-            query = sql.SQL(f"SELECT {follow_ups._SELECT} FROM {follow_ups._FROM}"
+            query = sql.SQL(f"SELECT {follow_ups.SELECT_COLUMNS} FROM {follow_ups.FROM_JOINED}"
                             " WHERE f.centre_id = %(centre_id)s AND f.updated_at <= %(until)s"
                             " AND (%(since)s::timestamptz IS NULL OR f.updated_at > %(since)s) ORDER BY f.id")
             for rows in _cursor_rows(conn, "export_follow_ups", query, window):

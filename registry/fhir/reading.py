@@ -316,9 +316,9 @@ def search_procedures():
     if not search.empty:
         with database().transaction() as conn:
             rows = conn.execute(sql.SQL("SELECT {columns} FROM operations o WHERE {where} ORDER BY o.id LIMIT {limit}")
-                                .format(columns=sql.SQL(operations._SELECT), where=search.where(after),
+                                .format(columns=sql.SQL(operations.SELECT_COLUMNS), where=search.where(after),
                                         limit=sql.Literal(count + 1)), search.params).fetchall()
-            documents = operations._documents(conn, search.params["centre_id"], rows[:count])
+            documents = operations.documents_of(conn, search.params["centre_id"], rows[:count])
         for document in documents:
             [procedure] = [r for r in operation_resources(document) if r["resourceType"] == "Procedure"]
             resources.append(procedure)

@@ -9,10 +9,10 @@ from registry.problems import InvalidInput, Problem, field_error
 
 FIELDS = ("local_ref", "follow_up_date", "months_after", "fusion_status", "assessment", "implant_status", "joa",
           "mjoa", "revision_surgery", "revision_reason", "notes")
-_SELECT = ("f.id, f.centre_id, f.operation_id, o.patient_id, f.local_ref, f.follow_up_date AS date, f.months_after,"
+SELECT_COLUMNS = ("f.id, f.centre_id, f.operation_id, o.patient_id, f.local_ref, f.follow_up_date AS date, f.months_after,"
            " f.fusion_status, f.assessment, f.implant_status, f.joa::float8 AS joa, f.mjoa, f.revision_surgery,"
            " f.revision_reason, f.notes, f.version, f.created_at, f.updated_at")
-_FROM = "follow_ups f JOIN operations o ON o.centre_id = f.centre_id AND o.id = f.operation_id"
+FROM_JOINED = "follow_ups f JOIN operations o ON o.centre_id = f.centre_id AND o.id = f.operation_id"
 
 
 def whole_months_between(start: dt.date, end: dt.date) -> int:
@@ -44,13 +44,13 @@ def resolve_dates(operation_date: dt.date, fields: dict) -> tuple[dt.date, int]:
 
 
 def get_follow_up(conn, centre_id: int, follow_up_id: int, *, for_update: bool = False) -> dict | None:
-    return conn.execute(f"SELECT {_SELECT} FROM {_FROM} WHERE f.centre_id = %s AND f.id = %s"
+    return conn.execute(f"SELECT {SELECT_COLUMNS} FROM {FROM_JOINED} WHERE f.centre_id = %s AND f.id = %s"
                         + (" FOR UPDATE OF f" if for_update else ""), (centre_id, follow_up_id)).fetchone()
 
 
 def list_follow_ups(conn, centre_id: int, operation_id: int, after_id: int | None, limit: int) -> list[dict]:
     return conn.execute(
-        f"""SELECT {_SELECT} FROM {_FROM} WHERE f.centre_id = %s AND f.operation_id = %s
+        f"""SELECT {SELECT_COLUMNS} FROM {FROM_JOINED} WHERE f.centre_id = %s AND f.operation_id = %s
               AND (%s::bigint IS NULL OR f.id > %s) ORDER BY f.id LIMIT %s""",
         (centre_id, operation_id, after_id, after_id, limit)).fetchall()
 

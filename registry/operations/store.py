@@ -28,7 +28,7 @@ CHILD_COLUMNS = {
                        "grade", "management", "description"),
     "postop_complications": ("type", "days_after", "grade", "management", "description"),
 }
-_SELECT = ("id, centre_id, patient_id, " + ", ".join(OPERATION_COLUMNS) + ", version, created_at, updated_at")
+SELECT_COLUMNS = ("id, centre_id, patient_id, " + ", ".join(OPERATION_COLUMNS) + ", version, created_at, updated_at")
 
 
 def _float(value):
@@ -78,7 +78,7 @@ def _children(conn, centre_id: int, operation_ids: list[int]) -> dict[int, dict[
     return found
 
 
-def _documents(conn, centre_id: int, rows: list[dict]) -> list[dict]:
+def documents_of(conn, centre_id: int, rows: list[dict]) -> list[dict]:
     if not rows:
         return []
     ids = [row["id"] for row in rows]
@@ -91,9 +91,9 @@ def _documents(conn, centre_id: int, rows: list[dict]) -> list[dict]:
 
 def get_operation(conn, centre_id: int, operation_id: int, *, for_update: bool = False) -> dict | None:
     """The operation document, or None when this centre has no such operation."""
-    row = conn.execute(f"SELECT {_SELECT} FROM operations WHERE centre_id = %s AND id = %s"
+    row = conn.execute(f"SELECT {SELECT_COLUMNS} FROM operations WHERE centre_id = %s AND id = %s"
                        + (" FOR UPDATE" if for_update else ""), (centre_id, operation_id)).fetchone()
-    return _documents(conn, centre_id, [row])[0] if row else None
+    return documents_of(conn, centre_id, [row])[0] if row else None
 
 
 def find_operation_id(conn, centre_id: int, local_ref: str, *, for_update: bool = False) -> int | None:
@@ -104,7 +104,7 @@ def find_operation_id(conn, centre_id: int, local_ref: str, *, for_update: bool 
 
 def list_operations(conn, centre_id: int, filters: dict, after_id: int | None, limit: int) -> list[dict]:
     rows = conn.execute(
-        f"""SELECT {", ".join("o." + column for column in _SELECT.split(", "))} FROM operations o
+        f"""SELECT {", ".join("o." + column for column in SELECT_COLUMNS.split(", "))} FROM operations o
             JOIN patients p ON p.centre_id = o.centre_id AND p.id = o.patient_id
             WHERE o.centre_id = %(centre_id)s
               AND (%(after)s::bigint IS NULL OR o.id > %(after)s)
@@ -122,7 +122,7 @@ def list_operations(conn, centre_id: int, filters: dict, after_id: int | None, l
         | {name: filters.get(name) for name in ("date_from", "date_to", "diagnosis", "approach", "region",
                                                  "procedure", "patient_id", "local_ref", "updated_since")},
     ).fetchall()
-    return _documents(conn, centre_id, rows)
+    return documents_of(conn, centre_id, rows)
 
 
 # Composed once: statements built per call cost more Python time than the insert itself.
@@ -259,6 +259,6 @@ def earliest_operation_year(conn, centre_id: int, patient_id: int) -> int | None
 def get_operations_by_local_refs(conn, centre_id: int, local_refs: list[str], *, for_update: bool = False
                                  ) -> dict[str, dict]:
     """The centre's operation documents with these local_refs, by local_ref (bulk submission)."""
-    rows = conn.execute(f"SELECT {_SELECT} FROM operations WHERE centre_id = %s AND local_ref = ANY(%s) ORDER BY id"
+    rows = conn.execute(f"SELECT {SELECT_COLUMNS} FROM operations WHERE centre_id = %s AND local_ref = ANY(%s) ORDER BY id"
                         + (" FOR UPDATE" if for_update else ""), (centre_id, local_refs)).fetchall()
-    return {document["local_ref"]: document for document in _documents(conn, centre_id, rows)}
+    return {document["local_ref"]: document for document in documents_of(conn, centre_id, rows)}

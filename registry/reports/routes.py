@@ -17,7 +17,6 @@ import psycopg
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import validate
 
 from registry.auth import ANALYST, OPERATOR, SUBMITTER, authenticate, require
 from registry import replica
@@ -91,16 +90,6 @@ def _vary_on_accept(response: Response) -> Response:
     return response
 
 
-def _with_fhir_format(query_schema):
-    """The report's query schema with `format=fhir` taken too (registry.reports.schemas lists
-    json, csv, svg and png)."""
-    return type(query_schema.__name__, (query_schema,), {"format": ma.fields.String(
-        validate=validate.OneOf(list(FORMATS)), metadata={
-            "description": "csv for a CSV download (or send Accept: text/csv); svg or png for the report "
-                           "drawn as a plot (or send Accept: image/svg+xml or image/png); fhir for a FHIR R4 "
-                           "MeasureReport (or send Accept: application/fhir+json)"})})
-
-
 def _run(report: str, query: dict, build, *args):
     principal = authenticate()
     settings = current_app.config["REGISTRY_SETTINGS"]
@@ -137,7 +126,7 @@ def _report_view(report: str, query_schema, report_schema, summary: str):
     class ReportView(MethodView):
         @require(SUBMITTER, ANALYST, OPERATOR)
         @blp.doc(security=[{"bearerAuth": []}])
-        @blp.arguments(_with_fhir_format(query_schema)(), location="query", unknown=ma.RAISE)
+        @blp.arguments(query_schema, location="query", unknown=ma.RAISE)
         @blp.response(200, report_schema)
         @blp.alt_response(200, **CSV_RESPONSE)
         @blp.alt_response(200, **SVG_RESPONSE)
@@ -170,7 +159,7 @@ blp.route("/completeness")(_report_view(
 class CentresReport(MethodView):
     @require(SUBMITTER, ANALYST, OPERATOR)
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(_with_fhir_format(schemas.CentresQuerySchema)(), location="query", unknown=ma.RAISE)
+    @blp.arguments(schemas.CentresQuerySchema, location="query", unknown=ma.RAISE)
     @blp.response(200, schemas.CentresReportSchema)
     @blp.alt_response(200, **CSV_RESPONSE)
     @blp.alt_response(200, **SVG_RESPONSE)

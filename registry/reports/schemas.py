@@ -76,9 +76,10 @@ class ReportQuerySchema(ma.Schema):
     measure = CommaList(ma.fields.String(validate=validate.OneOf(MEASURE_NAMES)), metadata={
         "description": "Complications and fusion only: the measures each row carries (default all); one or more of "
                        + ", ".join(MEASURE_NAMES) + " (repeat or comma-separate for several)"})
-    format = ma.fields.String(validate=validate.OneOf(["json", "csv", "svg", "png"]), metadata={
+    format = ma.fields.String(validate=validate.OneOf(["json", "csv", "svg", "png", "fhir"]), metadata={
         "description": "csv for a CSV download (or send Accept: text/csv); svg or png for the report "
-                       "drawn as a plot (or send Accept: image/svg+xml or image/png)"})
+                       "drawn as a plot (or send Accept: image/svg+xml or image/png); fhir for a FHIR R4 "
+                       "MeasureReport (or send Accept: application/fhir+json)"})
 
     @ma.validates_schema
     def dates_in_order(self, data, **kwargs):
