@@ -13,8 +13,9 @@ carries, which says exactly what was counted and after whom.
   indeterminate and not assessed counted beside it; `assessment` filters by the imaging method
   of that follow-up; `failure_window` counts implant failure and revision within 12, 24 or 60
   months among operations whose status at that time is known.
-- `timepoint` (outcomes): latest (default) or 12m (the visit closest to 12 months within
-  9-15 months, JOA and mJOA both from that visit).
+- `timepoint` (outcomes): latest (default: the latest visit that recorded JOA or mJOA) or 12m
+  (the visit closest to 12 months within 9-15 months); JOA, mJOA and the recovery rate all
+  from that one visit.
 - completeness: a follow-up at >= 12 months over operations at least 12 months old.
 
 Windows relative to today end, for cross-centre readers, on the last day of a whole month
@@ -144,15 +145,19 @@ FAILURE_TIMES = sql.SQL("""LEFT JOIN (
                max(f.months_after) AS last_seen
         FROM follow_ups f GROUP BY f.centre_id, f.operation_id
     ) fw ON fw.centre_id = m.centre_id AND fw.operation_id = m.operation_id""")
-# The visit closest to 12 months within 12 +- 3 (ties: the later) that recorded JOA or mJOA.
-TIMEPOINT_VISIT = sql.SQL("""LEFT JOIN (
+# The one visit JOA, mJOA and the recovery rate are all taken from, among those that recorded
+# JOA or mJOA: timepoint=12m the closest to 12 months within 12 +- 3 (ties: the later);
+# timepoint=latest the latest (by date, then months after, then id, as the stored latest scores).
+OUTCOMES_VISIT = sql.SQL("""LEFT JOIN (
         SELECT DISTINCT ON (f.centre_id, f.operation_id) f.centre_id, f.operation_id, f.joa, f.mjoa
         FROM follow_ups f
-        WHERE f.months_after BETWEEN %(timepoint_from)s AND %(timepoint_to)s
-          AND (f.joa IS NOT NULL OR f.mjoa IS NOT NULL)
-        ORDER BY f.centre_id, f.operation_id, abs(f.months_after - %(timepoint)s), f.months_after DESC,
-                 f.follow_up_date DESC, f.id DESC
+        WHERE (f.joa IS NOT NULL OR f.mjoa IS NOT NULL) AND {window}
+        ORDER BY f.centre_id, f.operation_id, {order}f.follow_up_date DESC, f.months_after DESC, f.id DESC
     ) tp ON tp.centre_id = m.centre_id AND tp.operation_id = m.operation_id""")
+TIMEPOINT_VISIT = OUTCOMES_VISIT.format(
+    window=sql.SQL("f.months_after BETWEEN %(timepoint_from)s AND %(timepoint_to)s"),
+    order=sql.SQL("abs(f.months_after - %(timepoint)s), f.months_after DESC, "))
+LATEST_VISIT = OUTCOMES_VISIT.format(window=sql.SQL("true"), order=sql.SQL(""))
 # A patient's first operation: the earliest by date, then id.
 FIRST_OPERATION = sql.SQL("""(m.centre_id, m.operation_id) IN (
         SELECT DISTINCT ON (o.centre_id, o.patient_id) o.centre_id, o.id FROM operations o
@@ -168,10 +173,14 @@ def scan_definition(report: str, choices: Choices) -> store.Definition:
         _complications(d, choices)
     elif report == "fusion":
         _fusion(d, choices)
-    elif report == "outcomes" and choices.timepoint == "12m":
-        d.joins.append(TIMEPOINT_VISIT)
-        d.params.update(timepoint=TIMEPOINT_MONTHS, timepoint_from=TIMEPOINT_MONTHS - TIMEPOINT_TOLERANCE,
-                        timepoint_to=TIMEPOINT_MONTHS + TIMEPOINT_TOLERANCE)
+    elif report == "outcomes":
+        # the stored latest scores are each score's own latest visit: the one-visit definition scans
+        if choices.timepoint == "12m":
+            d.joins.append(TIMEPOINT_VISIT)
+            d.params.update(timepoint=TIMEPOINT_MONTHS, timepoint_from=TIMEPOINT_MONTHS - TIMEPOINT_TOLERANCE,
+                            timepoint_to=TIMEPOINT_MONTHS + TIMEPOINT_TOLERANCE)
+        else:
+            d.joins.append(LATEST_VISIT)
         d.measures.update(
             joa_post_n=sql.SQL("(tp.joa IS NOT NULL)::int"),
             mjoa_post_n=sql.SQL("(tp.mjoa IS NOT NULL)::int"),
@@ -310,7 +319,9 @@ def describe(report: str, choices: Choices, month_grain: bool) -> dict:
                            f"{TIMEPOINT_TOLERANCE} months that recorded JOA or mJOA (ties: the later); JOA, mJOA "
                            "and the recovery rate all from that visit"
                            if choices.timepoint == "12m" else
-                           "JOA and mJOA each at the latest follow-up that recorded it"),
+                           "the latest follow-up that recorded JOA or mJOA (by date, then months after); JOA, "
+                           "mJOA and the recovery rate all from that visit (a score it did not record is "
+                           "missing, not taken from an earlier visit)"),
             "source": SOURCES["timepoint"]}
     elif report == "completeness":
         described["follow_up_12m"] = {

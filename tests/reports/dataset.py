@@ -343,8 +343,10 @@ def outcomes(ops, count=exact, timepoint="latest"):
             last_joa = visit if visit and visit["joa"] is not None else None
             last_mjoa = visit if visit and visit["mjoa"] is not None else None
         else:
-            last_joa = latest(o["follow_ups"], lambda f: f["joa"] is not None)
-            last_mjoa = latest(o["follow_ups"], lambda f: f["mjoa"] is not None)
+            # the latest visit that recorded either score; both scores from it
+            visit = latest(o["follow_ups"], lambda f: f["joa"] is not None or f["mjoa"] is not None)
+            last_joa = visit if visit and visit["joa"] is not None else None
+            last_mjoa = visit if visit and visit["mjoa"] is not None else None
         if o["preop_joa"] is not None:
             pre.append((o, o["preop_joa"]))
         if last_joa:

@@ -136,7 +136,8 @@ def build(r):
         {"months": 14, "joa": 15}, {"months": 48, "joa": 16, "mjoa": 17}])
     r.operation("o_tie", days_ago(2000), preop_joa=8, follow_ups=[
         {"months": 9, "joa": 10, "mjoa": 12}, {"months": 15, "joa": 12, "mjoa": 13}])
-    r.operation("o_outside", days_ago(2000), preop_joa=12, follow_ups=[{"months": 16, "joa": 14}])
+    r.operation("o_outside", days_ago(2000), preop_joa=12, follow_ups=[{"months": 6, "joa": 11, "mjoa": 13},
+                                                                        {"months": 16, "joa": 14}])
     r.operation("o_mjoa_only", days_ago(2000), follow_ups=[{"months": 12, "mjoa": 15}])
     # one patient, two operations: per patient only the first counts
     patient = r.operation("p_first", days_ago(500))
@@ -320,8 +321,20 @@ def test_outcomes_at_12_months_take_the_closest_visit_within_9_to_15_months(worl
     assert total["joa_recovery_rate"]["n"] == 2
     assert total["joa_recovery_rate"]["mean"] == pytest.approx(sum(recovery) / 2)
     assert body["definitions"]["timepoint"]["value"] == "12m"
-    latest = ask(client, tokens, "outcomes", centre="CENTRE-A")["total"]
+
+
+def test_outcomes_at_the_latest_visit_take_both_scores_from_that_one_visit(world):
+    client, tokens, registry = world
+    body = ask(client, tokens, "outcomes", centre="CENTRE-A")
+    latest = body["total"]
+    # latest visits: o_eleven 48 months (16, 17), o_tie 15 (12, 13), o_outside 16 (JOA 14, no mJOA:
+    # not its 6-month mJOA 13), o_mjoa_only 12 (mJOA 15)
     assert (latest["joa_latest"]["n"], latest["joa_latest"]["mean"]) == (3, (16 + 12 + 14) / 3)
+    assert (latest["mjoa_latest"]["n"], latest["mjoa_latest"]["mean"]) == (3, (17 + 13 + 15) / 3)
+    recovery = [(16 - 10) / (17 - 10) * 100, (12 - 8) / (17 - 8) * 100, (14 - 12) / (17 - 12) * 100]
+    assert latest["joa_recovery_rate"]["mean"] == pytest.approx(sum(recovery) / 3)
+    assert body["definitions"]["timepoint"]["value"] == "latest"
+    assert "that visit" in body["definitions"]["timepoint"]["definition"]
 
 
 def test_an_analyst_gets_the_time_point_through_the_same_rule(world):

@@ -95,7 +95,8 @@ def assert_aggregates_exact(db, client, tokens):
         for report in ("complications", "fusion", "outcomes", "completeness"):
             body = client.get(f"/v1/reports/{report}", query_string={"group_by": dim},
                               headers=tokens.header("analyst")).json
-            assert body["method"] == "fast"
+            # outcomes take both scores from one visit, which the stored facts do not hold: a scan
+            assert body["method"] == ("scan" if report == "outcomes" else "fast")
             expected = {key: dataset.REFERENCE[report](ops, count=dataset.perturbed)
                         for key, ops in dataset.published_groups(operations, [dim], dataset.perturbed).items()}
             got = {(g["group"][dim],): g for g in body["groups"]}
