@@ -165,3 +165,46 @@ def funnel_position(rate: float | None, limits: dict) -> str | None:
     if rate < limits["lower_95"]:
         return "below_95"
     return "within"
+
+
+# --- Kaplan-Meier ---------------------------------------------------------------------------
+
+def kaplan_meier(observations, times, z: float = Z95) -> dict:
+    """The Kaplan-Meier estimate of freedom from the event at each of `times`.
+
+    `observations`: (time, event, count) triples (event true: the event at that time; false:
+    censored then); at one time, events come before censorings (a subject censored at t was
+    at risk at t). Returns {t: {"at_risk", "events", "estimate", "ci_low", "ci_high"}}:
+    at_risk the number still observed at t (time >= t), events those by t. The 95 % interval
+    is Greenwood's variance on the log(-log) scale (Kalbfleisch and Prentice, The Statistical
+    Analysis of Failure Time Data, 1980; Greenwood, Rep Public Health Med Subj 1926;33):
+    S ** exp(+-z * sqrt(sum d / (n (n - d))) / |log S|). Without an event by t (S = 1) or after
+    all failed (S = 0) the interval is not defined (None); with nobody at risk at t, nothing is.
+    """
+    by_time = {}
+    for time, event, count in observations:
+        deaths, censored = by_time.get(time, (0, 0))
+        by_time[time] = (deaths + count, censored) if event else (deaths, censored + count)
+    ordered = sorted(by_time.items())
+    total = sum(d + c for _, (d, c) in ordered)
+    result = {}
+    for t in times:
+        at_risk, survival, greenwood, events, remaining = 0, 1.0, 0.0, 0, total
+        for time, (deaths, censored) in ordered:
+            if time > t:
+                break
+            if deaths:
+                survival *= 1 - deaths / remaining
+                greenwood += deaths / (remaining * (remaining - deaths)) if remaining > deaths else math.inf
+                events += deaths
+            remaining -= deaths + censored
+        at_risk = sum(d + c for time, (d, c) in ordered if time >= t)
+        if at_risk == 0:
+            result[t] = {"at_risk": 0, "events": events, "estimate": None, "ci_low": None, "ci_high": None}
+            continue
+        low = high = None
+        if 0 < survival < 1:
+            spread = z * math.sqrt(greenwood) / abs(math.log(survival))
+            low, high = survival ** math.exp(spread), survival ** math.exp(-spread)
+        result[t] = {"at_risk": at_risk, "events": events, "estimate": survival, "ci_low": low, "ci_high": high}
+    return result

@@ -1,5 +1,6 @@
 """The statistics: Wilson interval, percentile_cont from histograms, funnel limits."""
 
+import math
 from fractions import Fraction
 from statistics import NormalDist
 
@@ -62,3 +63,36 @@ def test_funnel_positions():
     assert stats.funnel_position(0.1, limits) == "within"
     assert stats.funnel_position(0.0, limits) == "below_99.8"
     assert stats.funnel_position(0.03, limits) == "below_95"
+
+
+# Ten operations (months, event): failures at 3, 6, 6, 14 and 30; censored at 6 (tied with two
+# failures: at risk at 6), 10, 20, 40 and 70. By hand: S(3) = 9/10; S(6) = 9/10 * 7/9 = 0.7;
+# S(14) = 0.7 * 4/5 = 0.56; S(30) = 0.56 * 2/3. Greenwood sums d / (n (n - d)): by 12 months
+# 1/90 + 2/63 = 3/70, by 24 + 1/20 = 13/140, by 60 + 1/6.
+KM_EXAMPLE = [(3, True, 1), (6, True, 2), (6, False, 1), (10, False, 1), (14, True, 1), (20, False, 1),
+              (30, True, 1), (40, False, 1), (70, False, 1)]
+KM_BY_HAND = {12: (5, 3, 0.7, 3 / 70), 24: (3, 4, 0.56, 13 / 140), 60: (1, 5, 0.56 * 2 / 3, 13 / 140 + 1 / 6)}
+
+
+def log_log_interval(survival, greenwood):
+    spread = 1.959964 * greenwood ** 0.5 / -math.log(survival)
+    return survival ** math.exp(spread), survival ** math.exp(-spread)
+
+
+def test_kaplan_meier_of_a_hand_computed_example_with_ties_and_censoring():
+    estimates = stats.kaplan_meier(KM_EXAMPLE, (12, 24, 60))
+    for t, (at_risk, events, survival, greenwood) in KM_BY_HAND.items():
+        low, high = log_log_interval(survival, greenwood)
+        assert (estimates[t]["at_risk"], estimates[t]["events"]) == (at_risk, events)
+        assert estimates[t]["estimate"] == pytest.approx(survival)
+        assert (estimates[t]["ci_low"], estimates[t]["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    # worked out on paper at 12 months: 0.7 ** exp(+-1.96 * sqrt(3/70) / 0.35667)
+    assert (estimates[12]["ci_low"], estimates[12]["ci_high"]) == (pytest.approx(0.32872, abs=1e-5),
+                                                                   pytest.approx(0.89195, abs=1e-5))
+
+
+def test_kaplan_meier_without_events_or_without_anyone_at_risk():
+    estimates = stats.kaplan_meier([(13, False, 4), (30, False, 2)], (12, 24, 60))
+    assert estimates[12] == {"at_risk": 6, "events": 0, "estimate": 1.0, "ci_low": None, "ci_high": None}
+    assert estimates[24]["at_risk"] == 2
+    assert estimates[60] == {"at_risk": 0, "events": 0, "estimate": None, "ci_low": None, "ci_high": None}
