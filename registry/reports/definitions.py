@@ -33,7 +33,8 @@ from registry import vocabulary as v
 from registry.reports import store
 
 WINDOWS = {"any": None, "30": 30, "90": 90}
-FAILURE_WINDOWS = {"any": None, "12": 12, "24": 24, "60": 60}
+FAILURE_WINDOWS = {"any": None, "12": 12, "24": 24, "60": 60, "km": None}  # km: Kaplan-Meier (Choices.survival)
+SURVIVAL_MONTHS = (12, 24, 60)
 UNITS = ("operation", "patient")
 MAJOR = ("clavien", "clavien_or_classintra")
 TIMEPOINTS = ("latest", "12m")
@@ -43,7 +44,8 @@ COMPLETENESS_MONTHS = 12
 
 # The measures the definitions add to the stored ones (all counts of operations), computed by a scan.
 EXTRA_MEASURES = ("postop_eligible", "postop_untimed", "major_untimed", "implant_known", "revision_known",
-                  "due_12m", "followed_12m_of_due")
+                  "due_12m", "followed_12m_of_due",
+                  *(f"{event}_at_risk_{t}" for event in ("implant", "revision") for t in SURVIVAL_MONTHS))
 
 SOURCES = {
     "window": "30-day postoperative complications as in ACS NSQIP (complications occurring within "
@@ -54,6 +56,9 @@ SOURCES = {
     "fusion": "fusion judged at the latest follow-up >= min_months that says fused or not fused",
     "failure_window": "cumulative incidence among operations with a known status at the time point "
                       "(event by then, or followed up to it)",
+    "survival": "Kaplan-Meier product-limit estimate (Kaplan and Meier, J Am Stat Assoc 1958;53:457); 95 % "
+                "interval from Greenwood's variance (Rep Public Health Med Subj 1926;33) on the log(-log) scale "
+                "(Kalbfleisch and Prentice, The Statistical Analysis of Failure Time Data, 1980)",
     "timepoint": "JOA (Japanese Orthopaedic Association, 17 points), mJOA (Benzel 1991, 18 points); "
                  "Hirabayashi recovery rate (Hirabayashi et al., Spine 1981;6:354)",
     "completeness": "follow-up completeness over the operations that could have had the follow-up",
@@ -70,6 +75,7 @@ class Choices:
     timepoint: str = "latest"
     assessment: tuple = ()              # imaging methods of the deciding fusion follow-up
     failure_window: int | None = None   # months; None: any time
+    survival: bool = False              # failure_window=km: Kaplan-Meier at SURVIVAL_MONTHS
     min_months: int = store.STORED_FUSION_MONTHS
     window_cutoff: date | None = None   # operations on or before it are old enough for the window
     due_cutoff: date | None = None      # operations on or before it are >= 12 months old
@@ -107,6 +113,7 @@ def choose(report: str, query: dict, month_grain: bool, today: date) -> Choices:
         timepoint=query.get("timepoint") or "latest",
         assessment=tuple(query.get("assessment") or ()),
         failure_window=FAILURE_WINDOWS[query.get("failure_window") or "any"],
+        survival=query.get("failure_window") == "km",
         min_months=query.get("min_months", store.STORED_FUSION_MONTHS),
         window_cutoff=grain(today - timedelta(days=window)) if window else None,
         due_cutoff=grain(months_before(today, COMPLETENESS_MONTHS)) if report == "completeness" else None,
@@ -226,6 +233,8 @@ def _fusion(d, choices):
         _fusion_decision(d, choices)  # else the stored measures at 12 months serve (migration 0010)
     if choices.failure_window is not None:
         _failure_window(d, choices)
+    if choices.survival:
+        _survival(d)
 
 
 def _fusion_decision(d, choices):
@@ -258,6 +267,22 @@ def _failure_window(d, choices):
         implant_known=sql.SQL(f"(m.instrumented AND ({failed} OR {seen}))::int"),
         revision=sql.SQL(f"({revised})::int"),
         revision_known=sql.SQL(f"({revised} OR {seen})::int"))
+
+
+def _survival(d):
+    """Per operation the months to the first follow-up reporting the event, else to the last
+    follow-up (censored): histogram values (time, event) for the Kaplan-Meier estimate, and the
+    number at risk (time >= t) at each time point as a count (perturbed like any other)."""
+    d.joins.append(FAILURE_TIMES)
+    d.params["failure_statuses"] = sorted(v.IMPLANT_FAILURE_STATUSES)
+    implant_time = "CASE WHEN m.instrumented THEN coalesce(fw.failure_at, fw.last_seen) END"
+    revision_time = "coalesce(fw.revision_at, fw.last_seen)"
+    d.metrics.update(
+        implant_km=(sql.SQL(f"({implant_time})::float8"), sql.SQL("(fw.failure_at IS NOT NULL)::int::float8")),
+        revision_km=(sql.SQL(f"({revision_time})::float8"), sql.SQL("(fw.revision_at IS NOT NULL)::int::float8")))
+    for t in SURVIVAL_MONTHS:
+        d.measures[f"implant_at_risk_{t}"] = sql.SQL(f"coalesce({implant_time} >= {t}, false)::int")
+        d.measures[f"revision_at_risk_{t}"] = sql.SQL(f"coalesce({revision_time} >= {t}, false)::int")
 
 
 # --- what the report says it used -----------------------------------------------------------
@@ -301,7 +326,21 @@ def describe(report: str, choices: Choices, month_grain: bool) -> dict:
                               "; only operations whose deciding follow-up used " + ", ".join(choices.assessment)
                               if choices.assessment else ""),
             "source": SOURCES["fusion"]}
-        if choices.failure_window is None:
+        if choices.survival:
+            failure = {"value": "km",
+                       "definition": "Kaplan-Meier estimate of freedom from implant failure (instrumented operations) "
+                                     "and from revision at " + ", ".join(map(str, SURVIVAL_MONTHS)) + " months, "
+                                     "with its 95 % interval and the number at risk then (operations still followed: "
+                                     "time >= t); time: months from the operation to the first follow-up reporting "
+                                     "the event, censored at the last follow-up otherwise; operations without a "
+                                     "follow-up are not counted" + (
+                                         ". Cross-centre readers: the number at risk is published perturbed (cell "
+                                         "key, like every count) and an estimate whose number at risk (published "
+                                         "or true) is below the threshold is withheld; the estimate and interval "
+                                         "are computed from the true data, the number of events is not published"
+                                         if month_grain else ""),
+                       "source": SOURCES["survival"]}
+        elif choices.failure_window is None:
             failure = {"value": "any", "definition": "implant failure (loosening, migration, breakage) or revision "
                                                      "reported at any follow-up; denominator: operations (implant "
                                                      "failure: instrumented ones) with >= 1 follow-up"}
@@ -311,7 +350,7 @@ def describe(report: str, choices: Choices, month_grain: bool) -> dict:
                                      "denominator: operations (implant failure: instrumented ones) with the "
                                      f"event by {choices.failure_window} months or a follow-up at >= "
                                      f"{choices.failure_window} months (status known then)"}
-        described["failure_window"] = {"parameter": "failure_window", **failure, "source": SOURCES["failure_window"]}
+        described["failure_window"] = {"parameter": "failure_window", "source": SOURCES["failure_window"], **failure}
     elif report == "outcomes":
         described["timepoint"] = {
             "parameter": "timepoint", "value": choices.timepoint,

@@ -31,7 +31,7 @@ def _codes(vocabulary, description):
 MEASURE_NAMES = ["intraop_event", "instrument_breakage", "intraop_event_types", "postop_complication",
                  "major_complication", "postop_timing_not_recorded", "major_timing_not_recorded", "blood_loss_ml",
                  "duration_min", "fusion_operations", "fusion", "pseudarthrosis", "indeterminate", "not_assessed",
-                 "implant_failure", "revision"]
+                 "implant_failure", "revision", "implant_survival", "revision_survival"]
 
 
 class ReportQuerySchema(ma.Schema):
@@ -71,8 +71,9 @@ class ReportQuerySchema(ma.Schema):
         "description": "Complications only: a major complication is Clavien-Dindo IIIa or worse (clavien, default), "
                        "or also an intraoperative event of ClassIntra III or worse (clavien_or_classintra)"})
     timepoint = ma.fields.String(validate=validate.OneOf(d.TIMEPOINTS), metadata={
-        "description": "Outcomes only: latest (default: each score at the latest follow-up recording it) or 12m "
-                       "(the follow-up closest to 12 months within 9-15 months; JOA and mJOA from that visit)"})
+        "description": "Outcomes only: latest (default: the latest follow-up recording JOA or mJOA) or 12m "
+                       "(the follow-up closest to 12 months within 9-15 months); JOA, mJOA and the recovery rate "
+                       "all from that one visit"})
     measure = CommaList(ma.fields.String(validate=validate.OneOf(MEASURE_NAMES)), metadata={
         "description": "Complications and fusion only: the measures each row carries (default all); one or more of "
                        + ", ".join(MEASURE_NAMES) + " (repeat or comma-separate for several)"})
@@ -99,7 +100,9 @@ class FusionQuerySchema(ReportQuerySchema):
     failure_window = ma.fields.String(validate=validate.OneOf(list(d.FAILURE_WINDOWS)), metadata={
         "description": "Implant failure and revision within 12, 24 or 60 months (over operations whose status "
                        "then is known: the event by then, or a follow-up at or after it); any (default): at any "
-                       "follow-up"})
+                       "follow-up; km: the Kaplan-Meier estimate of freedom from implant failure and from revision at 12, "
+                       "24 and 60 months (implant_survival, revision_survival), with its 95 % interval and the "
+                       "number at risk"})
 
 
 class CentresQuerySchema(ReportQuerySchema):
@@ -154,6 +157,27 @@ class RowSchema(ma.Schema):
     operations = ma.fields.Integer(allow_none=True)
 
 
+class SurvivalSchema(ma.Schema):
+    at_risk = ma.fields.Integer(allow_none=True, metadata={
+        "description": "Operations still followed at the time point (published count for cross-centre readers)"})
+    events = ma.fields.Integer(allow_none=True, metadata={
+        "description": "Events by the time point (submitters only; null for cross-centre readers)"})
+    estimate = ma.fields.Float(allow_none=True, metadata={"description": "Kaplan-Meier freedom from the event"})
+    ci_low = ma.fields.Float(allow_none=True, metadata={
+        "description": "95 % interval, lower bound (Greenwood variance, log-log scale); null when the estimate is 0 or 1"})
+    ci_high = ma.fields.Float(allow_none=True, metadata={"description": "95 % interval, upper bound"})
+    suppressed = ma.fields.String(allow_none=True)
+
+
+SurvivalAtSchema = ma.Schema.from_dict({str(t): ma.fields.Nested(SurvivalSchema) for t in d.SURVIVAL_MONTHS},
+                                      name="SurvivalAt")
+
+
+def _survival():
+    return ma.fields.Nested(SurvivalAtSchema, metadata={
+        "description": "failure_window=km only: Kaplan-Meier at " + ", ".join(map(str, d.SURVIVAL_MONTHS)) + " months"})
+
+
 def _proportion():
     return ma.fields.Nested(ProportionSchema)
 
@@ -183,6 +207,8 @@ class FusionRowSchema(RowSchema):
     not_assessed = _proportion()
     implant_failure = _proportion()
     revision = _proportion()
+    implant_survival = _survival()
+    revision_survival = _survival()
 
 
 class OutcomesRowSchema(RowSchema):

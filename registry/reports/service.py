@@ -156,8 +156,26 @@ def complications_figures(cell, choices: Choices = Choices()) -> dict:
     return figures
 
 
+def _survival_figures(cell, event: str) -> dict:
+    """Kaplan-Meier freedom from `event` (implant, revision) at each time point, each withheld
+    with its number at risk; perturbed, the number at risk shown is the published count."""
+    observations = [(x, bool(y), n) for x, y, n in cell.histograms.get(f"{event}_km", [])]
+    estimates = stats.kaplan_meier(observations, definitions.SURVIVAL_MONTHS)
+    figures = {}
+    for t, estimate in estimates.items():
+        at_risk = f"{event}_at_risk_{t}"
+        value = {**estimate, "at_risk": _measure(cell, at_risk)}
+        if cell.perturbed:
+            value["events"] = None  # a true count: not published to cross-centre readers
+            if value["at_risk"] == 0:
+                value.update(estimate=None, ci_low=None, ci_high=None)
+        figures[f"{event}_survival.{t}"] = Figure("survival", at_risk, value)
+    return figures
+
+
 def fusion_figures(cell, choices: Choices = Choices()) -> dict:
     windowed = choices.failure_window is not None
+    survival = {**_survival_figures(cell, "implant"), **_survival_figures(cell, "revision")} if choices.survival else {}
     return {
         "operations": Figure("count", "operations", _measure(cell, "operations")),
         "fusion_operations": Figure("count", "fusion_operations", _measure(cell, "fusion_operations")),
@@ -168,6 +186,7 @@ def fusion_figures(cell, choices: Choices = Choices()) -> dict:
         "not_assessed": _rate(cell, "fusion_not_assessed", "fusion_followed"),
         "implant_failure": _rate(cell, "implant_failure", "implant_known" if windowed else "instrumented_followed"),
         "revision": _rate(cell, "revision", "revision_known" if windowed else "followed"),
+        **survival,
     }
 
 
@@ -249,7 +268,17 @@ def measures_of(report: str, choices: Choices) -> list:
         measures += ["postop_eligible", "postop_untimed", "major_untimed"]
     if report == "fusion" and choices.failure_window is not None:
         measures += ["implant_known", "revision_known"]
+    if report == "fusion" and choices.survival:
+        measures += [f"{event}_at_risk_{t}" for event in ("implant", "revision") for t in definitions.SURVIVAL_MONTHS]
     return measures
+
+
+def metrics_of(report: str, choices: Choices) -> list:
+    """The value histograms a report needs under these definitions."""
+    metrics = list(SPECS[report][0].metrics)
+    if report == "fusion" and choices.survival:
+        metrics += ["implant_km", "revision_km"]
+    return metrics
 
 
 # --- scope, filters, labels ------------------------------------------------------------------
@@ -328,6 +357,7 @@ def _sort_key(dims, key):
 
 WITHHELD_PROPORTION = {"numerator": None, "denominator": None, "rate": None, "ci_low": None, "ci_high": None}
 WITHHELD_SUMMARY = {"n": None, "mean": None, "median": None, "q1": None, "q3": None}
+WITHHELD_SURVIVAL = {"at_risk": None, "events": None, "estimate": None, "ci_low": None, "ci_high": None}
 
 
 @cache
@@ -338,7 +368,7 @@ def base_measures() -> frozenset:
     it is the base: one figure, one decision."""
     probe = PublishedCell(dict.fromkeys([*store.COUNT_MEASURES, *definitions.EXTRA_MEASURES, "fusion_not_fused"],
                                         10), {}, False)
-    every_choice = [Choices(), Choices(window=30, failure_window=12)]
+    every_choice = [Choices(), Choices(window=30, failure_window=12), Choices(survival=True)]
     figure_sets = [figures_of(probe, choices) for _, figures_of in SPECS.values() for choices in every_choice]
     figure_sets += [funnel_figures(measure)(probe) for measure in FUNNEL_MEASURES]
     return frozenset(figure.family for figures in figure_sets for figure in figures.values())
@@ -391,6 +421,8 @@ def _render(figures: dict, withheld: dict) -> dict:
             value = None if reason else figure.value
         elif figure.kind == "proportion":
             value = {**(WITHHELD_PROPORTION if reason else figure.value), "suppressed": reason}
+        elif figure.kind == "survival":
+            value = {**(WITHHELD_SURVIVAL if reason else figure.value), "suppressed": reason}
         elif reason:
             value = {**WITHHELD_SUMMARY, "suppressed": reason}
         elif withheld.get(("statistics", figure.family)):
@@ -433,7 +465,8 @@ def build_report(conn, report: str, query: dict, principal: Principal, threshold
         return {name: figure for name, figure in figures.items()
                 if name == "operations" or name.split(".")[0] in chosen}
 
-    cells = published_cells(store.fetch_cells(conn, dims, filters, measures, spec.metrics, min_months, definition),
+    metrics = metrics_of(report, choices)
+    cells = published_cells(store.fetch_cells(conn, dims, filters, measures, metrics, min_months, definition),
                             perturbing)
     disclosure = threshold if perturbing else None
     codes = store.centre_codes(conn, _centre_ids(cells, dims))

@@ -303,8 +303,8 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
         FROM report_operation_measures m {join}
         WHERE {where} AND {x} IS NOT NULL
         GROUP BY {group_by}x, y""").format(
-        select_dims=select_dims, metric=sql.Literal(name), x=definition.metrics.get(name, METRIC_VALUES[name])[0],
-        y=definition.metrics.get(name, METRIC_VALUES[name])[1],
+        select_dims=select_dims, metric=sql.Literal(name), x=(definition.metrics.get(name) or METRIC_VALUES[name])[0],
+        y=(definition.metrics.get(name) or METRIC_VALUES[name])[1],
         join=join, where=where, group_by=sql.SQL("{}, ").format(group_by) if group_by else sql.SQL(""))
         for name in metrics)
     counts = {grouping: {} for grouping in sets}

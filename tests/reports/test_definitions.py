@@ -7,6 +7,7 @@ Dates are relative to today: the windows are.
 """
 
 import datetime as dt
+import math
 import uuid
 
 import psycopg
@@ -307,6 +308,51 @@ def test_implant_failure_and_revision_within_24_months(world):
     assert body["definitions"]["failure_window"]["value"] == "24"
 
 
+# --- Kaplan-Meier freedom from implant failure and revision ---------------------------------
+
+def test_kaplan_meier_of_the_instrumented_operations_by_hand(world):
+    client, tokens, registry = world
+    body = ask(client, tokens, "fusion", centre="CENTRE-A", instrumented="true", failure_window="km")
+    total = body["total"]
+    # implant failure, (months, event): i_early_failure (6, yes), i_short (6, censored: a tie, at risk
+    # at 6), i_late_failure (30, yes). S(6) = 1 - 1/3; at 12 and 24 one at risk (i_late_failure);
+    # Greenwood 1 / (3 * 2); at 60 nobody at risk: no estimate
+    survival = 2 / 3
+    spread = 1.959964 * (1 / 6) ** 0.5 / -math.log(survival)
+    for t in ("12", "24"):
+        figure = total["implant_survival"][t]
+        assert (figure["at_risk"], figure["events"], figure["suppressed"]) == (1, 1, None)
+        assert figure["estimate"] == pytest.approx(survival)
+        assert figure["ci_low"] == pytest.approx(survival ** math.exp(spread))
+        assert figure["ci_high"] == pytest.approx(survival ** math.exp(-spread))
+    assert total["implant_survival"]["60"] == {"at_risk": 0, "events": 2, "estimate": None, "ci_low": None,
+                                               "ci_high": None, "suppressed": None}
+    # revision: i_short censored at 6, i_early_failure censored at 30, i_late_failure revised at 30
+    revision = total["revision_survival"]
+    assert (revision["12"]["at_risk"], revision["12"]["estimate"], revision["12"]["ci_low"]) == (2, 1.0, None)
+    assert (revision["60"]["at_risk"], revision["60"]["events"], revision["60"]["estimate"]) == (0, 1, None)
+    # the any-time figures stay beside the estimates
+    assert total["implant_failure"]["numerator"] == 2
+    definition = body["definitions"]["failure_window"]
+    assert definition["value"] == "km" and "Greenwood" in definition["source"]
+
+
+def test_an_analysts_kaplan_meier_is_withheld_where_few_are_at_risk(world):
+    client, tokens, registry = world
+    body = ask(client, tokens, "fusion", "analyst", centre="CENTRE-A", failure_window="km")
+    total = body["total"]
+    # one instrumented operation at risk at 12 months: withheld, the number at risk too
+    assert total["implant_survival"]["12"] == {"at_risk": None, "events": None, "estimate": None, "ci_low": None,
+                                               "ci_high": None, "suppressed": "primary"}
+    # revision at 12 months: the operations followed to >= 12 months, at risk as a perturbed count
+    at_risk = ["f_fused_ct", "f_late_nonunion", "f_indeterminate", "f_not_assessed", "f_fused_then_unclear",
+               "i_early_failure", "i_late_failure", "o_eleven", "o_tie", "o_outside", "o_mjoa_only"]
+    figure = total["revision_survival"]["12"]
+    assert figure["at_risk"] == published(registry, at_risk) and figure["suppressed"] is None
+    assert figure["estimate"] == 1.0 and figure["events"] is None   # no true event count for an analyst
+    assert "perturbed" in body["definitions"]["failure_window"]["definition"]
+
+
 # --- outcomes at a time point ---------------------------------------------------------------
 
 def test_outcomes_at_12_months_take_the_closest_visit_within_9_to_15_months(world):
@@ -384,6 +430,9 @@ def test_measure_selects_the_rows_measures_and_is_echoed(world):
     ("fusion", {"assessment": "ultrasound"}, "assessment.0"),
     ("fusion", {"failure_window": "36"}, "failure_window"),
     ("complications", {"failure_window": "24"}, "failure_window"),
+    ("outcomes", {"failure_window": "km"}, "failure_window"),
+    ("fusion", {"failure_window": "kaplan"}, "failure_window"),
+    ("fusion", {"measure": "implant_survival"}, "measure"),          # only with failure_window=km
 ])
 def test_a_definition_parameter_is_checked_naming_it(world, report, query, field):
     client, tokens, registry = world
