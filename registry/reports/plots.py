@@ -24,21 +24,18 @@ gets a `<title>` and `<desc>` (the plot's title and caption).
 
 import math
 import os
+import re
 import tempfile
 import threading
-import xml.etree.ElementTree as ET
 from datetime import date
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
 
 import altair as alt
 import vl_convert
 
 from registry import vocabulary
 from registry.reports import stats
-
-SVG_NS = "http://www.w3.org/2000/svg"
-ET.register_namespace("", SVG_NS)
-ET.register_namespace("xlink", "http://www.w3.org/1999/xlink")
 
 WITHHELD = "withheld"
 # Channels are given as objects, not shorthand strings: Altair turns a string or dict into its
@@ -636,21 +633,28 @@ def render_png(report: dict, today: date) -> bytes:
     return vl_convert.vegalite_to_png(spec(report, today), scale=PNG_SCALE)
 
 
+# an opening tag whose attributes are all double-quoted (as Vega writes them), and a mark among them
+_OPENING_TAG = re.compile(r'<([\w:-]+)((?:\s+[\w:-]+="[^"]*")*)\s*(/?)>')
+_ARIA_LABEL = re.compile(r'\saria-label="([^"]*)"')
+
+
 def _add_titles(svg: str, title: str, description: str) -> bytes:
     """Give each mark (role graphics-symbol, labelled by Vega from its `description`) a <title>
-    child, and the document a <title> and <desc>: tooltips on hover and names for screen readers."""
-    root = ET.fromstring(svg)
-    for element in root.iter():
-        label = element.get("aria-label")
-        if label and element.get("role") == "graphics-symbol":
-            element.insert(0, _element("title", label))
-    root.insert(0, _element("desc", description))
-    root.insert(0, _element("title", title))
-    root.set("role", "img")
-    return ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    child, and the document a <title> and <desc>: tooltips on hover and names for screen readers.
 
+    One pass of a regular expression over Vega's output instead of parsing it into a tree and
+    writing it back (a tree cost up to 40 ms on a plot of 250 KB). The aria-label is copied as
+    Vega escaped it for an attribute, which is also valid character data."""
+    def titled(tag: re.Match) -> str:
+        name, attributes, self_closing = tag.groups()
+        label = _ARIA_LABEL.search(attributes)
+        if not label or ' role="graphics-symbol"' not in attributes:
+            return tag.group(0)
+        opened = f"<{name}{attributes}><title>{label.group(1)}</title>"
+        return opened + f"</{name}>" if self_closing else opened
 
-def _element(tag: str, text: str) -> ET.Element:
-    element = ET.Element(f"{{{SVG_NS}}}{tag}")
-    element.text = text
-    return element
+    svg = _OPENING_TAG.sub(titled, svg)
+    root = _OPENING_TAG.match(svg)   # Vega's output starts with its <svg ...> tag
+    head = (f'<svg{root.group(2)} role="img"><title>{xml_escape(title)}</title>'
+            f"<desc>{xml_escape(description)}</desc>")
+    return (head + svg[root.end():]).encode()

@@ -181,6 +181,15 @@ def test_a_withheld_group_is_one_mark_saying_withheld_per_figure_and_draws_no_va
         assert mark.tag == f"{SVG}text" and "".join(mark.itertext()).endswith("withheld")
 
 
+def test_labels_with_markup_characters_are_titled_as_written_and_the_svg_stays_well_formed():
+    document = report_document("centres", [], withheld_every=0)
+    document["groups"][0]["group"]["centre"] = 'A<&">B'
+    document["filters"] = {"centre": 'A<&">B'}
+    root = parse(plots.render_svg(document, TODAY))
+    assert any(t.startswith('A<&">B: ') for t in mark_titles(root))
+    assert 'centre = A<&">B' in root.find(f"{SVG}desc").text
+
+
 def test_the_measures_asked_for_are_the_panels():
     document = report_document("complications", ["approach"], withheld_every=0)
     document["query"] = {"measure": ["dural_tear", "major_complication"]}
