@@ -22,6 +22,8 @@ mark's aria-label into a `<title>` child, which browsers show as a tooltip; the 
 gets a `<title>` and `<desc>` (the plot's title and caption).
 """
 
+import functools
+import json
 import math
 import os
 import re
@@ -623,14 +625,33 @@ def spec(report: dict, today: date) -> dict:
 def render_svg(report: dict, today: date) -> bytes:
     _ready_converter()
     specification = spec(report, today)
-    svg = vl_convert.vegalite_to_svg(specification)
+    svg = vl_convert.vega_to_svg(_vega(specification))
     title = specification["title"]["text"]
     return _add_titles(svg, title, caption(report, today))
 
 
 def render_png(report: dict, today: date) -> bytes:
     _ready_converter()
-    return vl_convert.vegalite_to_png(spec(report, today), scale=PNG_SCALE)
+    return vl_convert.vega_to_png(_vega(spec(report, today)), scale=PNG_SCALE)
+
+
+def _vega(specification: dict) -> dict:
+    """The Vega specification of a Vega-Lite one, its rows filled in. Compiling Vega-Lite costs
+    15 to 40 ms and depends only on the specification without its rows, so the compiled form is
+    kept per specification (titles, caption, scales and sort orders included: a different n or
+    filter is another entry) and each request's rows are put into its named datasets."""
+    rows = specification["datasets"]
+    skeleton = {**specification, "datasets": dict.fromkeys(rows, [])}
+    vega = json.loads(_compiled(json.dumps(skeleton, sort_keys=True)))
+    for dataset in vega["data"]:
+        if dataset["name"] in rows:
+            dataset["values"] = rows[dataset["name"]]
+    return vega
+
+
+@functools.lru_cache(maxsize=128)
+def _compiled(skeleton: str) -> str:
+    return json.dumps(vl_convert.vegalite_to_vega(json.loads(skeleton)))
 
 
 # an opening tag whose attributes are all double-quoted (as Vega writes them), and a mark among them

@@ -3,6 +3,7 @@ withheld cells gives a valid SVG whose marks are all titled, a withheld group is
 withheld and never as a value, `measure=` draws the measures asked for, grouped by two both
 dimensions are labelled, and fields a report gains later do not break the plot."""
 
+import copy
 import random
 import re
 import xml.etree.ElementTree as ET
@@ -188,6 +189,22 @@ def test_labels_with_markup_characters_are_titled_as_written_and_the_svg_stays_w
     root = parse(plots.render_svg(document, TODAY))
     assert any(t.startswith('A<&">B: ') for t in mark_titles(root))
     assert 'centre = A<&">B' in root.find(f"{SVG}desc").text
+
+
+def test_two_reports_of_the_same_shape_each_draw_their_own_figures():
+    # same groups, same n, same caption: the same compiled plot, filled with each report's rows
+    first = report_document("complications", ["approach"], withheld_every=0)
+    second = copy.deepcopy(first)
+    row = next(r for r in second["groups"] if r["group"]["approach"] == "anterior")
+    row["instrument_breakage"] = {"numerator": 1, "denominator": 9, "rate": 1 / 9, "ci_low": 0.02,
+                                  "ci_high": 0.43, "suppressed": None}
+    hits = plots._compiled.cache_info().hits
+    for document in (first, second, first):
+        anterior = next(r for r in document["groups"] if r["group"]["approach"] == "anterior")
+        titles = mark_titles(parse(plots.render_svg(document, TODAY)))
+        assert f"anterior, Instrument breakage: {plots._proportion_text(anterior['instrument_breakage'])}" in titles
+    assert plots._compiled.cache_info().hits >= hits + 2   # the second and third came from the cache
+    assert plots.render_png(second, TODAY).startswith(PNG_MAGIC)
 
 
 def test_the_measures_asked_for_are_the_panels():
