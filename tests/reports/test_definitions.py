@@ -335,6 +335,12 @@ def test_kaplan_meier_of_the_instrumented_operations_by_hand(world):
     assert total["implant_failure"]["numerator"] == 2
     definition = body["definitions"]["failure_window"]
     assert definition["value"] == "km" and "Greenwood" in definition["source"]
+    for output in ("csv", "svg"):   # the other formats of the same report take the new fields
+        response = client.get("/v1/reports/fusion", headers=tokens.header("submitter_a"), query_string={
+            "centre": "CENTRE-A", "instrumented": "true", "failure_window": "km", "format": output})
+        assert response.status_code == 200, response.data[:300]
+        if output == "csv":
+            assert "implant_survival_12_estimate" in response.data.decode().splitlines()[0]
 
 
 def test_an_analysts_kaplan_meier_is_withheld_where_few_are_at_risk(world):
