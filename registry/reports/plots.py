@@ -615,9 +615,10 @@ def spec(report: dict, today: date) -> dict:
                                           "description": "No operations to show for these filters."}])
                         ).mark_text(fontSize=13, color="#444").encode(
             text=alt.Text("text:N"), description=DESCRIPTION).properties(width=420, height=60, title=top.title)
-    top = top.properties(description=caption(report, today))
     # Altair's schema validation costs more than the drawing; the tests validate instead
     specification = top.to_dict(validate=False)
+    # set on the dictionary: Altair's .properties() deep-copies the whole chart first
+    specification["description"] = caption(report, today)
     specification["datasets"] = dict(data)
     return specification
 
