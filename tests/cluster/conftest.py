@@ -6,6 +6,7 @@ PgBouncer: mark it `needs_pgbouncer` (without PgBouncer it is reported NOT RUN).
 """
 
 import atexit
+import time
 import uuid
 
 import psycopg
@@ -72,11 +73,7 @@ def cluster_settings(cluster, dbname: str, **overrides):
 
 @pytest.fixture(scope="module")
 def cluster_app(cluster, cluster_database):
-    """The registry in this process, through PgBouncer, reports on the standby (route wired to
-    registry.replica, see tests/cluster/report_wiring.py)."""
-    from tests.cluster import report_wiring
-
-    report_wiring.install()
+    """The registry in this process, through PgBouncer, reports on the standby."""
     app = create_app(cluster_settings(cluster, cluster_database), cluster.pgbouncer.url(cluster_database))
     app.config["TESTING"] = True
     yield app
@@ -106,6 +103,10 @@ SELECT pg_backend_pid() AS pid,
 """
 
 
+def _idle_servers(cluster, dbname: str) -> int:
+    return sum(row["sv_idle"] + row["sv_used"] for row in cluster.pgbouncer.show("POOLS") if row["database"] == dbname)
+
+
 def session_state_leaks(cluster, dbname: str) -> list[str]:
     """What any of PgBouncer's server connections to `dbname` still carries from an earlier
     client's transaction: session settings, prepared statements, LISTEN, cursors, temp tables,
@@ -120,11 +121,22 @@ def session_state_leaks(cluster, dbname: str) -> list[str]:
                 "SELECT pid, 'advisory lock', objid FROM pg_locks JOIN pg_database d ON d.oid = database"
                 " WHERE locktype = 'advisory' AND d.datname = %s", (dbname,)):
             leaks.append(f"backend {pid}: {kind} {objid}")
+    # A transaction still in flight (a request thread of the test finishing) holds its server
+    # connection: the check's clients would queue for it. Wait until every server is idle.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        busy = [row for row in cluster.pgbouncer.show("POOLS") if row["database"] == dbname
+                and (row["sv_active"] or row["cl_waiting"])]
+        if not busy:
+            break
+        time.sleep(0.1)
     servers = [row for row in cluster.pgbouncer.show("SERVERS") if row["database"] == dbname]
     clients = [psycopg.connect(cluster.pgbouncer.url(dbname), prepare_threshold=None,
                                row_factory=psycopg.rows.dict_row) for _ in range(max(len(servers), 1))]
     try:
         for client in clients:  # each holds its server connection until the end of its transaction
+            if not _idle_servers(cluster, dbname):
+                break  # the rest are held by a live transaction: asking would queue until query_wait_timeout
             state = client.execute(PER_SESSION_STATE).fetchone()
             settings = [name for name in state["settings"] if name not in STARTUP_PARAMETERS]
             for kind in ("prepared_statements", "listening", "cursors", "temp_tables"):
