@@ -125,9 +125,9 @@ def gunicorn_process(database_url: str, data_dir, home, extra_env: dict | None =
         deadline = time.monotonic() + 30
         while True:
             try:
-                if requests.get(base_url + "/healthz", timeout=2).status_code == 200:
+                if requests.get(base_url + "/healthz", timeout=10).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a probe slow on a busy machine
                 pass
             assert process.poll() is None and time.monotonic() < deadline, (data_dir / "gunicorn.log").read_text()
             time.sleep(0.2)
