@@ -334,10 +334,10 @@ def describe(report: str, choices: Choices, month_grain: bool) -> dict:
                                      "time >= t); time: months from the operation to the first follow-up reporting "
                                      "the event, censored at the last follow-up otherwise; operations without a "
                                      "follow-up are not counted" + (
-                                         ". Cross-centre readers: the number at risk is published perturbed (cell "
-                                         "key, like every count) and an estimate whose number at risk (published "
-                                         "or true) is below the threshold is withheld; the estimate and interval "
-                                         "are computed from the true data, the number of events is not published"
+                                         ". Cross-centre readers get the number at risk only, perturbed (cell key, "
+                                         "like every count) and withheld below the threshold: an exact estimate "
+                                         "beside it would give away the exact number of events, so the estimate, "
+                                         "its interval and the events are a submitter's, for its own centre"
                                          if month_grain else ""),
                        "source": SOURCES["survival"]}
         elif choices.failure_window is None:

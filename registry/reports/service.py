@@ -166,9 +166,10 @@ def _survival_figures(cell, event: str) -> dict:
         at_risk = f"{event}_at_risk_{t}"
         value = {**estimate, "at_risk": _measure(cell, at_risk)}
         if cell.perturbed:
-            value["events"] = None  # a true count: not published to cross-centre readers
-            if value["at_risk"] == 0:
-                value.update(estimate=None, ci_low=None, ci_high=None)
+            # An exact estimate beside a published number at risk gives away the exact number of
+            # events (and two such queries the events of one operation): cross-centre readers get
+            # the perturbed number at risk only; the estimate is the submitter's, for its own centre.
+            value.update(events=None, estimate=None, ci_low=None, ci_high=None)
         figures[f"{event}_survival.{t}"] = Figure("survival", at_risk, value)
     return figures
 

@@ -343,7 +343,7 @@ def test_kaplan_meier_of_the_instrumented_operations_by_hand(world):
             assert "implant_survival_12_estimate" in response.data.decode().splitlines()[0]
 
 
-def test_an_analysts_kaplan_meier_is_withheld_where_few_are_at_risk(world):
+def test_an_analyst_gets_the_number_at_risk_of_a_kaplan_meier_and_never_the_estimate(world):
     client, tokens, registry = world
     body = ask(client, tokens, "fusion", "analyst", centre="CENTRE-A", failure_window="km")
     total = body["total"]
@@ -355,8 +355,13 @@ def test_an_analysts_kaplan_meier_is_withheld_where_few_are_at_risk(world):
                "i_early_failure", "i_late_failure", "o_eleven", "o_tie", "o_outside", "o_mjoa_only"]
     figure = total["revision_survival"]["12"]
     assert figure["at_risk"] == published(registry, at_risk) and figure["suppressed"] is None
-    assert figure["estimate"] == 1.0 and figure["events"] is None   # no true event count for an analyst
+    # no estimate, interval or event count for an analyst: exact beside a published number at
+    # risk, the estimate would give away the exact number of events
+    assert (figure["estimate"], figure["ci_low"], figure["ci_high"], figure["events"]) == (None, None, None, None)
     assert "perturbed" in body["definitions"]["failure_window"]["definition"]
+    # the submitter of the centre gets the estimate (no revision in this registry: 1)
+    own = ask(client, tokens, "fusion", centre="CENTRE-A", failure_window="km")
+    assert own["total"]["revision_survival"]["12"]["estimate"] == 1.0
 
 
 # --- outcomes at a time point ---------------------------------------------------------------
