@@ -229,6 +229,22 @@ def test_a_bad_query_is_the_api_error_naming_the_field(client, tokens):
         answer.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("query, field", [
+    ("approach=posterior%00", "approach"),             # NUL
+    ("approach=%ED%A0%80", "approach"),                # a lone surrogate, UTF-8 encoded
+    ("year=" + "9" * 5000, "year"),                     # a huge value
+    ("centre=CENTRE-B", None),                          # another centre, for a submitter: 403
+])
+def test_hostile_input_through_the_dashboard_is_the_apis_refusal_never_a_fault(client, tokens, query, field):
+    sign_in(client, tokens.secrets["submitter_a"][1])
+    answer = client.get(f"/dashboard/reports/complications?{query}")
+    text = answer.get_data(as_text=True)
+    assert answer.status_code == (422 if field else 403), text[:500]
+    assert "<svg" not in text and "request id" not in text.lower()
+    if field:
+        assert f"<code>{field}.0</code>" in text  # the first (only) value of the list parameter
+
+
 def test_a_submitter_may_not_ask_for_another_centre(seeded_app):
     app, tokens, _ = seeded_app
     client = app.test_client()
