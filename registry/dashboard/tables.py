@@ -4,6 +4,8 @@ Presentation only: which figures a report's table shows, in which words. Every f
 document's; a withheld one (null, with `suppressed`) is written "withheld", never a number.
 """
 
+from registry.reports.plots import value_label
+
 WITHHELD = "withheld"
 POSITIONS = {
     "above_99.8": "above the 99.8 % limit", "above_95": "above the 95 % limit", "within": "within the limits",
@@ -69,16 +71,6 @@ def _number(value) -> str:
     if isinstance(value, float):
         return f"{value:.2f}".rstrip("0").rstrip(".")
     return str(value)
-
-
-def value_label(dim: str, value) -> str:
-    if value is None:
-        return "not recorded"
-    if dim == "instrumented":
-        return "instrumented" if value else "uninstrumented"
-    if dim == "levels":
-        return f"{value} levels"
-    return str(value).replace("_", " ")
 
 
 def _figure(row: dict, path: str):

@@ -96,7 +96,8 @@ REPORT_TITLES = {
 
 # --- labels and captions ---------------------------------------------------------------------
 
-def _value_label(dim: str, value) -> str:
+def value_label(dim: str, value) -> str:
+    """A group value as people read it, the same in plots and dashboard tables."""
     if value is None:
         return "not recorded"
     if dim == "instrumented":
@@ -110,7 +111,7 @@ def _group_label(report: dict, row: dict, dims: list | None = None) -> str:
     dims = report["group_by"] if dims is None else dims
     if row is report.get("total"):
         return "All operations"
-    return " · ".join(_value_label(d, row["group"].get(d)) for d in dims) or "All operations"
+    return " · ".join(value_label(d, row["group"].get(d)) for d in dims) or "All operations"
 
 
 def _rows_and_total(report: dict) -> list[dict]:
@@ -261,7 +262,7 @@ def forest(report: dict, defaults: dict, today: date, data: Datasets) -> alt.Top
     rates, boxes, withheld = [], [], []
     for row in rows_of_report:
         label = _group_label(report, row, outer)
-        line = _value_label(inner, row["group"].get(inner)) if inner else label
+        line = value_label(inner, row["group"].get(inner)) if inner else label
         full = f"{label} · {line}" if inner else label
         for name, title in measures.items():
             figure = figure_of(row, name)
@@ -279,7 +280,7 @@ def forest(report: dict, defaults: dict, today: date, data: Datasets) -> alt.Top
     summary_measures = {b["measure"] for b in boxes}
     rate_rows = rates + [w for w in withheld if w["measure"] not in summary_measures]
     box_rows = boxes + [w for w in withheld if w["measure"] in summary_measures]
-    lines = list(dict.fromkeys(_value_label(inner, r["group"].get(inner)) if inner else
+    lines = list(dict.fromkeys(value_label(inner, r["group"].get(inner)) if inner else
                                _group_label(report, r, outer) for r in rows_of_report))
     y = alt.Y("line:N", sort=lines, title=None if inner else " · ".join(outer) or None)
     panels = []

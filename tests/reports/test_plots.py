@@ -187,7 +187,7 @@ def test_the_measures_asked_for_are_the_panels_of_the_plot(client, tokens, regis
     svg = get(client, tokens, "complications", format="svg", **query).data
     assert panels(svg) == {"Instrument breakage", "Major complication"}
     row = next(r for r in document["groups"] if r["instrument_breakage"]["rate"] is not None)
-    label = plots._value_label("approach", row["group"]["approach"])
+    label = plots.value_label("approach", row["group"]["approach"])
     assert f"{label}, Instrument breakage: {plots._proportion_text(row['instrument_breakage'])}" in titles(svg)
     # a group of measures is a panel per member; a summary is a box
     svg = get(client, tokens, "complications", format="svg", group_by="approach",

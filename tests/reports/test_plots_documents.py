@@ -122,7 +122,7 @@ def mark_titles(root):
 
 def group_labels(document):
     """How the plot names each group of the document (one or two dimensions joined by ' · ')."""
-    return [" · ".join(plots._value_label(d, row["group"][d]) for d in document["group_by"]) or "All operations"
+    return [" · ".join(plots.value_label(d, row["group"][d]) for d in document["group_by"]) or "All operations"
             for row in document["groups"]]
 
 
@@ -140,7 +140,7 @@ def assert_accessible(document, svg):
     kind = document["report"]
     for label, row in zip(group_labels(document), document["groups"]):
         if kind == "centres":
-            label = row["group"]["centre"] + (", " + plots._value_label(document["group_by"][1], row["group"][
+            label = row["group"]["centre"] + (", " + plots.value_label(document["group_by"][1], row["group"][
                 document["group_by"][1]]) if len(document["group_by"]) == 2 else "")
         own = [t for t in titles if t.startswith(label + ",") or t.startswith(label + ":")]
         assert own, (label, titles[:5])
@@ -249,7 +249,7 @@ def test_grouped_by_two_each_line_names_both_and_each_row_of_panels_names_the_fi
     root = parse(plots.render_svg(document, TODAY))
     titles = mark_titles(root)
     for row in document["groups"]:
-        label = f"{plots._value_label('approach', row['group']['approach'])} · {row['group']['region']}"
+        label = f"{plots.value_label('approach', row['group']['approach'])} · {row['group']['region']}"
         assert f"{label}, Fusion: {plots._proportion_text(row['fusion'])}" in titles
     # visible labels: each approach heads a row of panels, each region labels a line
     texts = {"".join(t.itertext()) for t in root.iter(f"{SVG}text")}
