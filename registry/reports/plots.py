@@ -1,7 +1,9 @@
 """Reports as plots: the report document the JSON answer is built from, drawn as SVG or PNG.
 
-Each plot is a Vega-Lite specification built with Vega-Altair and rendered by vl-convert
-(Vega compiled into a Rust library: no browser, no Node, no native graphics stack to install).
+Each plot is a Vega-Lite specification, written as plain dictionaries, and rendered by
+vl-convert (Vega compiled into a Rust library: no browser, no Node, no native graphics stack to
+install). Plain dictionaries rather than Vega-Altair objects: Altair deep-copies and validates its
+objects at every layer and facet, which cost 10 to 40 ms a plot, as much as drawing it.
 The plot draws only what the document publishes, so it carries the same scope, perturbation and
 withholding as the JSON: a withheld figure is None in the document and is drawn as the word
 "withheld", never as a value.
@@ -33,16 +35,15 @@ from datetime import date
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
 
-import altair as alt
 import vl_convert
 
 from registry import vocabulary
 from registry.reports import stats
 
 WITHHELD = "withheld"
-# Channels are given as objects, not shorthand strings: Altair turns a string or dict into its
-# channel class through a lookup that costs milliseconds per channel.
-DESCRIPTION = alt.Description("description:N")
+# the Vega-Lite version vl-convert compiles (the tests validate every specification against it)
+VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v6.4.1.json"
+DESCRIPTION = {"field": "description", "type": "nominal"}
 WIDTH = 220          # one panel of a forest or box plot
 ROW_HEIGHT = 22      # per group on a categorical axis
 PNG_SCALE = 1        # CSS pixels: a third of the bytes of 2x; SVG is the sharp one at any size
@@ -156,9 +157,9 @@ def caption(report: dict, today: date) -> str:
     return " · ".join(parts)
 
 
-def _title(text: str, report: dict, today: date) -> alt.TitleParams:
-    return alt.TitleParams(text=text, subtitle=_wrap(caption(report, today), 110), anchor="start",
-                           subtitleColor="#444", subtitleFontSize=11)
+def _title(text: str, report: dict, today: date) -> dict:
+    return {"text": text, "subtitle": _wrap(caption(report, today), 110), "anchor": "start",
+            "subtitleColor": "#444", "subtitleFontSize": 11}
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -176,20 +177,31 @@ def _wrap(text: str, width: int) -> list[str]:
 
 class Datasets(dict):
     """The plot's rows by name. Charts refer to them by name and the rows join the specification
-    only at the end: Altair deep-copies inline values at every layer and facet, which cost more
-    than drawing the plot."""
+    only at the end, so that the compiled plot can be kept without them (see `_vega`)."""
 
-    def __call__(self, name: str, rows: list[dict]) -> alt.NamedData:
+    def __call__(self, name: str, rows: list[dict]) -> dict:
         self[name] = rows
-        return alt.NamedData(name=name)
+        return {"name": name}
 
 
-def _withheld_marks(y: alt.Y, extra: dict | None = None) -> alt.Chart:
+def _field(name: str, kind: str = "quantitative", **properties) -> dict:
+    """An encoding channel reading field `name`."""
+    return {"field": name, "type": kind, **properties}
+
+
+def _layer(keep: str | None, mark: dict, **encoding) -> dict:
+    """One layer: the rows passing the filter `keep` drawn as `mark`."""
+    layer = {"mark": mark, "encoding": encoding}
+    if keep:
+        layer["transform"] = [{"filter": keep}]
+    return layer
+
+
+def _withheld_marks(y: dict, extra: dict | None = None) -> dict:
     """The word "withheld" at the start of the row where a mark would be, titled with the group
     and the figure's name. Only rows flagged `withheld` get one."""
-    return alt.Chart().transform_filter("datum.withheld").mark_text(
-        align="left", dx=2, fontStyle="italic", color="#666").encode(
-        y=y, x=alt.XValue(0), text=alt.TextValue(WITHHELD), description=DESCRIPTION, **(extra or {}))
+    return _layer("datum.withheld", {"type": "text", "align": "left", "dx": 2, "fontStyle": "italic", "color": "#666"},
+                  y=y, x={"value": 0}, text={"value": WITHHELD}, description=DESCRIPTION, **(extra or {}))
 
 
 def measures_asked(report: dict, defaults: dict) -> dict:
@@ -250,7 +262,7 @@ def _withheld(figure: dict | None, row: dict) -> bool:
     return bool((figure or {}).get("suppressed") or row.get("suppressed"))
 
 
-def forest(report: dict, defaults: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
+def forest(report: dict, defaults: dict, today: date, data: Datasets) -> dict:
     """Rates with their Wilson intervals, one panel per measure; a measure summarised by its
     quartiles (blood loss, duration) is a box in a panel of its own scale. Grouped by two
     dimensions, each value of the first is a row of panels and the second labels its lines."""
@@ -282,28 +294,27 @@ def forest(report: dict, defaults: dict, today: date, data: Datasets) -> alt.Top
     box_rows = boxes + [w for w in withheld if w["measure"] in summary_measures]
     lines = list(dict.fromkeys(value_label(inner, r["group"].get(inner)) if inner else
                                _group_label(report, r, outer) for r in rows_of_report))
-    y = alt.Y("line:N", sort=lines, title=None if inner else " · ".join(outer) or None)
+    y = _field("line", "nominal", sort=lines, title=None if inner else " · ".join(outer) or None)
     panels = []
     if rate_rows:
-        x = alt.X("low:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="rate (95 % CI)")
-        layers = [alt.Chart().transform_filter("!datum.withheld").mark_rule().encode(
-                      y=y, x=x, x2=alt.X2("high"), description=DESCRIPTION),
-                  alt.Chart().transform_filter("!datum.withheld").mark_point(filled=True, size=40).encode(
-                      y=y, x=alt.X("rate:Q"), description=DESCRIPTION)]
+        x = _field("low", scale={"domain": [0, 1]}, axis={"format": "%"}, title="rate (95 % CI)")
+        layers = [_layer("!datum.withheld", {"type": "rule"}, y=y, x=x, x2={"field": "high"}, description=DESCRIPTION),
+                  _layer("!datum.withheld", {"type": "point", "filled": True, "size": 40},
+                         y=y, x=_field("rate"), description=DESCRIPTION)]
         order = [t for t in measures.values() if t not in summary_measures]
         panels.append(_measure_panels(layers, y, rate_rows, order, report, outer, inner, data, "rates"))
     if box_rows:
-        layers = [alt.Chart().transform_filter("!datum.withheld").mark_bar(height={"band": 0.7}, opacity=0.55).encode(
-                      y=y, x=alt.X("q1:Q", title="value (box: quartiles, line: median)"), x2=alt.X2("q3"),
-                      description=DESCRIPTION),
-                  alt.Chart().transform_filter("!datum.withheld").mark_tick(thickness=2, color="black").encode(
-                      y=y, x=alt.X("median:Q"), description=DESCRIPTION)]
+        layers = [_layer("!datum.withheld", {"type": "bar", "height": {"band": 0.7}, "opacity": 0.55},
+                         y=y, x=_field("q1", title="value (box: quartiles, line: median)"), x2={"field": "q3"},
+                         description=DESCRIPTION),
+                  _layer("!datum.withheld", {"type": "tick", "thickness": 2, "color": "black"},
+                         y=y, x=_field("median"), description=DESCRIPTION)]
         order = [t for t in measures.values() if t in summary_measures]
         panels.append(_measure_panels(layers, y, box_rows, order, report, outer, inner, data, "summaries",
                                       independent_x=True))
-    chart = panels[0] if len(panels) == 1 else alt.vconcat(*panels)
+    chart = panels[0] if len(panels) == 1 else {"vconcat": panels}
     title = REPORT_TITLES[report["report"]] + (": rates by " + " and ".join(dims) if dims else ": rates")
-    return chart.properties(title=_title(title, report, today))
+    return {**chart, "title": _title(title, report, today)}
 
 
 def _measure_panels(layers, y, rows, order, report, outer, inner, data, name, independent_x=False):
@@ -311,20 +322,23 @@ def _measure_panels(layers, y, rows, order, report, outer, inner, data, name, in
     value of the first, each labelled, with its own lines."""
     if any(r.get("withheld") for r in rows):
         layers = layers + [_withheld_marks(y)]
-    layered = alt.layer(*layers).properties(width=WIDTH, height=alt.Step(ROW_HEIGHT))
-    column = alt.Facet("measure:N", sort=order, title=None)
+    layered = {"layer": layers, "width": WIDTH, "height": {"step": ROW_HEIGHT}}
+    column = _field("measure", "nominal", sort=order, title=None)
     if inner:
         groups = list(dict.fromkeys(r["group"] for r in rows))
         # the lines share one axis, drawn once per row: a line with no operations stays empty
-        chart = layered.facet(row=alt.Row("group:N", sort=groups, title=f"{outer[0]} (rows) · {inner} (lines)",
-                                          header=alt.Header(labelAngle=0, labelAlign="left")),
-                              column=alt.Column("measure:N", sort=order, title=None), data=data(name, rows))
+        chart = {"data": data(name, rows), "spec": layered, "facet": {
+            "row": _field("group", "nominal", sort=groups, title=f"{outer[0]} (rows) · {inner} (lines)",
+                          header={"labelAngle": 0, "labelAlign": "left"}),
+            "column": column}}
     else:
-        chart = layered.facet(facet=column, columns=2, data=data(name, rows))
-    return chart.resolve_scale(x="independent") if independent_x else chart
+        chart = {"data": data(name, rows), "spec": layered, "facet": column, "columns": 2}
+    if independent_x:
+        chart["resolve"] = {"scale": {"x": "independent"}}
+    return chart
 
 
-def outcomes(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
+def outcomes(report: dict, today: date, data: Datasets) -> dict:
     """Boxes from the first to the third quartile, the median as a tick, the mean as a dot."""
     rows_of_report = _rows_and_total(report)
     order = list(dict.fromkeys(_group_label(report, r) for r in rows_of_report))
@@ -344,28 +358,27 @@ def outcomes(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
                 shown.append({**datum, "q1": s["q1"], "median": s["median"], "q3": s["q3"], "mean": s["mean"],
                               "description": f"{label}, {panel} {timepoint}: n {s['n']}, median {s['median']:g} "
                                              f"(quartiles {s['q1']:g} to {s['q3']:g}), mean {s['mean']:.1f}"})
-    y = alt.Y("group:N", sort=order, title=" · ".join(report["group_by"]) or None)
+    y = _field("group", "nominal", sort=order, title=" · ".join(report["group_by"]) or None)
     timepoints = [timepoint for figures in OUTCOME_PANELS.values() for _, timepoint in figures]
     timepoints = list(dict.fromkeys(timepoints))
-    offset = {"yOffset": alt.YOffset("timepoint:N", sort=timepoints),
-              "color": alt.Color("timepoint:N", title=None, sort=timepoints)}
-    boxes = alt.Chart().transform_filter("!datum.withheld").mark_bar(
-        height={"band": 0.8}, opacity=0.55).encode(
-        y=y, x=alt.X("q1:Q", title="score (box: quartiles, line: median)"), x2=alt.X2("q3"),
-        description=DESCRIPTION, **offset)
-    medians = alt.Chart().transform_filter("!datum.withheld").mark_tick(thickness=2, color="black").encode(
-        y=y, x=alt.X("median:Q"), description=DESCRIPTION, yOffset=offset["yOffset"])
+    offset = _field("timepoint", "nominal", sort=timepoints)
+    boxes = _layer("!datum.withheld", {"type": "bar", "height": {"band": 0.8}, "opacity": 0.55},
+                   y=y, x=_field("q1", title="score (box: quartiles, line: median)"), x2={"field": "q3"},
+                   description=DESCRIPTION, yOffset=offset,
+                   color=_field("timepoint", "nominal", title=None, sort=timepoints))
+    medians = _layer("!datum.withheld", {"type": "tick", "thickness": 2, "color": "black"},
+                     y=y, x=_field("median"), description=DESCRIPTION, yOffset=offset)
     layers = [boxes, medians]
     if withheld:
-        layers.append(_withheld_marks(y, {"yOffset": offset["yOffset"]}))
-    layered = alt.layer(*layers).properties(width=WIDTH, height=alt.Step(ROW_HEIGHT))
-    chart = layered.facet(column=alt.Column("panel:N", sort=list(OUTCOME_PANELS), title=None),
-                          data=data("rows", shown + withheld)
-                          ).resolve_scale(x="independent")
-    return chart.properties(title=_title(REPORT_TITLES["outcomes"], report, today))
+        layers.append(_withheld_marks(y, {"yOffset": offset}))
+    return {"data": data("rows", shown + withheld),
+            "facet": {"column": _field("panel", "nominal", sort=list(OUTCOME_PANELS), title=None)},
+            "spec": {"layer": layers, "width": WIDTH, "height": {"step": ROW_HEIGHT}},
+            "resolve": {"scale": {"x": "independent"}},
+            "title": _title(REPORT_TITLES["outcomes"], report, today)}
 
 
-def completeness(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
+def completeness(report: dict, today: date, data: Datasets) -> dict:
     """Share of operations with each field: a group × field heatmap."""
     cells = []
     order = []
@@ -383,24 +396,20 @@ def completeness(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin
                 continue
             cells.append({**datum, "share": p["rate"], "text": f"{100 * p['rate']:.0f} %",
                           "description": f"{label}, {field} recorded: {_proportion_text(p)}"})
-    y = alt.Y("group:N", sort=order, title=" · ".join(report["group_by"]) or None)
-    x = alt.X("field:N", sort=list(COMPLETENESS_FIELDS.values()), title=None, axis=alt.Axis(labelAngle=-30))
-    tiles = alt.Chart().mark_rect(stroke="white").encode(
-        y=y, x=x, description=DESCRIPTION,
-        # conditions as channel objects: alt.condition's dicts are validated against the schema
-        # when encoded, which cost more than drawing the heatmap
-        color=alt.ColorValue("#eee", condition={
+    y = _field("group", "nominal", sort=order, title=" · ".join(report["group_by"]) or None)
+    x = _field("field", "nominal", sort=list(COMPLETENESS_FIELDS.values()), title=None, axis={"labelAngle": -30})
+    tiles = _layer(None, {"type": "rect", "stroke": "white"}, y=y, x=x, description=DESCRIPTION, color={
+        "value": "#eee", "condition": {
             "test": "isValid(datum.share)", "field": "share", "type": "quantitative",
-            "scale": {"domain": [0, 1], "scheme": "blues"}, "legend": {"format": "%", "title": "share recorded"}}))
-    labels = alt.Chart().mark_text(fontSize=10).encode(
-        y=y, x=x, text=alt.Text("text:N"), description=DESCRIPTION,
-        color=alt.ColorValue("black", condition={"test": "datum.share > 0.6", "value": "white"}))
-    chart = alt.layer(tiles, labels, data=data("cells", cells)).properties(
-        width=alt.Step(62), height=alt.Step(ROW_HEIGHT))
-    return chart.properties(title=_title(REPORT_TITLES["completeness"], report, today))
+            "scale": {"domain": [0, 1], "scheme": "blues"}, "legend": {"format": "%", "title": "share recorded"}}})
+    labels = _layer(None, {"type": "text", "fontSize": 10}, y=y, x=x, text=_field("text", "nominal"),
+                    description=DESCRIPTION,
+                    color={"value": "black", "condition": {"test": "datum.share > 0.6", "value": "white"}})
+    return {"data": data("cells", cells), "layer": [tiles, labels], "width": {"step": 62},
+            "height": {"step": ROW_HEIGHT}, "title": _title(REPORT_TITLES["completeness"], report, today)}
 
 
-def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
+def funnel(report: dict, today: date, data: Datasets) -> dict:
     """Each centre's rate against its denominator, the pooled rate, 95 % and 99.8 % limits."""
     strata = [d for d in report["group_by"] if d != "centre"]
     measure = FUNNEL_TITLES.get(report["measure"], report["measure"])
@@ -448,53 +457,53 @@ def funnel(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
                                                          f"{_percent(pooled)}" for side in ("lower", "upper")}})
     denominator = FUNNEL_DENOMINATORS.get(report["measure"], "operations")
     # the axis reaches past the largest centre, as the limit curves do, even when no pool is drawn
-    x = alt.X("n:Q", scale=alt.Scale(domain=[0, max(10, math.ceil(largest * 1.1))]),
-              title=f"denominator: {denominator}")
-    y = alt.Y("rate:Q", axis=alt.Axis(format="%"), title=f"{measure} rate")
+    x = _field("n", scale={"domain": [0, max(10, math.ceil(largest * 1.1))]}, title=f"denominator: {denominator}")
+    y = _field("rate", axis={"format": "%"}, title=f"{measure} rate")
     # one dataset, each layer taking its kind of rows: a facet per stratum needs them together
     rows = ([{**c, "kind": "curve"} for c in curves] + [{**p, "kind": "pooled"} for p in pooled_lines]
             + [{**p, "kind": "point"} for p in points])
     layers = []
     if curves:
         for bound in ("lower", "upper"):
-            layers.append(alt.Chart().transform_filter("datum.kind == 'curve'").mark_line(
-                strokeWidth=1, color="#777").encode(
-                x=x, y=alt.Y(f"{bound}:Q"), description=alt.Description(f"{bound}_description:N"),
-                strokeDash=alt.StrokeDash("level:N", title="control limits", sort=["95 %", "99.8 %"]),
-                detail=alt.Detail("level:N")))
-        layers.append(alt.Chart().transform_filter("datum.kind == 'pooled'").mark_rule(color="#333").encode(
-            y=alt.Y("pooled:Q"), description=DESCRIPTION))
+            layers.append(_layer("datum.kind == 'curve'", {"type": "line", "strokeWidth": 1, "color": "#777"},
+                                 x=x, y=_field(bound), description=_field(f"{bound}_description", "nominal"),
+                                 strokeDash=_field("level", "nominal", title="control limits",
+                                                   sort=["95 %", "99.8 %"]),
+                                 detail=_field("level", "nominal")))
+        layers.append(_layer("datum.kind == 'pooled'", {"type": "rule", "color": "#333"},
+                             y=_field("pooled"), description=DESCRIPTION))
     points_only = "datum.kind == 'point'"
     # each centre's own Wilson 95 % interval: a whisker through its point
-    layers.append(alt.Chart().transform_filter(points_only).mark_rule(strokeWidth=1.5, opacity=0.7).encode(
-        x=x, y=alt.Y("low:Q"), y2=alt.Y2("high"), description=alt.Description("interval:N"),
-        color=alt.Color("position:N", title="position")))
-    layers.append(alt.Chart().transform_filter(points_only).mark_point(filled=True, size=60).encode(
-        x=x, y=y, description=DESCRIPTION,
-        color=alt.Color("position:N", title="position", scale=alt.Scale(
-            domain=["within", "above 95", "below 95", "above 99.8", "below 99.8", "no limits"],
-            range=["#4c78a8", "#f58518", "#54a24b", "#e45756", "#2e7d32", "#888"]))))
+    layers.append(_layer(points_only, {"type": "rule", "strokeWidth": 1.5, "opacity": 0.7},
+                         x=x, y=_field("low"), y2={"field": "high"}, description=_field("interval", "nominal"),
+                         color=_field("position", "nominal", title="position")))
+    layers.append(_layer(points_only, {"type": "point", "filled": True, "size": 60},
+                         x=x, y=y, description=DESCRIPTION,
+                         color=_field("position", "nominal", title="position", scale={
+                             "domain": ["within", "above 95", "below 95", "above 99.8", "below 99.8", "no limits"],
+                             "range": ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#2e7d32", "#888"]})))
     # the labels repeat their point's title: hidden from screen readers, which read the point
-    layers.append(alt.Chart().transform_filter(points_only).mark_text(
-        align="left", dx=6, dy=-6, fontSize=10, aria=False).encode(x=x, y=y, text=alt.Text("label:N")))
+    layers.append(_layer(points_only, {"type": "text", "align": "left", "dx": 6, "dy": -6, "fontSize": 10,
+                                       "aria": False}, x=x, y=y, text=_field("label", "nominal")))
     title = f"Funnel plot: {measure}" + (" by " + " and ".join(strata) if strata else "")
     title_params = _title(title, report, today)
     if notes:
-        title_params.subtitle = title_params.subtitle + sorted(set(notes))
+        title_params["subtitle"] = title_params["subtitle"] + sorted(set(notes))
     if strata:
         # one panel per stratum, each with its own pool and limits
-        chart = alt.layer(*layers).properties(width=420, height=240).facet(
-            facet=alt.Facet("stratum:N", sort=list(dict.fromkeys(pt["stratum"] for pt in points)), title=None),
-            columns=2, data=data("funnel", rows))
+        chart = {"data": data("funnel", rows), "spec": {"layer": layers, "width": 420, "height": 240},
+                 "facet": _field("stratum", "nominal", sort=list(dict.fromkeys(pt["stratum"] for pt in points)),
+                                 title=None), "columns": 2}
     else:
-        chart = alt.layer(*layers, data=data("funnel", rows)).properties(width=420, height=300)
+        chart = {"data": data("funnel", rows), "layer": layers, "width": 420, "height": 300}
     if withheld:
         # a withheld centre has no place on the plane: it is listed under the plot
-        chart = alt.vconcat(chart, alt.Chart(data("withheld", withheld)).mark_text(
-            align="left", fontStyle="italic", color="#666").encode(
-            y=alt.Y("label:N", axis=None), x=alt.XValue(0), text=alt.Text("label:N"), description=DESCRIPTION
-        ).properties(width=420, height=alt.Step(16)))
-    return chart.properties(title=title_params)
+        chart = {"vconcat": [chart, {
+            "data": data("withheld", withheld), "width": 420, "height": {"step": 16},
+            "mark": {"type": "text", "align": "left", "fontStyle": "italic", "color": "#666"},
+            "encoding": {"y": _field("label", "nominal", axis=None), "x": {"value": 0},
+                         "text": _field("label", "nominal"), "description": DESCRIPTION}}]}
+    return {**chart, "title": title_params}
 
 
 def _n_range(largest: int, smallest: int = 1) -> list[int]:
@@ -591,7 +600,7 @@ def warm_up() -> None:
 
 # --- rendering -------------------------------------------------------------------------------
 
-def chart(report: dict, today: date, data: Datasets) -> alt.TopLevelMixin:
+def chart(report: dict, today: date, data: Datasets) -> dict:
     """The report's plot; its rows go into `data`."""
     kind = report["report"]
     if kind == "centres":
@@ -612,16 +621,14 @@ def spec(report: dict, today: date) -> dict:
     if not any(data.values()):
         # nothing to draw (no operation matches, or none published): say so, under the same title
         data = Datasets()
-        top = alt.Chart(data("message", [{"text": "No operations to show for these filters.",
-                                          "description": "No operations to show for these filters."}])
-                        ).mark_text(fontSize=13, color="#444").encode(
-            text=alt.Text("text:N"), description=DESCRIPTION).properties(width=420, height=60, title=top.title)
-    # Altair's schema validation costs more than the drawing; the tests validate instead
-    specification = top.to_dict(validate=False)
-    # set on the dictionary: Altair's .properties() deep-copies the whole chart first
-    specification["description"] = caption(report, today)
-    specification["datasets"] = dict(data)
-    return specification
+        message = "No operations to show for these filters."
+        top = {"data": data("message", [{"text": message, "description": message}]),
+               "mark": {"type": "text", "fontSize": 13, "color": "#444"},
+               "encoding": {"text": _field("text", "nominal"), "description": DESCRIPTION},
+               "width": 420, "height": 60, "title": top["title"]}
+    # the service does not validate the specification (the tests do, against the Vega-Lite schema)
+    return {"$schema": VEGA_LITE_SCHEMA, "config": {"view": {"continuousHeight": 300, "continuousWidth": 300}},
+            **top, "description": caption(report, today), "datasets": dict(data)}
 
 
 def render_svg(report: dict, today: date) -> bytes:
