@@ -56,15 +56,61 @@ def cli():
 @click.option("--threads", type=int, default=lambda: int(os.environ.get("REGISTRY_THREADS", "4")), show_default="4",
               help="Threads per worker (REGISTRY_THREADS).")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations before serving.")
-def serve(bind, workers, threads, no_migrate):
-    """Migrate the database, then serve the API under gunicorn."""
+@click.option("--maintainer/--no-maintainer", default=True, envvar="REPORT_MAINTAINER", show_default=True,
+              help="Run the report maintainer beside gunicorn (REPORT_MAINTAINER); off when it runs on its own "
+                   "(`registry maintain-reports`).")
+def serve(bind, workers, threads, no_migrate, maintainer):
+    """Migrate the database, then serve the API under gunicorn, with the report maintainer."""
     from registry.serving import serve as run_gunicorn
 
     settings = _settings()
     database_url = _database_url(settings)
     if not no_migrate:
         migrate.upgrade(database_url)
-    sys.exit(run_gunicorn(settings, database_url, bind=bind, workers=workers, threads=threads))
+    sys.exit(run_gunicorn(settings, database_url, bind=bind, workers=workers, threads=threads,
+                          maintainer=_maintainer_options() if maintainer else None))
+
+
+def _maintainer_options() -> dict:
+    """The maintainer's batch size and idle poll from the environment, as `maintain-reports` reads them."""
+    from registry.reports.maintainer import BATCH_SIZE, POLL_SECONDS
+
+    context = maintain_reports.make_context("maintain-reports", [], resilient_parsing=False)
+    return {"batch_size": context.params.get("batch_size", BATCH_SIZE),
+            "poll_seconds": context.params.get("poll_seconds", POLL_SECONDS)}
+
+
+@cli.command(name="maintain-reports", with_appcontext=False)
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=5000, envvar="REPORT_MAINTAINER_BATCH",
+              show_default=True, show_envvar=True, help="Queued changes folded per transaction.")
+@click.option("--poll-seconds", type=click.FloatRange(0.01, 60), default=0.5,
+              envvar="REPORT_MAINTAINER_POLL_SECONDS", show_default=True, show_envvar=True,
+              help="Sleep between looks at an empty queue.")
+@click.option("--once", is_flag=True, help="Fold what is queued now, then exit.")
+def maintain_reports(batch_size, poll_seconds, once):
+    """Fold the writers' queued changes into the report aggregates, until stopped.
+
+    Safe to run beside another maintainer (or `registry serve`, which runs one): they take turns."""
+    import signal
+
+    from registry.observability import configure_logging
+    from registry.reports.maintainer import Maintainer
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    maintainer = Maintainer(_database_url(settings), batch_size, poll_seconds)
+    if once:
+        try:
+            taken = maintainer.drain()
+        except psycopg.Error as exc:
+            raise click.ClickException(f"the database refused: {exc}") from None
+        finally:
+            maintainer.close()
+        click.echo(f"{taken} queued changes folded")
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: maintainer.stop())
+    maintainer.run()
 
 
 # --- schema ---------------------------------------------------------------------------------

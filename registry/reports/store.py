@@ -8,6 +8,14 @@ Two ways to the same figures:
 - scan: anything else (two dimensions, filters, a non-default fusion threshold) -> a GROUP BY
   over `report_operation_measures` (one compact row per operation, no joins).
 
+Both are exact as of the report's snapshot (one REPEATABLE READ transaction, registry.replica)
+whether or not the maintainer (registry.reports.maintainer, migration 0011) has reached the
+latest writes: an operation with changes still queued in `report_changes` counts by its live
+facts (`report_live_measures`, computed from the base tables), never by its stored row. The
+fast path adds, for those operations, minus the stored measures and plus the live ones (record
+keys included, so cell keys stay the sums of the counted records' keys); the scan reads the
+stored rows of the other operations and the live rows of these.
+
 Dimensions and filters come from the whitelists below and are composed with psycopg.sql;
 values are always bound parameters. A group value of '' means "not recorded".
 """
@@ -41,6 +49,24 @@ MEASURES = (
 COUNT_MEASURES = tuple(m for m in MEASURES if not m.endswith("_sum"))
 KEY_MEASURES = tuple(f"key_{m}" for m in COUNT_MEASURES)
 METRICS = ("blood_loss", "duration", "joa_pre", "joa_post", "joa_pair", "mjoa_pre", "mjoa_post")
+
+# What the fast path reads of a pending row besides its measures: the arguments of
+# report_dimension_values and report_metric_values.
+PENDING_COLUMNS = ("centre_id", "approach", "region", "procedures", "diagnosis", "indication", "instrumented",
+                   "levels", "year", "blood_loss_ml", "duration_min", "preop_joa", "latest_joa", "preop_mjoa",
+                   "latest_mjoa")
+
+# Operations with changes the maintainer has not refreshed yet (in the report's snapshot).
+QUEUED = sql.SQL("SELECT centre_id, operation_id FROM report_changes")
+
+# Every operation's measures as of the snapshot: the stored row, or the live one when queued.
+CURRENT_MEASURES = sql.SQL("""(
+        SELECT s.* FROM report_operation_measures s
+        WHERE NOT EXISTS (SELECT FROM report_changes q
+                          WHERE q.centre_id = s.centre_id AND q.operation_id = s.operation_id)
+        UNION ALL
+        SELECT l.* FROM report_live_measures l
+        WHERE (l.centre_id, l.operation_id) IN ({queued}))""").format(queued=QUEUED)
 
 # Group-by dimensions: name -> SQL over report_operation_measures `m` (procedure: `proc`).
 DIMENSIONS = {
@@ -199,6 +225,22 @@ def _to_number(value):
     return int(value) if value == int(value) else value
 
 
+def _pending(measures) -> sql.Composable:
+    """The signed rows not in the tallies yet, as of the snapshot, in `scope` (0: all centres):
+    the log, and for each operation with queued changes its stored measures taken out (-1) and
+    its live ones put in (+1). Only counted operations reach the tallies, so only those count."""
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in (*PENDING_COLUMNS, *measures))
+    return sql.SQL("""(
+            SELECT sign, {columns} FROM report_log WHERE %(scope)s = 0 OR centre_id = %(scope)s
+            UNION ALL
+            SELECT -1, {columns} FROM report_operation_measures
+            WHERE counted AND (centre_id, operation_id) IN ({queued} WHERE %(scope)s = 0 OR centre_id = %(scope)s)
+            UNION ALL
+            SELECT 1, {columns} FROM report_live_measures
+            WHERE counted AND (centre_id, operation_id) IN ({queued} WHERE %(scope)s = 0 OR centre_id = %(scope)s)
+        )""").format(columns=columns, queued=QUEUED)
+
+
 def _fetch_from_tallies(conn, dims, scope, measures, metrics) -> dict:
     wanted = ["all", *dims]
     sums = sql.SQL(", ").join(sql.SQL("sum({0}) AS {0}").format(sql.Identifier(m)) for m in measures)
@@ -209,34 +251,33 @@ def _fetch_from_tallies(conn, dims, scope, measures, metrics) -> dict:
             SELECT dim, value, {plain} FROM report_tallies
             WHERE centre_id = %(scope)s AND dim = ANY(%(dims)s)
             UNION ALL
-            SELECT d.dim, d.value, {signed} FROM report_log l
+            SELECT d.dim, d.value, {signed} FROM {pending} l
             CROSS JOIN LATERAL report_dimension_values(l.centre_id, l.approach, l.region, l.procedures,
                 l.diagnosis, l.indication, l.instrumented, l.levels, l.year) d
-            WHERE (%(scope)s = 0 OR l.centre_id = %(scope)s) AND d.dim = ANY(%(dims)s)
+            WHERE d.dim = ANY(%(dims)s)
         ) cells
         GROUP BY dim, value
-        HAVING sum(operations) > 0""").format(sums=sums, plain=plain, signed=signed)
+        HAVING sum(operations) > 0""").format(sums=sums, plain=plain, signed=signed, pending=_pending(measures))
     params = {"scope": scope, "dims": wanted}
     result = {grouping: {} for grouping in _grouping_sets(dims)}
     for row in conn.execute(query, params):
         grouping, key = ((), ()) if row["dim"] == "all" else ((row["dim"],), (row["value"],))
         result[grouping][key] = Cell({m: _to_number(row[m]) for m in measures})
     if metrics:
-        rows = conn.cursor(row_factory=tuple_row).execute("""
+        rows = conn.cursor(row_factory=tuple_row).execute(sql.SQL("""
             SELECT dim, value, metric, x, y, sum(n)::bigint AS n FROM (
                 SELECT dim, value, metric, x, y, n FROM report_histograms
                 WHERE centre_id = %(scope)s AND dim = ANY(%(dims)s) AND metric = ANY(%(metrics)s)
                 UNION ALL
-                SELECT d.dim, d.value, h.metric, h.x, h.y, l.sign FROM report_log l
+                SELECT d.dim, d.value, h.metric, h.x, h.y, l.sign FROM {pending} l
                 CROSS JOIN LATERAL report_dimension_values(l.centre_id, l.approach, l.region, l.procedures,
                     l.diagnosis, l.indication, l.instrumented, l.levels, l.year) d
                 CROSS JOIN LATERAL report_metric_values(l.blood_loss_ml, l.duration_min, l.preop_joa,
                     l.latest_joa, l.preop_mjoa, l.latest_mjoa) h
-                WHERE (%(scope)s = 0 OR l.centre_id = %(scope)s) AND d.dim = ANY(%(dims)s)
-                  AND h.metric = ANY(%(metrics)s)
+                WHERE d.dim = ANY(%(dims)s) AND h.metric = ANY(%(metrics)s)
             ) counts
             GROUP BY dim, value, metric, x, y
-            HAVING sum(n) <> 0""", {**params, "metrics": list(metrics)})
+            HAVING sum(n) <> 0""").format(pending=_pending([])), {**params, "metrics": list(metrics)})
         for dim, value, metric, x, y, n in rows:  # thousands of rows: tuples, not dicts
             grouping, key = ((), ()) if dim == "all" else ((dim,), (value,))
             cell = result[grouping].get(key)
@@ -274,10 +315,11 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
 
     query = sql.SQL("""
         SELECT {select_dims}{measures}
-        FROM report_operation_measures m {join}
+        FROM {current} m {join}
         WHERE {where}
         {group_by}""").format(
-        select_dims=select_dims, measures=sql.SQL(", ").join(measure(name) for name in measures),
+        select_dims=select_dims, current=CURRENT_MEASURES,
+        measures=sql.SQL(", ").join(measure(name) for name in measures),
         join=sql.SQL(" ").join([join, FUSION_AT_JOIN]) if fusion_at else join, where=where, group_by=sql.SQL("GROUP BY {}").format(group_by) if group_by else sql.SQL(""))
     params = {**filters, "min_months": min_months, "before_cutoff": definition.cutoff, **definition.params}
     finest_cells = {}
@@ -300,10 +342,10 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
     # one grouped scan per metric: cheaper than expanding every operation into metric rows
     query = sql.SQL(" UNION ALL ").join(sql.SQL("""
         SELECT {select_dims}{metric} AS metric, {x} AS x, {y} AS y, count(*) AS n
-        FROM report_operation_measures m {join}
+        FROM {current} m {join}
         WHERE {where} AND {x} IS NOT NULL
         GROUP BY {group_by}x, y""").format(
-        select_dims=select_dims, metric=sql.Literal(name), x=(definition.metrics.get(name) or METRIC_VALUES[name])[0],
+        select_dims=select_dims, current=CURRENT_MEASURES, metric=sql.Literal(name), x=(definition.metrics.get(name) or METRIC_VALUES[name])[0],
         y=(definition.metrics.get(name) or METRIC_VALUES[name])[1],
         join=join, where=where, group_by=sql.SQL("{}, ").format(group_by) if group_by else sql.SQL(""))
         for name in metrics)

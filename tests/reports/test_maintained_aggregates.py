@@ -1,6 +1,7 @@
-"""The trigger-maintained aggregates stay exactly equal to a recomputation from the base
-tables after any mix of inserts, updates, deletes and consent changes, also when several
-writers work at once."""
+"""Reports stay exactly equal to a recomputation from the base tables after any mix of inserts,
+updates, deletes and consent changes, whether the report maintainer has folded them or not
+(stopped, taking batches between the writes, or running beside several writers), and the
+maintained aggregates equal a rebuild from scratch once it has caught up."""
 
 import datetime as dt
 import random
@@ -9,8 +10,10 @@ import threading
 import psycopg
 
 from registry.reports import store
+from registry.reports.maintainer import Maintainer
 from tests.reports import dataset
 from tests.reports.conftest import assert_same
+from tests.reports.maintenance import fold_queued, queued
 
 DIMENSIONS = ["approach", "region", "procedure", "diagnosis", "indication", "instrumented", "levels", "year",
               "centre"]
@@ -73,7 +76,8 @@ def mutate(conn, rng, centre_ids, steps):
                 conn.execute("DELETE FROM patients WHERE (centre_id, id) = (SELECT centre_id, patient_id FROM operations"
                              " WHERE centre_id = %s AND id = %s)", (operation["centre_id"], operation["id"]))
             else:
-                conn.execute("SELECT report_compact()")
+                # the maintainer takes a batch in between (the rest stays queued)
+                conn.execute("SELECT * FROM report_maintain(%s)", (rng.randrange(1, 30),))
 
 
 def run_writers(writer, count: int) -> None:
@@ -85,11 +89,27 @@ def run_writers(writer, count: int) -> None:
         thread.join()
 
 
-def assert_aggregates_exact(db, client, tokens):
-    facts = db.execute("SELECT * FROM report_operations ORDER BY centre_id, operation_id").fetchall()
-    recomputed = db.execute("SELECT * FROM report_operation_facts ORDER BY centre_id, operation_id").fetchall()
-    assert facts == recomputed
-    assert db.execute("SELECT count(*) AS n FROM report_dirty").fetchone()["n"] == 0
+def start_maintainers(database_url, count: int, batch_size: int = 7) -> list:
+    """`count` maintainers running at once in threads (small batches: many turns)."""
+    running = []
+    for _ in range(count):
+        maintainer = Maintainer(database_url, batch_size=batch_size, poll_seconds=0.01)
+        thread = threading.Thread(target=maintainer.run)
+        thread.start()
+        running.append((maintainer, thread))
+    return running
+
+
+def stop_maintainers(running) -> None:
+    for maintainer, _ in running:
+        maintainer.stop()
+    for _, thread in running:
+        thread.join()
+
+
+def assert_reports_exact(db, client, tokens):
+    """Every report by every dimension, fast path and scan, equals the reference computed in
+    Python from the raw records, whatever is still queued."""
     operations = dataset.load(db)
     for dim in DIMENSIONS:
         for report in ("complications", "fusion", "outcomes", "completeness"):
@@ -106,6 +126,21 @@ def assert_aggregates_exact(db, client, tokens):
             assert_same(body["total"], dataset.REFERENCE[report](dataset.counted(operations), count=dataset.perturbed),
                         f"{report} total")
     assert_cell_keys_exact(db, operations)
+
+
+def assert_maintained_exact(db):
+    """Once the maintainer has caught up: the stored facts are the recomputed ones, nothing is
+    queued or pending, and the tallies and histograms are what a rebuild from scratch gives."""
+    assert queued(db) == 0
+    facts = db.execute("SELECT * FROM report_operations ORDER BY centre_id, operation_id").fetchall()
+    recomputed = db.execute("SELECT * FROM report_operation_facts ORDER BY centre_id, operation_id").fetchall()
+    assert facts == recomputed
+    assert db.execute("SELECT count(*) AS n FROM report_log").fetchone()["n"] == 0
+    tallies = db.execute("SELECT * FROM report_tallies WHERE operations <> 0 ORDER BY 1, 2, 3").fetchall()
+    histograms = db.execute("SELECT * FROM report_histograms WHERE n <> 0 ORDER BY 1, 2, 3, 4, 5, 6").fetchall()
+    db.execute("SELECT report_rebuild()")
+    assert db.execute("SELECT * FROM report_tallies ORDER BY 1, 2, 3").fetchall() == tallies
+    assert db.execute("SELECT * FROM report_histograms ORDER BY 1, 2, 3, 4, 5, 6").fetchall() == histograms
 
 
 # Which operations a few count measures count, computed from the raw records.
@@ -140,29 +175,103 @@ def assert_cell_keys_exact(db, operations):
                     (dim, value, measure)
 
 
-def test_aggregates_stay_exact_after_random_writes(db, client, tokens, registry):
+# A report's cells recomputed from scratch: every operation's live facts (the base tables), in
+# the caller's snapshot.
+FROM_SCRATCH = """
+SELECT d.dim, d.value, {sums} FROM report_live_measures m
+CROSS JOIN LATERAL report_dimension_values(m.centre_id, m.approach, m.region, m.procedures, m.diagnosis,
+    m.indication, m.instrumented, m.levels, m.year) d
+WHERE m.counted AND d.dim = ANY(%(dims)s) AND (%(scope)s = 0 OR m.centre_id = %(scope)s)
+GROUP BY d.dim, d.value
+"""
+FROM_SCRATCH_HISTOGRAMS = """
+SELECT d.dim, d.value, h.metric, h.x, h.y, count(*) AS n FROM report_live_measures m
+CROSS JOIN LATERAL report_dimension_values(m.centre_id, m.approach, m.region, m.procedures, m.diagnosis,
+    m.indication, m.instrumented, m.levels, m.year) d
+CROSS JOIN LATERAL report_metric_values(m.blood_loss_ml, m.duration_min, m.preop_joa, m.latest_joa,
+    m.preop_mjoa, m.latest_mjoa) h
+WHERE m.counted AND d.dim = ANY(%(dims)s) AND (%(scope)s = 0 OR m.centre_id = %(scope)s)
+GROUP BY 1, 2, 3, 4, 5
+"""
+CHECKED_MEASURES = ["operations", "key_operations", "postop_complication", "key_postop_complication",
+                    "blood_loss_sum", "joa_post_sum", "fusion_fused", "key_fusion_fused", "followed"]
+
+
+def cells_from_scratch(conn, dim, scope=0) -> dict:
+    params = {"dims": ["all", dim], "scope": scope}
+    sums = ", ".join(f"sum(m.{name}) AS {name}" for name in CHECKED_MEASURES)
+    cells = {}
+    for row in conn.execute(FROM_SCRATCH.format(sums=sums), params):
+        key = () if row["dim"] == "all" else (row["value"],)
+        cells[key] = ({name: store._to_number(row[name]) for name in CHECKED_MEASURES}, {})
+    for row in conn.execute(FROM_SCRATCH_HISTOGRAMS, params):
+        key = () if row["dim"] == "all" else (row["value"],)
+        cells[key][1].setdefault(row["metric"], []).append((row["x"], row["y"], row["n"]))
+    return cells
+
+
+def cells_of_report(conn, dim, filters) -> dict:
+    measures = [m for m in CHECKED_MEASURES if not m.startswith("key_")]
+    fetched = store.fetch_cells(conn, [dim], filters, measures, list(store.METRICS))
+    return {key: ({name: cell.measures[name] for name in CHECKED_MEASURES}, cell.histograms)
+            for grouping in fetched.values() for key, cell in grouping.items()}
+
+
+def snapshot_mismatches(database_url, dim, scope) -> list:
+    """The fast path, the scan and a recomputation from scratch, in one report snapshot: what differs."""
+    with psycopg.connect(database_url, row_factory=psycopg.rows.dict_row) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        expected = cells_from_scratch(conn, dim, scope)
+        centre = {"centre_ids": [scope]} if scope else {}
+        fast = cells_of_report(conn, dim, centre)
+        scan = cells_of_report(conn, dim, {**centre, "date_from": dt.date(1900, 1, 1)})
+        conn.rollback()
+    normal = {key: (measures, {metric: sorted(values) for metric, values in histograms.items()})
+              for key, (measures, histograms) in expected.items()}
+    mismatches = []
+    for path, got in (("fast", fast), ("scan", scan)):
+        got = {key: (measures, {metric: sorted(values) for metric, values in histograms.items()})
+               for key, (measures, histograms) in got.items()}
+        if got != normal:
+            mismatches.append((path, dim, scope, {k for k in set(got) | set(normal) if got.get(k) != normal.get(k)}))
+    return mismatches
+
+
+def test_reports_are_exact_with_the_maintainer_stopped_then_caught_up(db, client, tokens, registry):
     rng = random.Random(7)
     mutate(db, rng, registry, 120)
-    pending = db.execute("SELECT count(*) AS n FROM report_log").fetchone()["n"]
-    assert pending > 0  # some changes are read from the log, not yet folded
-    assert_aggregates_exact(db, client, tokens)
-    db.execute("SELECT report_compact()")
-    assert db.execute("SELECT count(*) AS n FROM report_log").fetchone()["n"] == 0
-    assert_aggregates_exact(db, client, tokens)
+    assert queued(db) > 0
+    stale = db.execute("SELECT count(*) AS n FROM report_operations s FULL JOIN report_operation_facts f"
+                       " USING (centre_id, operation_id) WHERE ROW(s.*) IS DISTINCT FROM ROW(f.*)").fetchone()["n"]
+    assert stale > 0  # the stored facts are behind: the reports must fold the queue in
+    assert_reports_exact(db, client, tokens)
+    assert fold_queued(db) > 0
+    assert_reports_exact(db, client, tokens)
+    assert_maintained_exact(db)
+
+
+def test_reports_are_exact_when_nothing_was_ever_maintained(db, client, tokens, registry):
+    """The registry's records all written since the maintainer last ran: every figure comes
+    from the queue's correction, none from the tallies."""
+    db.execute("SELECT report_rebuild()")
+    db.execute("TRUNCATE report_changes")
+    mutate(db, random.Random(5), registry, 40)
+    mutate(db, random.Random(6), registry, 40)
+    assert_reports_exact(db, client, tokens)
+    fold_queued(db)
+    assert_maintained_exact(db)
 
 
 def test_rebuild_gives_the_maintained_aggregates(db, registry):
     mutate(db, random.Random(3), registry, 60)
-    db.execute("SELECT report_compact()")
-    tallies = db.execute("SELECT * FROM report_tallies WHERE operations <> 0 ORDER BY 1, 2, 3").fetchall()
-    histograms = db.execute("SELECT * FROM report_histograms WHERE n <> 0 ORDER BY 1, 2, 3, 4, 5, 6").fetchall()
-    db.execute("SELECT report_rebuild()")
-    assert db.execute("SELECT * FROM report_tallies ORDER BY 1, 2, 3").fetchall() == tallies
-    assert db.execute("SELECT * FROM report_histograms ORDER BY 1, 2, 3, 4, 5, 6").fetchall() == histograms
+    fold_queued(db)
+    assert_maintained_exact(db)
 
 
-def test_concurrent_writers_keep_aggregates_exact(db, client, tokens, registry, database_url):
-    errors, retries = [], []
+def test_concurrent_writers_and_maintainers_keep_every_report_exact(db, client, tokens, registry, database_url):
+    """Four writers and two maintainers at once; meanwhile, in one snapshot at a time, the fast
+    path and the scan equal a recomputation from scratch."""
+    errors, mismatches, snapshots, done = [], [], [], threading.Event()
 
     def writer(seed):
         rng = random.Random(seed)
@@ -171,32 +280,62 @@ def test_concurrent_writers_keep_aggregates_exact(db, client, tokens, registry, 
                 try:
                     mutate(conn, rng, registry, 1)
                 except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-                    retries.append(seed)  # the client's retry; nothing half-done remains
+                    pass  # the client's retry; nothing half-done remains
                 except Exception as exc:  # noqa: BLE001 - reported below
                     errors.append(repr(exc))
 
-    run_writers(writer, 4)
+    def reader():
+        rng = random.Random(99)
+        while not done.is_set():
+            mismatches.extend(snapshot_mismatches(database_url, rng.choice(DIMENSIONS),
+                                                  rng.choice([0, *registry])))
+            snapshots.append(1)
+
+    maintainers = start_maintainers(database_url, 2)
+    reading = threading.Thread(target=reader)
+    reading.start()
+    try:
+        run_writers(writer, 4)
+    finally:
+        done.set()
+        reading.join()
+        stop_maintainers(maintainers)
     assert errors == []
-    assert_aggregates_exact(db, client, tokens)
+    assert mismatches == [] and snapshots
+    assert_reports_exact(db, client, tokens)
+    fold_queued(db)
+    assert_maintained_exact(db)
 
 
-def test_a_transaction_refreshes_each_operation_once_at_commit(db, registry):
-    before = db.execute("SELECT coalesce(max(id), 0) AS id FROM report_log").fetchone()["id"]
+def test_a_writer_only_queues_and_the_maintainer_refreshes_each_operation_once(db, registry, database_url):
+    fold_queued(db)
     operation = db.execute("SELECT o.centre_id, o.id FROM operations o JOIN patients p"
                            " ON p.centre_id = o.centre_id AND p.id = o.patient_id WHERE p.consent = 'active'"
                            " LIMIT 1").fetchone()
+    stored = db.execute("SELECT * FROM report_operations WHERE centre_id = %s AND operation_id = %s",
+                        (operation["centre_id"], operation["id"])).fetchone()
     with db.transaction():
         for position in range(5):
             db.execute("INSERT INTO intraop_events (centre_id, operation_id, position, type) VALUES (%s, %s, %s, 'other')",
                        (operation["centre_id"], operation["id"], 20 + position))
-        assert db.execute("SELECT count(*) AS n FROM report_dirty").fetchone()["n"] == 1
-    signs = [r["sign"] for r in db.execute("SELECT sign FROM report_log WHERE id > %s ORDER BY id", (before,))]
-    assert signs in ([-1, 1], [])  # one refresh (none if the flag was already set)
+    # the writer's commit wrote nothing to the aggregates: one queue row per statement
+    assert db.execute("SELECT count(*) AS n FROM report_log").fetchone()["n"] == 0
+    assert db.execute("SELECT * FROM report_operations WHERE centre_id = %s AND operation_id = %s",
+                      (operation["centre_id"], operation["id"])).fetchone() == stored
+    assert db.execute("SELECT centre_id, operation_id FROM report_changes").fetchall() == [
+        {"centre_id": operation["centre_id"], "operation_id": operation["id"]}] * 5
+    maintainer = Maintainer(database_url)
+    batch = maintainer.run_batch()
+    maintainer.close()
+    assert (batch.changes, batch.operations) == (5, 1)
+    assert batch.logged in (2, 0)  # -old, +new (none if 'other' was already among its events)
+    assert batch.folded == batch.logged  # and folded in the same transaction
+    assert queued(db) == 0
 
 
-def test_many_writers_of_one_operation_serialise(db, client, tokens, registry, database_url):
-    """Writers queued on one operation's fact row each refresh it in turn: none works from a
-    stale row, none inserts a second row for it, and the log nets out to the final state."""
+def test_many_writers_of_one_operation_beside_two_maintainers(db, client, tokens, registry, database_url):
+    """Writers of one operation queue it over and over while two maintainers refresh it: none
+    works from a stale row, none inserts a second row for it, the log nets out to the final state."""
     operation = db.execute("SELECT centre_id, id FROM operations ORDER BY id LIMIT 1").fetchone()
     errors = []
     start = threading.Barrier(6)
@@ -220,13 +359,19 @@ def test_many_writers_of_one_operation_serialise(db, client, tokens, registry, d
                 except Exception as exc:  # noqa: BLE001 - reported below
                     errors.append(repr(exc))
 
-    run_writers(writer, 6)
+    maintainers = start_maintainers(database_url, 2, batch_size=3)
+    try:
+        run_writers(writer, 6)
+    finally:
+        stop_maintainers(maintainers)
     assert errors == []
-    assert_aggregates_exact(db, client, tokens)
+    assert_reports_exact(db, client, tokens)
+    fold_queued(db)
+    assert_maintained_exact(db)
 
 
-def test_a_writer_folds_the_log_once_enough_is_pending(db, client, tokens, registry):
-    """The commit whose log rows pass a multiple of 2,000 ids folds the whole log."""
+def test_a_bulk_insert_is_folded_in_batches(db, client, tokens, registry, database_url):
+    fold_queued(db)
     with db.transaction():
         db.execute("""INSERT INTO operations (centre_id, patient_id, local_ref, operation_date, region, procedures,
                                               instrumented, blood_loss_ml)
@@ -235,7 +380,15 @@ def test_a_writer_folds_the_log_once_enough_is_pending(db, client, tokens, regis
                       FROM (SELECT o.* FROM operations o JOIN patients p
                             ON p.centre_id = o.centre_id AND p.id = o.patient_id
                             WHERE p.consent = 'active' LIMIT 1) o, generate_series(1, 2100) g""")
-    assert db.execute("SELECT count(*) AS n FROM report_log").fetchone()["n"] == 0
+    assert queued(db) == 2100
+    assert_reports_exact(db, client, tokens)  # before the maintainer: from the queue
+    maintainer = Maintainer(database_url, batch_size=500)
+    batches = []
+    while (batch := maintainer.run_batch()).changes:
+        batches.append(batch.changes)
+    maintainer.close()
+    assert batches == [500, 500, 500, 500, 100]
     assert db.execute("SELECT sum(operations) AS n FROM report_tallies WHERE centre_id = 0 AND dim = 'all'"
                       ).fetchone()["n"] >= 2100
-    assert_aggregates_exact(db, client, tokens)
+    assert_reports_exact(db, client, tokens)
+    assert_maintained_exact(db)
