@@ -1,12 +1,17 @@
 """Liveness, readiness and metrics for orchestrators and Prometheus.
 
-/healthz and /readyz are open: they say only whether the service is up and its schema at head.
+/healthz and /readyz are open: they say only whether the service is up and its schema at head
+(a report maintainer's backlog does not make the service unready: reports fold it in).
 /metrics needs a `metrics` (or `operator`) token: its counts per route and status would let
 anyone who reaches the port follow the registry's activity, request by request. Prometheus
-sends the token (`authorization: {credentials_file: ...}` in its scrape config).
+sends the token (`authorization: {credentials_file: ...}` in its scrape config). Besides the
+request metrics it shows the report maintainer's backlog, read from the database at each scrape.
 """
 
+import logging
+
 import marshmallow as ma
+import psycopg
 from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -16,6 +21,9 @@ from registry.auth import METRICS, OPERATOR, require
 from registry.db import DatabaseUnavailable, database
 from registry.observability import metrics_payload
 from registry.problems import Problem, document_errors
+from registry.reports.maintainer import backlog_exposition
+
+log = logging.getLogger(__name__)
 
 READINESS_TIMEOUT = 0.8  # seconds
 
@@ -64,4 +72,10 @@ class Metrics(MethodView):
     def get(self):
         """Expose Prometheus metrics"""
         payload, content_type = metrics_payload()
+        try:
+            with database().transaction(timeout=READINESS_TIMEOUT) as conn:
+                conn.execute("SET LOCAL statement_timeout = '2s'")
+                payload += backlog_exposition(conn)
+        except (DatabaseUnavailable, psycopg.Error) as exc:  # the request metrics still answer
+            log.warning("report backlog not measured: %s", exc)
         return Response(payload, content_type=content_type)

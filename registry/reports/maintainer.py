@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 
 import psycopg
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,28 @@ def backlog(conn) -> dict:
     if isinstance(row, dict):
         return dict(row)
     return {"changes": row[0], "operations": row[1], "oldest_seconds": row[2]}
+
+
+def backlog_exposition(conn) -> bytes:
+    """The backlog as Prometheus gauges (read from the database at each scrape, so every
+    worker, and any app host, reports the same figures)."""
+    figures = backlog(conn)
+
+    class Backlog:
+        def collect(self):
+            yield GaugeMetricFamily("registry_report_backlog_operations",
+                                    "Operations with changes the report maintainer has not folded in yet",
+                                    value=figures["operations"])
+            yield GaugeMetricFamily("registry_report_backlog_changes",
+                                    "Queued changes (rows of report_changes) not folded in yet",
+                                    value=figures["changes"])
+            yield GaugeMetricFamily("registry_report_backlog_oldest_seconds",
+                                    "Age of the oldest queued change, 0 when none",
+                                    value=figures["oldest_seconds"])
+
+    registry = CollectorRegistry()
+    registry.register(Backlog())
+    return generate_latest(registry)
 
 
 class Maintainer:

@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from tests.records.helpers import count, seed_case, seed_follow_up
+from tests.reports.maintenance import fold_queued
 from tests.submissions.helpers import csv_body, csv_row, document
 
 ERASED_REF = "TJH-P-0001"   # the seed case's patient
@@ -31,9 +32,15 @@ def _seed_with_neighbour(client, tokens, key=None):
     return erased.json, kept.json
 
 
-def test_the_report_tables_hold_no_clinical_fact_of_an_erased_operation_at_once(client, tokens, db):
+@pytest.mark.parametrize("maintained", [True, False], ids=["folded by the maintainer", "still queued"])
+def test_the_report_tables_hold_no_clinical_fact_of_an_erased_operation_at_once(client, tokens, db, maintained):
     erased, kept = _seed_with_neighbour(client, tokens)
+    if maintained:
+        fold_queued(db)  # the erased operation's facts are in the report tables
     _erase(client, tokens, erased["patient_id"])
+    total = client.get("/v1/reports/complications", headers=tokens.header("submitter_a")).json["total"]
+    assert total["operations"] == 1  # every report, at once, maintainer or not
+    fold_queued(db)  # the neighbour into the tallies (the erased operation is long gone)
 
     # not waiting for the next compaction: the log rows (with blood loss, duration, JOA) are gone
     assert db.execute("SELECT count(*) AS n FROM report_log WHERE operation_id = %s",
@@ -57,8 +64,11 @@ def test_erasing_a_withdrawn_patient_leaves_no_log_rows_either(client, tokens, d
     etag = client.get(url, headers=_headers(tokens)).headers["ETag"]
     assert client.patch(url, json={"consent": "withdrawn"},
                         headers=_headers(tokens, **{"If-Match": etag})).status_code == 200
+    fold_queued(db)  # the withdrawn facts are stored; its log rows folded
     _erase(client, tokens, erased["patient_id"])
     assert db.execute("SELECT count(*) AS n FROM report_log WHERE operation_id = %s",
+                      (erased["id"],)).fetchone()["n"] == 0
+    assert db.execute("SELECT count(*) AS n FROM report_operations WHERE operation_id = %s",
                       (erased["id"],)).fetchone()["n"] == 0
 
 

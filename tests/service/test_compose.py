@@ -103,7 +103,21 @@ SECRET = {"REGISTRY_SECRET": "compose-test-secret-0123456789"}
 # --- the services ----------------------------------------------------------------------------
 
 def test_compose_runs_postgres_its_standby_pgbouncer_a_migration_and_the_app_behind_its_proxy(services):
-    assert set(services) == {"postgres", "postgres-standby", "pgbouncer", "migrate", "app", "proxy"}
+    assert set(services) == {"postgres", "postgres-standby", "pgbouncer", "migrate", "app", "report-maintainer",
+                             "proxy"}
+
+
+def test_the_report_maintainer_runs_beside_the_app_on_the_migrated_schema_through_pgbouncer(services):
+    maintainer, app = services["report-maintainer"], services["app"]
+    assert words(maintainer["command"]) == ["registry", "maintain-reports"]
+    assert maintainer.get("image") == app.get("image") and maintainer.get("build") == "."
+    assert condition(maintainer, "migrate") == "service_completed_successfully"
+    assert condition(maintainer, "pgbouncer") == "service_healthy"
+    assert maintainer.get("restart") == "unless-stopped", "a maintainer that lost its database comes back"
+    settings = Settings.from_environment(service_environment(maintainer, SECRET))
+    assert settings.environment == "production"
+    assert connection(settings.database_url) == connection(service_environment(app, SECRET)["DATABASE_URL"])
+    assert "ports" not in maintainer and "expose" not in maintainer
 
 
 def test_postgres_is_version_15_with_its_data_on_a_named_volume(compose, services):
@@ -245,7 +259,7 @@ def test_service_environment_is_a_valid_production_configuration(services, name)
     assert settings.registry_secret == SECRET["REGISTRY_SECRET"].encode()
 
 
-@pytest.mark.parametrize("name", ["migrate", "app"])
+@pytest.mark.parametrize("name", ["migrate", "app", "report-maintainer"])
 def test_compose_refuses_to_start_without_a_registry_secret(services, name):
     with pytest.raises(LookupError, match="REGISTRY_SECRET"):
         service_environment(services[name], {})
