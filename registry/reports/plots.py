@@ -457,7 +457,9 @@ def funnel(report: dict, today: date, data: Datasets) -> dict:
                                                          f"{_percent(pooled)}" for side in ("lower", "upper")}})
     denominator = FUNNEL_DENOMINATORS.get(report["measure"], "operations")
     # the axis reaches past the largest centre, as the limit curves do, even when no pool is drawn
-    x = _field("n", scale={"domain": [0, max(10, math.ceil(largest * 1.1))]}, title=f"denominator: {denominator}")
+    # the axis end is a parameter, not a number in the specification: a new operation at the
+    # largest centre then still draws from the compiled plot kept for this query (see `_vega`)
+    x = _field("n", scale={"domain": [0, {"expr": "n_top"}]}, title=f"denominator: {denominator}")
     y = _field("rate", axis={"format": "%"}, title=f"{measure} rate")
     # one dataset, each layer taking its kind of rows: a facet per stratum needs them together
     rows = ([{**c, "kind": "curve"} for c in curves] + [{**p, "kind": "pooled"} for p in pooled_lines]
@@ -482,9 +484,11 @@ def funnel(report: dict, today: date, data: Datasets) -> dict:
                          color=_field("position", "nominal", title="position", scale={
                              "domain": ["within", "above 95", "below 95", "above 99.8", "below 99.8", "no limits"],
                              "range": ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#2e7d32", "#888"]})))
-    # the labels repeat their point's title: hidden from screen readers, which read the point
-    layers.append(_layer(points_only, {"type": "text", "align": "left", "dx": 6, "dy": -6, "fontSize": 10,
-                                       "aria": False}, x=x, y=y, text=_field("label", "nominal")))
+    # the labels repeat their point's title: hidden from screen readers, which read the point;
+    # only the centres outside the limits have one (Vega measures every text, even an empty one)
+    layers.append(_layer(points_only + " && datum.label",
+                         {"type": "text", "align": "left", "dx": 6, "dy": -6, "fontSize": 10, "aria": False},
+                         x=x, y=y, text=_field("label", "nominal")))
     title = f"Funnel plot: {measure}" + (" by " + " and ".join(strata) if strata else "")
     title_params = _title(title, report, today)
     if notes:
@@ -503,19 +507,17 @@ def funnel(report: dict, today: date, data: Datasets) -> dict:
             "mark": {"type": "text", "align": "left", "fontStyle": "italic", "color": "#666"},
             "encoding": {"y": _field("label", "nominal", axis=None), "x": {"value": 0},
                          "text": _field("label", "nominal"), "description": DESCRIPTION}}]}
-    return {**chart, "title": title_params}
+    return {**chart, "params": [{"name": "n_top", "value": max(10, math.ceil(largest * 1.1))}],
+            "title": title_params}
 
 
-def _n_range(largest: int, smallest: int = 1) -> list[int]:
-    """Denominators for the limit curves, from half the smallest to 1.1 x the largest: every n up
-    to 40, then 60 steps."""
+def _n_range(largest: int, smallest: int = 1, points: int = 40) -> list[int]:
+    """Denominators for the limit curves, from half the smallest to 1.1 x the largest, evenly
+    spaced on a log scale: the limits bend most at small n, and 40 points draw them as smoothly
+    as every n did (the rows are the plot's largest dataset; Vega's cost grows with them)."""
     top = max(10, math.ceil(largest * 1.1))
     bottom = max(1, min(smallest // 2, top - 1))
-    values = set(range(bottom, min(top, 40) + 1))
-    if top > 40:
-        start = max(40, bottom)
-        values.update(round(start * (top / start) ** (i / 60)) for i in range(61))
-    return sorted(values)
+    return sorted({round(bottom * (top / bottom) ** (i / (points - 1))) for i in range(points)})
 
 
 # --- the converter ---------------------------------------------------------------------------
@@ -646,15 +648,30 @@ def render_png(report: dict, today: date) -> bytes:
 
 def _vega(specification: dict) -> dict:
     """The Vega specification of a Vega-Lite one, its rows filled in. Compiling Vega-Lite costs
-    15 to 40 ms and depends only on the specification without its rows, so the compiled form is
-    kept per specification (titles, caption, scales and sort orders included: a different n or
-    filter is another entry) and each request's rows are put into its named datasets."""
+    10 to 40 ms and depends only on the shape of the plot, so the compiled form is kept per
+    specification without what changes with the figures: its rows, the title and caption (which
+    carry the n and the date) and the values of its parameters, all of which Vega-Lite passes
+    through to Vega unchanged. They are put back into each request's copy. A different grouping,
+    measure or set of group labels is another entry."""
     rows = specification["datasets"]
-    skeleton = {**specification, "datasets": dict.fromkeys(rows, [])}
+    title = specification.get("title") or {}
+    params = {param["name"]: param["value"] for param in specification.get("params", [])}
+    skeleton = {**specification, "datasets": dict.fromkeys(rows, []), "description": "",
+                "params": [{"name": name, "value": None} for name in params]}
+    if title:
+        skeleton["title"] = {**title, "text": "title", "subtitle": ["caption"]}   # empty, it would be dropped
+    if not params:
+        del skeleton["params"]
     vega = json.loads(_compiled(json.dumps(skeleton, sort_keys=True)))
     for dataset in vega["data"]:
         if dataset["name"] in rows:
             dataset["values"] = rows[dataset["name"]]
+    vega["description"] = specification["description"]
+    if title:
+        vega["title"].update(text=title["text"], subtitle=title["subtitle"])
+    for signal in vega.get("signals", []):
+        if signal["name"] in params:
+            signal["value"] = params[signal["name"]]
     return vega
 
 

@@ -207,6 +207,25 @@ def test_two_reports_of_the_same_shape_each_draw_their_own_figures():
     assert plots.render_png(second, TODAY).startswith(PNG_MAGIC)
 
 
+def test_a_report_whose_n_and_largest_centre_changed_draws_its_own_caption_and_axis():
+    # the compiled plot is kept without the caption and the funnel's axis end: each request's own go back in
+    first = report_document("centres", [], withheld_every=0)
+    second = copy.deepcopy(first)
+    second["groups"][0]["measure"] = {"numerator": 400, "denominator": 4000, "rate": 0.1, "ci_low": 0.09,
+                                      "ci_high": 0.11, "suppressed": None}
+    second["filters"] = {"approach": ["anterior", "posterior"], "date_to": "2026-01-01"}
+    plots.render_svg(first, TODAY)
+    hits = plots._compiled.cache_info().hits
+    for document, other in ((first, second), (second, first)):
+        root = parse(plots.render_svg(document, TODAY))
+        texts = {"".join(t.itertext()) for t in root.iter(f"{SVG}text")}
+        assert root.find(f"{SVG}desc").text == plots.caption(document, TODAY)
+        assert any("date_to" in t for t in texts) == ("date_to" in document["filters"])
+        # the x axis reaches past its own largest centre (4,000 operations in the second only)
+        assert ("4,000" in texts) == (document is second)
+    assert plots._compiled.cache_info().hits >= hits + 2
+
+
 def test_the_measures_asked_for_are_the_panels():
     document = report_document("complications", ["approach"], withheld_every=0)
     document["query"] = {"measure": ["dural_tear", "major_complication"]}
