@@ -11,10 +11,11 @@ Two ways to the same figures:
 Both are exact as of the report's snapshot (one REPEATABLE READ transaction, registry.replica)
 whether or not the maintainer (registry.reports.maintainer, migration 0011) has reached the
 latest writes: an operation with changes still queued in `report_changes` counts by its live
-facts (`report_live_measures`, computed from the base tables), never by its stored row. The
-fast path adds, for those operations, minus the stored measures and plus the live ones (record
-keys included, so cell keys stay the sums of the counted records' keys); the scan reads the
-stored rows of the other operations and the live rows of these.
+facts (`report_live_measures`, computed from the base tables), never by its stored row. Both
+paths add, for those operations, minus the stored measures and plus the live ones (record keys
+included, so cell keys stay the sums of the counted records' keys): the fast path to the
+tallies, the scan to its GROUP BY over the stored rows. With nothing queued (the maintainer has
+caught up) the queries are the plain ones.
 
 Dimensions and filters come from the whitelists below and are composed with psycopg.sql;
 values are always bound parameters. A group value of '' means "not recorded".
@@ -59,14 +60,16 @@ PENDING_COLUMNS = ("centre_id", "approach", "region", "procedures", "diagnosis",
 # Operations with changes the maintainer has not refreshed yet (in the report's snapshot).
 QUEUED = sql.SQL("SELECT centre_id, operation_id FROM report_changes")
 
-# Every operation's measures as of the snapshot: the stored row, or the live one when queued.
-CURRENT_MEASURES = sql.SQL("""(
-        SELECT s.* FROM report_operation_measures s
-        WHERE NOT EXISTS (SELECT FROM report_changes q
-                          WHERE q.centre_id = s.centre_id AND q.operation_id = s.operation_id)
+# What a scan adds to its GROUP BY over the stored measures for the operations with queued
+# changes: each one's stored row taken out (sign -1) and its live row put in (+1). Summed with
+# the sign, it turns the stored operations' sums into the current ones, whatever the measure
+# expression, join or condition (each row of the correction meets them as its row of the plain
+# scan does), while the plain scan over every operation stays as it is (parallel, no anti-join).
+CORRECTION = sql.SQL("""(
+        SELECT -1 AS sign, s.* FROM report_operation_measures s WHERE (s.centre_id, s.operation_id) IN ({queued})
         UNION ALL
-        SELECT l.* FROM report_live_measures l
-        WHERE (l.centre_id, l.operation_id) IN ({queued}))""").format(queued=QUEUED)
+        SELECT 1, l.* FROM report_live_measures l WHERE (l.centre_id, l.operation_id) IN ({queued}))""").format(
+    queued=QUEUED)
 
 # Group-by dimensions: name -> SQL over report_operation_measures `m` (procedure: `proc`).
 DIMENSIONS = {
@@ -159,15 +162,17 @@ def fetch_cells(conn, dims: list[str], filters: dict, measures: list[str], metri
     measures = [*measures, *(f"key_{m}" for m in measures
                              if m in COUNT_MEASURES or m in definition.measures or m in definition.before)]
     sets = _grouping_sets(dims)
+    # most of the time the maintainer has caught up: the plain forms then (no correction to plan)
+    queued = conn.cursor(row_factory=tuple_row).execute("SELECT EXISTS (SELECT FROM report_changes)").fetchone()[0]
     if _fast_path_applies(dims, filters, measures, min_months, definition):
         scope = filters["centre_ids"][0] if "centre_ids" in filters else 0
         bases = sorted({definition.before[m] for m in measures if m in definition.before})
         stored = [m for m in measures if m not in definition.before
                   and not (m.startswith("key_") and m[4:] in definition.before)]
         stored += [m for base in bases for m in (base, f"key_{base}") if m not in stored]
-        result = _fetch_from_tallies(conn, dims, scope, stored, metrics)
+        result = _fetch_from_tallies(conn, dims, scope, stored, metrics, queued)
         if bases:
-            _count_before_cutoff(conn, dims, filters, definition, bases, result)
+            _count_before_cutoff(conn, dims, filters, definition, bases, result, queued)
         return result
     result = {grouping: {} for grouping in sets}
     # An operation counts in each of its procedures' groups, so sets with and without the
@@ -175,11 +180,11 @@ def fetch_cells(conn, dims: list[str], filters: dict, measures: list[str], metri
     for with_procedure in (True, False):
         part = [g for g in sets if ("procedure" in g) == with_procedure]
         if part:
-            _scan(conn, part, filters, measures, metrics, min_months, with_procedure, result, definition)
+            _scan(conn, part, filters, measures, metrics, min_months, with_procedure, result, definition, queued)
     return result
 
 
-def _count_before_cutoff(conn, dims, filters, definition, bases, result) -> None:
+def _count_before_cutoff(conn, dims, filters, definition, bases, result, queued) -> None:
     """The `before` measures of the cells of `result` (read from the tallies): each stored
     count minus the same count over the operations after the cutoff, record-key sums alike."""
     recent_filters = {**filters, "date_from": definition.cutoff + timedelta(days=1)}
@@ -188,7 +193,7 @@ def _count_before_cutoff(conn, dims, filters, definition, bases, result) -> None
         part = [g for g in result if ("procedure" in g) == with_procedure]
         if part:
             _scan(conn, part, recent_filters, ["operations", *bases, *(f"key_{b}" for b in bases)], [],
-                  STORED_FUSION_MONTHS, with_procedure, recent, Definition())
+                  STORED_FUSION_MONTHS, with_procedure, recent, Definition(), queued)
     for grouping, cells in result.items():
         for key, cell in cells.items():
             later = recent[grouping].get(key)
@@ -225,11 +230,15 @@ def _to_number(value):
     return int(value) if value == int(value) else value
 
 
-def _pending(measures) -> sql.Composable:
+def _pending(measures, queued: bool) -> sql.Composable:
     """The signed rows not in the tallies yet, as of the snapshot, in `scope` (0: all centres):
-    the log, and for each operation with queued changes its stored measures taken out (-1) and
-    its live ones put in (+1). Only counted operations reach the tallies, so only those count."""
+    the log, and (when anything is `queued`) for each operation with queued changes its stored
+    measures taken out (-1) and its live ones put in (+1). Only counted operations reach the
+    tallies, so only those count."""
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in (*PENDING_COLUMNS, *measures))
+    if not queued:
+        return sql.SQL("(SELECT sign, {columns} FROM report_log WHERE %(scope)s = 0 OR centre_id = %(scope)s)"
+                       ).format(columns=columns)
     return sql.SQL("""(
             SELECT sign, {columns} FROM report_log WHERE %(scope)s = 0 OR centre_id = %(scope)s
             UNION ALL
@@ -241,7 +250,7 @@ def _pending(measures) -> sql.Composable:
         )""").format(columns=columns, queued=QUEUED)
 
 
-def _fetch_from_tallies(conn, dims, scope, measures, metrics) -> dict:
+def _fetch_from_tallies(conn, dims, scope, measures, metrics, queued) -> dict:
     wanted = ["all", *dims]
     sums = sql.SQL(", ").join(sql.SQL("sum({0}) AS {0}").format(sql.Identifier(m)) for m in measures)
     plain = sql.SQL(", ").join(sql.Identifier(m) for m in measures)
@@ -257,7 +266,7 @@ def _fetch_from_tallies(conn, dims, scope, measures, metrics) -> dict:
             WHERE d.dim = ANY(%(dims)s)
         ) cells
         GROUP BY dim, value
-        HAVING sum(operations) > 0""").format(sums=sums, plain=plain, signed=signed, pending=_pending(measures))
+        HAVING sum(operations) > 0""").format(sums=sums, plain=plain, signed=signed, pending=_pending(measures, queued))
     params = {"scope": scope, "dims": wanted}
     result = {grouping: {} for grouping in _grouping_sets(dims)}
     for row in conn.execute(query, params):
@@ -277,7 +286,7 @@ def _fetch_from_tallies(conn, dims, scope, measures, metrics) -> dict:
                 WHERE d.dim = ANY(%(dims)s) AND h.metric = ANY(%(metrics)s)
             ) counts
             GROUP BY dim, value, metric, x, y
-            HAVING sum(n) <> 0""").format(pending=_pending([])), {**params, "metrics": list(metrics)})
+            HAVING sum(n) <> 0""").format(pending=_pending([], queued)), {**params, "metrics": list(metrics)})
         for dim, value, metric, x, y, n in rows:  # thousands of rows: tuples, not dicts
             grouping, key = ((), ()) if dim == "all" else ((dim,), (value,))
             cell = result[grouping].get(key)
@@ -286,9 +295,10 @@ def _fetch_from_tallies(conn, dims, scope, measures, metrics) -> dict:
     return result
 
 
-def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, result, definition) -> None:
-    """One plain GROUP BY at the finest of `sets` (PostgreSQL runs it in parallel); the coarser
-    sets are summed from it here, which is exact because the other dimensions partition."""
+def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, result, definition, queued) -> None:
+    """One plain GROUP BY at the finest of `sets` (PostgreSQL runs it in parallel), plus the
+    same GROUP BY over the CORRECTION when changes are queued; the coarser sets are summed from
+    it here, which is exact because the other dimensions partition."""
     finest = max(sets, key=len)
     columns = [DIMENSIONS[d] for d in finest]
     where = sql.SQL(" AND ").join([sql.SQL("m.counted"), *(FILTERS[name] for name in filters), *definition.where])
@@ -297,8 +307,9 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
     select_dims = sql.SQL("").join(sql.SQL("{} AS {}, ").format(c, sql.Identifier(f"g_{d}"))
                                    for c, d in zip(columns, finest))
     group_by = sql.SQL(", ").join(sql.Identifier(f"g_{d}") for d in finest) if finest else None
+    sources = [(sql.SQL("report_operation_measures"), False)] + ([(CORRECTION, True)] if queued else [])
 
-    def measure(name):
+    def measure(name, signed):
         keyed = name.startswith("key_") and name[4:] in definition.before
         if name in definition.before or keyed:
             stored = f"key_{definition.before[name[4:]]}" if keyed else definition.before[name]
@@ -311,21 +322,30 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
             expression = FUSION_AT[name]
         else:
             expression = sql.SQL("m.{}").format(sql.Identifier(name))
+        if signed:
+            expression = sql.SQL("m.sign * ({})").format(expression)
         return sql.SQL("sum({}) AS {}").format(expression, sql.Identifier(name))
 
-    query = sql.SQL("""
-        SELECT {select_dims}{measures}
-        FROM {current} m {join}
-        WHERE {where}
-        {group_by}""").format(
-        select_dims=select_dims, current=CURRENT_MEASURES,
-        measures=sql.SQL(", ").join(measure(name) for name in measures),
-        join=sql.SQL(" ").join([join, FUSION_AT_JOIN]) if fusion_at else join, where=where, group_by=sql.SQL("GROUP BY {}").format(group_by) if group_by else sql.SQL(""))
     params = {**filters, "min_months": min_months, "before_cutoff": definition.cutoff, **definition.params}
-    finest_cells = {}
-    for row in conn.execute(query, params):
-        if row["operations"]:
-            finest_cells[tuple(row[f"g_{d}"] for d in finest)] = {m: _to_number(row[m]) for m in measures}
+    finest_sums = {}
+    for source, signed in sources:
+        query = sql.SQL("""
+            SELECT {select_dims}{measures}
+            FROM {source} m {join}
+            WHERE {where}
+            {group_by}""").format(
+            select_dims=select_dims, source=source,
+            measures=sql.SQL(", ").join(measure(name, signed) for name in measures),
+            join=sql.SQL(" ").join([join, FUSION_AT_JOIN]) if fusion_at else join, where=where,
+            group_by=sql.SQL("GROUP BY {}").format(group_by) if group_by else sql.SQL(""))
+        for row in conn.execute(query, params):
+            if row["operations"] is None:  # no row at all (a sum without GROUP BY)
+                continue
+            key = tuple(row[f"g_{d}"] for d in finest)
+            sums = finest_sums.setdefault(key, dict.fromkeys(measures, 0))
+            for name in measures:
+                sums[name] += _to_number(row[name])
+    finest_cells = {key: sums for key, sums in finest_sums.items() if sums["operations"]}
     for grouping in sets:
         positions = [finest.index(d) for d in grouping]
         cells = result[grouping]
@@ -339,30 +359,34 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
                     cell.measures[name] += value
     if not metrics:
         return
-    # one grouped scan per metric: cheaper than expanding every operation into metric rows
-    query = sql.SQL(" UNION ALL ").join(sql.SQL("""
-        SELECT {select_dims}{metric} AS metric, {x} AS x, {y} AS y, count(*) AS n
-        FROM {current} m {join}
-        WHERE {where} AND {x} IS NOT NULL
-        GROUP BY {group_by}x, y""").format(
-        select_dims=select_dims, current=CURRENT_MEASURES, metric=sql.Literal(name), x=(definition.metrics.get(name) or METRIC_VALUES[name])[0],
-        y=(definition.metrics.get(name) or METRIC_VALUES[name])[1],
-        join=join, where=where, group_by=sql.SQL("{}, ").format(group_by) if group_by else sql.SQL(""))
-        for name in metrics)
     counts = {grouping: {} for grouping in sets}
-    for row in conn.execute(query, params):
-        key = tuple(row[f"g_{d}"] for d in finest)
-        for grouping in sets:
-            coarse = tuple(key[finest.index(d)] for d in grouping)
-            bucket = counts[grouping].setdefault(coarse, {})
-            value = (row["metric"], row["x"], row["y"])
-            bucket[value] = bucket.get(value, 0) + row["n"]
+    for source, signed in sources:
+        # one grouped scan per metric: cheaper than expanding every operation into metric rows
+        query = sql.SQL(" UNION ALL ").join(sql.SQL("""
+            SELECT {select_dims}{metric} AS metric, {x} AS x, {y} AS y, {n} AS n
+            FROM {source} m {join}
+            WHERE {where} AND {x} IS NOT NULL
+            GROUP BY {group_by}x, y""").format(
+            select_dims=select_dims, source=source, metric=sql.Literal(name),
+            x=(definition.metrics.get(name) or METRIC_VALUES[name])[0],
+            y=(definition.metrics.get(name) or METRIC_VALUES[name])[1],
+            n=sql.SQL("sum(m.sign)") if signed else sql.SQL("count(*)"),
+            join=join, where=where, group_by=sql.SQL("{}, ").format(group_by) if group_by else sql.SQL(""))
+            for name in metrics)
+        for row in conn.execute(query, params):
+            key = tuple(row[f"g_{d}"] for d in finest)
+            for grouping in sets:
+                coarse = tuple(key[finest.index(d)] for d in grouping)
+                bucket = counts[grouping].setdefault(coarse, {})
+                value = (row["metric"], row["x"], row["y"])
+                bucket[value] = bucket.get(value, 0) + int(row["n"])
     for grouping, by_key in counts.items():
         for key, bucket in by_key.items():
             cell = result[grouping].get(key)
             if cell is not None:
                 for (metric, x, y), n in bucket.items():
-                    cell.histograms.setdefault(metric, []).append((x, y, n))
+                    if n:
+                        cell.histograms.setdefault(metric, []).append((x, y, n))
 
 
 # What each metric contributes to the histograms, as (x, y) over `m` (report_metric_values
