@@ -16,7 +16,10 @@ For each batch size the bench makes three fresh databases from one migrated temp
   a submitter token over real HTTP, and the clock runs from the first byte sent to the answer
   received (JSON encoding of the batch is done before). Then the same body is sent again: the
   resend, all `unchanged`, is timed too; and the batch as CSV (the README's column layout),
-  for a second centre of the same database.
+  for a second centre of the same database. Beside gunicorn runs the report maintainer
+  (`registry maintain-reports`, as `registry serve` runs it); the bench prints how long after
+  the JSON answer it has folded the whole batch into the report aggregates (reports are exact
+  meanwhile: they fold in what is still queued).
 
 The documents are realistic spinal operations: a patient inline (a quarter of them seen
 before), one to four levels with a screw group per level plus rods, one or two intraoperative
@@ -325,9 +328,13 @@ def run(server_url: str, sizes: list[int], revision: str = "head", api_without_r
         _, csv_token = _centre_and_token(api_url, "BENCH-CSV")  # the same records again, as another centre
         port = _free_port()
         server = start_gunicorn(api_url, port, log)
+        maintainer = start_maintainer(api_url, log) if has_report_queue(api_url) else None
+        catch_up = float("nan")
         try:
             api_seconds, answer = post(port, token, body)
             assert answer["created"] == size, {k: answer[k] for k in ("created", "updated", "unchanged", "rejected")}
+            if maintainer:
+                catch_up = seconds_until_maintained(api_url)
             resend_seconds, again = post(port, token, body)
             assert again["unchanged"] == size, again["status"]
             csv_seconds, from_csv = post(port, csv_token, csv_text, "text/csv")
@@ -336,6 +343,9 @@ def run(server_url: str, sizes: list[int], revision: str = "head", api_without_r
         finally:
             server.terminate()
             server.wait(timeout=30)
+            if maintainer:
+                maintainer.terminate()
+                maintainer.wait(timeout=30)
         _drop(server_url, api_name)
         figures.append((size, size / api_seconds, copy_seconds / api_seconds, bare_seconds / api_seconds))
         print(f"{size:>10,}  {size / copy_seconds:>7,.0f} ops/s  {size / bare_seconds:>18,.0f} ops/s  "
@@ -344,7 +354,8 @@ def run(server_url: str, sizes: list[int], revision: str = "head", api_without_r
               f"{size / csv_seconds:>9,.0f} ops/s"
               f"   ({len(body) / 1e6:,.1f} MB JSON, {len(csv_text) / 1e6:,.1f} MB CSV; API {api_seconds:.1f} s,"
               f" COPY {copy_seconds:.1f} s, without report triggers {bare_seconds:.1f} s;"
-              f" peak worker RSS {peak / 1e6:,.0f} MB)",
+              f" peak worker RSS {peak / 1e6:,.0f} MB; report maintainer caught up {catch_up:.1f} s after the"
+              f" answer)",
               flush=True)
     _drop(server_url, TEMPLATE)
     print(f"\nCOPY without report triggers: {', '.join(disabled) or 'none found'} disabled")
@@ -352,6 +363,28 @@ def run(server_url: str, sizes: list[int], revision: str = "head", api_without_r
     print(f"targets at {size:,} operations (issue 14): >= 5,000 ops/s: {rate:,.0f}  {'met' if rate >= 5000 else 'MISSED'};"
           f" >= 0.3x COPY without report triggers: {bare_share:.2f}x  {'met' if bare_share >= 0.3 else 'MISSED'}"
           f" (with them: {share:.2f}x)")
+
+
+def has_report_queue(url: str) -> bool:
+    """The schema queues report changes for a maintainer (migration 0011 on)."""
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT to_regclass('report_changes') IS NOT NULL").fetchone()[0]
+
+
+def start_maintainer(url: str, log) -> subprocess.Popen:
+    """`registry maintain-reports` beside gunicorn, as `registry serve` runs one."""
+    environment = dict(os.environ, DATABASE_URL=url, REGISTRY_SECRET=SECRET, LOG_LEVEL="WARNING")
+    return subprocess.Popen([sys.executable, "-c", "from registry.cli import main; main()", "maintain-reports"],
+                            env=environment, cwd=ROOT, stdout=log, stderr=log)
+
+
+def seconds_until_maintained(url: str) -> float:
+    """From now until the maintainer has folded every queued change into the aggregates."""
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while conn.execute("SELECT EXISTS (SELECT FROM report_changes)").fetchone()[0]:
+            time.sleep(0.1)
+    return time.perf_counter() - started
 
 
 def _drop(server_url: str, *names: str) -> None:

@@ -9,7 +9,9 @@ Three services, each started in turn by the bench with the registry's own gunico
 - constant:   a Flask route that reads the body and answers a constant (bench/load_baselines.py);
 - raw insert: a Flask route that inserts the raw JSON body into one table with psycopg;
 - registry:   POST /v1/operations/ — the full operation document validated, its patient upserted,
-              operation and child rows written, audited, with an Idempotency-Key on every request.
+              operation and child rows written, audited, with an Idempotency-Key on every request;
+              with the report maintainer running beside it (`registry maintain-reports`), as
+              `registry serve` runs it: the maintainer's CPU and its backlog at the end are printed.
 
 Every request carries the same kind of body: the published seed case (an operation document
 with its inline patient, implants and an intraoperative event) with a fresh local_ref and
@@ -250,9 +252,25 @@ def client_process(port: int, path: str, token: str, threads: int, warmup: float
     results.put((latencies, sum(errors)))
 
 
+def start_maintainer(database_url: str) -> subprocess.Popen:
+    """`registry maintain-reports` beside the registry's gunicorn, as `registry serve` runs one."""
+    environment = dict(os.environ, DATABASE_URL=database_url, REGISTRY_SECRET=SECRET, LOG_LEVEL="WARNING")
+    return subprocess.Popen([sys.executable, "-c", "from registry.cli import main; main()", "maintain-reports"],
+                            env=environment, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def backlog(database_url: str) -> dict:
+    from registry.reports.maintainer import backlog as read_backlog
+
+    with psycopg.connect(database_url, row_factory=psycopg.rows.dict_row) as conn:
+        return read_backlog(conn)
+
+
 def measure(name: str, database_url: str, token: str, args, data_dir: Path) -> dict:
     app, path = SERVICES[name]
     server = Gunicorn(app, database_url, args.workers, args.threads, data_dir)
+    maintainer = start_maintainer(database_url) if name == "registry" else None
+    maintainer_cpu = CpuMeter(lambda: [psutil.Process(maintainer.pid)] if maintainer else [])
     run = uuid.uuid4().hex[:8]
     try:
         server.wait_ready(path, {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
@@ -270,8 +288,10 @@ def measure(name: str, database_url: str, token: str, args, data_dir: Path) -> d
         time.sleep(args.warmup)
         workers_cpu.start()
         postgres_cpu.start()
+        maintainer_cpu.start()
         time.sleep(args.duration)
-        cpu = {"gunicorn": workers_cpu.stop(), "postgres": postgres_cpu.stop()}
+        cpu = {"gunicorn": workers_cpu.stop(), "postgres": postgres_cpu.stop(), "maintainer": maintainer_cpu.stop()}
+        left = backlog(database_url) if maintainer else None
         latencies, errors = [], 0
         for _ in processes:
             kept, failed = results.get()
@@ -281,6 +301,9 @@ def measure(name: str, database_url: str, token: str, args, data_dir: Path) -> d
             process.join()
     finally:
         server.stop()
+        if maintainer:
+            maintainer.terminate()
+            maintainer.wait(timeout=30)
     latencies.sort()
     return {
         "service": name, "requests": len(latencies), "errors": errors,
@@ -290,6 +313,8 @@ def measure(name: str, database_url: str, token: str, args, data_dir: Path) -> d
         "peak_rss_mb": server.peak_rss / 2**20,
         "gunicorn_cpu_ms": cpu["gunicorn"] * 1000 / max(len(latencies), 1),
         "postgres_cpu_ms": cpu["postgres"] * 1000 / max(len(latencies), 1),
+        "maintainer_cpu_ms": cpu["maintainer"] * 1000 / max(len(latencies), 1),
+        "backlog": left,
     }
 
 
@@ -387,6 +412,10 @@ def main(argv=None) -> int:
     print(f"registry CPU per request: {registry_cpu:.2f} ms (gunicorn {registry['gunicorn_cpu_ms']:.2f}, "
           f"PostgreSQL {registry['postgres_cpu_ms']:.2f}); raw insert {raw_cpu:.2f} ms "
           f"({registry_cpu / raw_cpu if raw_cpu else float('nan'):.1f}x)")
+    left = registry["backlog"]
+    print(f"report maintainer (beside gunicorn, issue 14 decision 2): {registry['maintainer_cpu_ms']:.2f} ms "
+          f"of its own CPU per request (its PostgreSQL work is in the PostgreSQL figure); backlog when "
+          f"the measurement ended: {left['operations']} operations, oldest {left['oldest_seconds']:.1f} s")
     print(f"one create, in-process (Flask test client, no other load): {statements:.1f} statements, "
           f"{round_trips:.1f} round trips to PostgreSQL, {python_cpu:.2f} ms of Python CPU")
     print(f"registry peak worker RSS: {registry['peak_rss_mb']:.0f} MB (target < 150 MB)  "
