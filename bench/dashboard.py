@@ -7,12 +7,16 @@ showing it (plot, table and form), measured in the same run against a real gunic
 
 The JSON answer is the baseline: the plot should cost little more (target: median under
 100 ms), the page a little more again (target: median under 300 ms). Requests are sent one
-at a time over one keep-alive connection after a warm-up (the first plot a worker draws loads
-the Vega engine, about a second), and each case is printed with its median, 95th percentile
-and its ratio to the JSON of the same query.
+at a time over one keep-alive connection after a warm-up (the worker warms Vega up before it
+serves), and each case is printed with its median, 95th percentile and its ratio to the JSON of
+the same query. There is no cache of drawn plots: every SVG is drawn anew. Only the compiled form
+of a plot's shape is kept (see plots._vega), so the first SVG of each query, printed apart as
+"first SVG", also pays for compiling it. Other processes share the machine: the load average is
+printed with the figures.
 """
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -39,16 +43,20 @@ def get_ms(session: requests.Session, url: str, **kwargs) -> float:
     return elapsed
 
 
-def interleaved(cases: list, requests_count: int, warmup: int) -> list[list[float]]:
+def interleaved(cases: list, requests_count: int, warmup: int) -> tuple[list[list[float]], list[float]]:
     """Each case's timings, the cases taking turns (one request of each per round), so a change
-    in the machine's load during the run weighs on all of them alike."""
+    in the machine's load during the run weighs on all of them alike; and each case's first
+    request (part of the warm-up)."""
     timings = [[] for _ in cases]
+    first = []
     for round_number in range(warmup + requests_count):
         for times, (session, url, kwargs) in zip(timings, cases):
             elapsed = get_ms(session, url, **kwargs)
+            if round_number == 0:
+                first.append(elapsed)
             if round_number >= warmup:
                 times.append(elapsed)
-    return timings
+    return timings, first
 
 
 def signed_in(base_url: str, token: str) -> requests.Session:
@@ -78,17 +86,20 @@ def main(argv=None) -> None:
         api = requests.Session()
         api.headers["Authorization"] = f"Bearer {token}"
         browser = signed_in(base_url, token)
+        print(f"load average before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"{'case':<32} {'JSON ms':>9} {'SVG ms':>9} {'page ms':>9} {'SVG/JSON':>9} {'page/JSON':>10}"
-              f" {'p95 JSON/SVG/page':>20}")
+              f" {'p95 JSON/SVG/page':>20} {'first SVG ms':>13}")
         for label, path in QUERIES:
-            json_ms, svg_ms, page_ms = interleaved([
+            (json_ms, svg_ms, page_ms), first = interleaved([
                 (api, f"{base_url}/v1/reports/{path}", {}),
                 (api, f"{base_url}/v1/reports/{path}", {"headers": {"Accept": "image/svg+xml"}}),
                 (browser, f"{base_url}/dashboard/reports/{path}", {})], args.requests, args.warmup)
             medians = [statistics.median(t) for t in (json_ms, svg_ms, page_ms)]
             p95 = "/".join(f"{percentile(t, 0.95):.0f}" for t in (json_ms, svg_ms, page_ms))
             print(f"{label:<32} {medians[0]:>9.1f} {medians[1]:>9.1f} {medians[2]:>9.1f} "
-                  f"{medians[1] / medians[0]:>9.2f} {medians[2] / medians[0]:>10.2f} {p95:>20}", flush=True)
+                  f"{medians[1] / medians[0]:>9.2f} {medians[2] / medians[0]:>10.2f} {p95:>20} {first[1]:>13.0f}",
+                  flush=True)
+        print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print("targets: SVG plot median < 100 ms and not much above the JSON; dashboard page median < 300 ms")
     finally:
         server.terminate()

@@ -591,12 +591,14 @@ def _example_report(kind: str) -> dict:
 
 def warm_up() -> None:
     """Start vl-convert (its JavaScript engine and Vega take about a second to load) and draw a
-    plot as SVG and one as PNG, so that the first plot a worker serves costs what the others do. Call it
+    plot of each kind as SVG and one as PNG, so that the first plot a worker serves costs what the
+    others do (a kind's first plot also compiles Vega's code for its marks: up to 200 ms). Call it
     once per process after fork (registry.gunicorn_conf.post_fork): the converter's threads do not
     survive a fork."""
     _ready_converter()
     today = date.today()
-    render_svg(_example_report("complications"), today)
+    for kind in ("complications", "fusion", "outcomes", "completeness", "centres"):
+        render_svg(_example_report(kind), today)
     render_png(_example_report("centres"), today)
 
 
