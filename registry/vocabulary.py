@@ -240,6 +240,15 @@ IMPLANT_STATUS = _vocabulary(
 )
 IMPLANT_FAILURE_STATUSES = frozenset({"loosening", "migration", "breakage"})
 
+# Whether a list of the record (intraoperative events, postoperative complications) was
+# assessed: "none occurred" and "not recorded" are different answers (NSQIP's lesson: an empty
+# list read as "none" makes every rate confidently wrong).
+RECORDING_STATUS = _vocabulary(
+    ("none", "Assessed: none occurred"),
+    ("occurred", "Assessed: at least one occurred (listed)"),
+    ("not_recorded", "Not recorded: unknown whether any occurred"),
+)
+
 ROLE = _vocabulary(
     ("submitter", "Centre submitter: reads and writes its own centre's records"),
     ("centre_admin", "Centre administrator: issues and revokes its own centre's submitter and centre_admin tokens"),
@@ -274,6 +283,7 @@ ALL = MappingProxyType({
     "fusion_status": FUSION_STATUS,
     "assessment": ASSESSMENT,
     "implant_status": IMPLANT_STATUS,
+    "recording_status": RECORDING_STATUS,
     "role": ROLE,
 })
 

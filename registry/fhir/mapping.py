@@ -72,7 +72,16 @@ EXTENSIONS = {
     "description": "description",                  # AdverseEvent: valueString
     "days_after": "days-after-operation",          # AdverseEvent (postoperative): valueDuration (d)
     "count": "implant-count",                      # Device (implant): valueInteger
+    # Procedure: valueCoding (recording_status), written when not_recorded (none and occurred
+    # follow from the AdverseEvents present); read when given, else none or occurred likewise
+    "intraop_events_status": "intraop-events-status",
+    "postop_complications_status": "postop-complications-status",
 }
+
+
+# A value the record says was not recorded (a yes/no left null): FHIR's data-absent-reason "unknown"
+NOT_RECORDED = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "unknown",
+                            "display": "Unknown"}], "text": "Not recorded"}
 
 
 def extension_url(name: str) -> str:
@@ -358,6 +367,10 @@ def _operation_entries(document: dict, follow_ups, names: _Names, patient_ref: s
         procedure["id"] = procedure_id
     if document.get("approach"):
         procedure["extension"] = [_extension("approach", "valueCoding", coding("approach", document["approach"]))]
+    for name in ("intraop_events_status", "postop_complications_status"):
+        if document.get(name) == "not_recorded":
+            procedure.setdefault("extension", []).append(
+                _extension(name, "valueCoding", coding("recording_status", document[name])))
     procedure["identifier"] = [{"system": OPERATION_IDENTIFIER, "value": document["local_ref"]}]
     procedure["status"] = "completed"
     # One coding per procedure of a combined operation (laminectomy + fusion), in the order sent
@@ -509,8 +522,10 @@ def _follow_up_entry(follow_up: dict, index: int, names: _Names, subject: dict, 
         components.append({"code": element("joa"), "valueQuantity": quantity(follow_up["joa"], "{score}")})
     if follow_up.get("mjoa") is not None:
         components.append({"code": element("mjoa"), "valueInteger": follow_up["mjoa"]})
-    components.append({"code": element("revision-surgery"),
-                       "valueBoolean": bool(follow_up.get("revision_surgery"))})
+    if follow_up.get("revision_surgery") is None:  # not recorded: said so, never written as false
+        components.append({"code": element("revision-surgery"), "dataAbsentReason": NOT_RECORDED})
+    else:
+        components.append({"code": element("revision-surgery"), "valueBoolean": follow_up["revision_surgery"]})
     if follow_up.get("revision_reason"):
         components.append({"code": element("revision-reason"), "valueString": follow_up["revision_reason"]})
     if follow_up.get("notes"):
@@ -583,7 +598,8 @@ _RESOURCE_SHAPES = {
                     "effectiveDateTime": str, "partOf": [_REFERENCE], "valueQuantity": _QUANTITY,
                     "valueBoolean": bool, "valueInteger": _INTEGER, "method": _CONCEPT,
                     "component": [{"code": _CONCEPT, "valueQuantity": _QUANTITY, "valueCodeableConcept": _CONCEPT,
-                                   "valueInteger": _INTEGER, "valueBoolean": bool, "valueString": str}],
+                                   "valueInteger": _INTEGER, "valueBoolean": bool, "valueString": str,
+                                   "dataAbsentReason": _CONCEPT}],
                     "note": [_ANNOTATION]},
     "AdverseEvent": {"identifier": _IDENTIFIER, **_EXTENDED, "actuality": str, "event": _CONCEPT,
                      "subject": _REFERENCE, "date": str, "seriousness": _CONCEPT,
@@ -1079,6 +1095,9 @@ def _read_procedure(reader: _Reader, operation: _Operation, index: int, procedur
     extensions = reader.extensions(procedure, index, path)
     for extension, extension_path in extensions.get("approach", []):
         put("approach", (extension.get("valueCoding") or {}).get("code"), f"{extension_path}.valueCoding.code")
+    for name in ("intraop_events_status", "postop_complications_status"):
+        for extension, extension_path in extensions.get(name, []):
+            put(name, (extension.get("valueCoding") or {}).get("code"), f"{extension_path}.valueCoding.code")
     performed = procedure.get("performedDateTime")
     date, precision = _date_and_precision(performed)
     put("operation_date", date, f"{path}.performedDateTime")
@@ -1402,7 +1421,9 @@ def _read_follow_up(reader: _Reader, operation: _Operation, index: int, observat
                                                           f"one of {', '.join(_COMPONENT_FIELDS)}.", "code-invalid")
             continue
         name, value_element, unit_code = _COMPONENT_FIELDS[code]
-        if value_element not in component:
+        if "dataAbsentReason" in component and value_element not in component:
+            put(name, None, f"{component_path}.dataAbsentReason")  # not recorded
+        elif value_element not in component:
             reader.error(index, f"{component_path}.{value_element}", f"{code} gives its value as {value_element}.",
                          "required")
         elif value_element == "valueCodeableConcept":

@@ -16,7 +16,8 @@ class FollowUpFieldsSchema(ma.Schema):
     implant_status = Code(v.IMPLANT_STATUS, allow_none=True)
     joa = HalfPointScore(17, allow_none=True, metadata={"description": "JOA score, 0–17"})
     mjoa = Integer(0, 18, allow_none=True, metadata={"description": "Modified JOA score, 0–18"})
-    revision_surgery = StrictBoolean(load_default=False)
+    revision_surgery = StrictBoolean(allow_none=True, metadata={
+        "description": "true, false, or null: not recorded (left out: not recorded)"})
     revision_reason = Text(500, allow_none=True)
     notes = Text(4000, allow_none=True)
 

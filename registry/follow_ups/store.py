@@ -59,7 +59,7 @@ def follow_up_columns(operation_date: dt.date, fields: dict) -> dict:
     """The follow_ups row for `fields` of a follow-up of an operation on `operation_date` (dates resolved)."""
     date, months = resolve_dates(operation_date, fields)
     values = {name: fields.get(name) for name in FIELDS}
-    values.update(follow_up_date=date, months_after=months, revision_surgery=bool(fields.get("revision_surgery")))
+    values.update(follow_up_date=date, months_after=months, revision_surgery=fields.get("revision_surgery"))
     return values
 
 

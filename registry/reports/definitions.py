@@ -43,7 +43,8 @@ TIMEPOINT_MONTHS, TIMEPOINT_TOLERANCE = 12, 3
 COMPLETENESS_MONTHS = 12
 
 # The measures the definitions add to the stored ones (all counts of operations), computed by a scan.
-EXTRA_MEASURES = ("postop_eligible", "postop_untimed", "major_untimed", "implant_known", "revision_known",
+EXTRA_MEASURES = ("postop_eligible", "postop_untimed", "major_untimed", "postop_due", "postop_not_recorded",
+                  "implant_known", "revision_known",
                   "due_12m", "followed_12m_of_due",
                   *(f"{event}_at_risk_{t}" for event in ("implant", "revision") for t in SURVIVAL_MONTHS))
 
@@ -149,7 +150,8 @@ FAILURE_TIMES = sql.SQL("""LEFT JOIN (
         SELECT f.centre_id, f.operation_id,
                min(f.months_after) FILTER (WHERE f.implant_status = ANY(%(failure_statuses)s)) AS failure_at,
                min(f.months_after) FILTER (WHERE f.revision_surgery) AS revision_at,
-               max(f.months_after) AS last_seen
+               max(f.months_after) AS last_seen,
+               max(f.months_after) FILTER (WHERE f.revision_surgery IS NOT NULL) AS revision_last_seen
         FROM follow_ups f GROUP BY f.centre_id, f.operation_id
     ) fw ON fw.centre_id = m.centre_id AND fw.operation_id = m.operation_id""")
 # The one visit JOA, mJOA and the recovery rate are all taken from, among those that recorded
@@ -210,16 +212,22 @@ def _complications(d, choices):
         d.joins.append(SEVERE_INTRAOP)
         d.params["classintra_major"] = CLASSINTRA_MAJOR
         severe = sql.SQL(" OR ci.severe IS NOT NULL")
+    # a major complication is counted over the operations whose complications were recorded,
+    # a severe intraoperative event too (else a rate could pass 1)
     if choices.window is None:
         if choices.major == "clavien_or_classintra":
-            d.measures["major_complication"] = sql.SQL("(m.major_complication = 1{})::int").format(severe)
+            d.measures["major_complication"] = sql.SQL(
+                "(m.postop_recorded = 1 AND (m.major_complication = 1{}))::int").format(severe)
         return
     d.joins.append(POSTOP_IN_WINDOW)
     d.params.update(window_days=choices.window, window_cutoff=choices.window_cutoff,
                     major_grades=sorted(v.MAJOR_CLAVIEN_DINDO))
-    eligible = sql.SQL("m.operation_date <= %(window_cutoff)s")
+    due = sql.SQL("m.operation_date <= %(window_cutoff)s")
+    eligible = sql.SQL("({} AND m.postop_recorded = 1)").format(due)
     major = sql.SQL("(coalesce(pc.major_within, false){})").format(severe)
     d.measures.update(
+        postop_due=sql.SQL("({})::int").format(due),
+        postop_not_recorded=sql.SQL("({} AND m.postop_recorded = 0)::int").format(due),
         postop_eligible=sql.SQL("({})::int").format(eligible),
         postop_complication=sql.SQL("({} AND coalesce(pc.within, false))::int").format(eligible),
         postop_untimed=sql.SQL("({} AND NOT coalesce(pc.within, false) AND coalesce(pc.untimed, false))::int")
@@ -262,11 +270,13 @@ def _failure_window(d, choices):
     failed = "coalesce(fw.failure_at <= %(failure_window)s, false)"
     revised = "coalesce(fw.revision_at <= %(failure_window)s, false)"
     seen = "coalesce(fw.last_seen >= %(failure_window)s, false)"
+    # revision is known at a follow-up that recorded it (yes or no), not at every follow-up
+    revision_seen = "coalesce(fw.revision_last_seen >= %(failure_window)s, false)"
     d.measures.update(
         implant_failure=sql.SQL(f"(m.instrumented AND {failed})::int"),
         implant_known=sql.SQL(f"(m.instrumented AND ({failed} OR {seen}))::int"),
         revision=sql.SQL(f"({revised})::int"),
-        revision_known=sql.SQL(f"({revised} OR {seen})::int"))
+        revision_known=sql.SQL(f"({revised} OR {revision_seen})::int"))
 
 
 def _survival(d):
@@ -276,7 +286,7 @@ def _survival(d):
     d.joins.append(FAILURE_TIMES)
     d.params["failure_statuses"] = sorted(v.IMPLANT_FAILURE_STATUSES)
     implant_time = "CASE WHEN m.instrumented THEN coalesce(fw.failure_at, fw.last_seen) END"
-    revision_time = "coalesce(fw.revision_at, fw.last_seen)"
+    revision_time = "coalesce(fw.revision_at, fw.revision_last_seen)"  # censored at the last that recorded it
     d.metrics.update(
         implant_km=(sql.SQL(f"({implant_time})::float8"), sql.SQL("(fw.failure_at IS NOT NULL)::int::float8")),
         revision_km=(sql.SQL(f"({revision_time})::float8"), sql.SQL("(fw.revision_at IS NOT NULL)::int::float8")))
@@ -300,11 +310,14 @@ def describe(report: str, choices: Choices, month_grain: bool) -> dict:
         if choices.window is None:
             window = {"parameter": "window", "value": "any",
                       "definition": "postoperative complications recorded at any time after the operation, "
-                                    "whether or not days_after is recorded; denominator: every operation"}
+                                    "whether or not days_after is recorded; denominator: every operation whose "
+                                    "complications were recorded (postop_complications_status none or occurred); "
+                                    "those not recorded are counted apart, never as none"}
         else:
             window = {"parameter": "window", "value": str(choices.window),
                       "definition": f"a complication with days_after <= {choices.window}; denominator: operations "
-                                    f"at least {choices.window} days old (on or before {choices.window_cutoff}"
+                                    f"whose complications were recorded, at least {choices.window} days old "
+                                    f"(on or before {choices.window_cutoff}"
                                     f"{grain}); an operation whose only complications in question have no "
                                     "days_after is counted as timing not recorded, never as none",
                       "cutoff": choices.window_cutoff.isoformat()}
@@ -313,7 +326,8 @@ def describe(report: str, choices: Choices, month_grain: bool) -> dict:
             "parameter": "major", "value": choices.major,
             "definition": "Clavien-Dindo IIIa or worse" + (
                 ", or an intraoperative event of ClassIntra III or worse"
-                if choices.major == "clavien_or_classintra" else ""),
+                if choices.major == "clavien_or_classintra" else "")
+            + "; over the operations whose postoperative complications were recorded",
             "source": SOURCES["major"]}
     elif report == "fusion":
         described["fusion"] = {
@@ -343,7 +357,8 @@ def describe(report: str, choices: Choices, month_grain: bool) -> dict:
         elif choices.failure_window is None:
             failure = {"value": "any", "definition": "implant failure (loosening, migration, breakage) or revision "
                                                      "reported at any follow-up; denominator: operations (implant "
-                                                     "failure: instrumented ones) with >= 1 follow-up"}
+                                                     "failure: instrumented ones) with >= 1 follow-up (revision: "
+                                                     "one that recorded revision_surgery, true or false)"}
         else:
             failure = {"value": str(choices.failure_window),
                        "definition": f"first reported at a follow-up <= {choices.failure_window} months; "

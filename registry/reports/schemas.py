@@ -28,8 +28,9 @@ def _codes(vocabulary, description):
 
 # The measures of the complications and fusion rows, for `measure=` (the service checks that
 # a name belongs to the report asked for).
-MEASURE_NAMES = ["intraop_event", "instrument_breakage", "intraop_event_types", "postop_complication",
-                 "major_complication", "postop_timing_not_recorded", "major_timing_not_recorded", "blood_loss_ml",
+MEASURE_NAMES = ["intraop_event", "instrument_breakage", "intraop_event_types", "intraop_events_not_recorded",
+                 "postop_complication", "major_complication", "postop_complications_not_recorded",
+                 "postop_timing_not_recorded", "major_timing_not_recorded", "blood_loss_ml",
                  "duration_min", "fusion_operations", "fusion", "pseudarthrosis", "indeterminate", "not_assessed",
                  "implant_failure", "revision", "implant_survival", "revision_survival"]
 
@@ -191,8 +192,14 @@ class ComplicationsRowSchema(RowSchema):
     instrument_breakage = _proportion()
     intraop_event_types = ma.fields.Nested(ma.Schema.from_dict(
         {t: _proportion() for t in INTRAOP_EVENT_TYPES}, name="IntraopEventTypes"))
+    intraop_events_not_recorded = ma.fields.Nested(ProportionSchema, metadata={
+        "description": "Operations whose intraoperative events were not recorded, over every operation; the "
+                       "event rates are over the others"})
     postop_complication = _proportion()
     major_complication = _proportion()
+    postop_complications_not_recorded = ma.fields.Nested(ProportionSchema, metadata={
+        "description": "Operations whose postoperative complications were not recorded, over every operation "
+                       "(within a window: over those old enough); the complication rates are over the others"})
     postop_timing_not_recorded = _proportion()
     major_timing_not_recorded = _proportion()
     blood_loss_ml = _summary()
@@ -226,6 +233,15 @@ class CompletenessRowSchema(RowSchema):
     duration_min = _proportion()
     blood_loss_ml = _proportion()
     preop_joa = _proportion()
+    intraop_events = ma.fields.Nested(ProportionSchema, metadata={
+        "description": "Operations whose intraoperative events were recorded (none or occurred)"})
+    postop_complications = ma.fields.Nested(ProportionSchema, metadata={
+        "description": "Operations whose postoperative complications were recorded (none or occurred)"})
+    transfusion = ma.fields.Nested(ProportionSchema, metadata={
+        "description": "Operations with transfusion true or false"})
+    revision_surgery = ma.fields.Nested(ProportionSchema, metadata={
+        "description": "Operations followed up with a follow-up recording revision_surgery (true or false), over "
+                       "the operations followed up"})
     follow_up = _proportion()
     follow_up_12m = _proportion()
 

@@ -18,7 +18,7 @@ from datetime import timedelta
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-# Additive measures: the columns of report_tallies and of report_operation_measures (0002, 0010).
+# Additive measures: the columns of report_tallies and of report_operation_measures (0002, 0010, 0011).
 INTRAOP_EVENT_TYPES = (
     "instrument_breakage", "iatrogenic_fracture", "dural_tear", "excessive_bleeding",
     "neuromonitoring_change", "nerve_injury", "vascular_injury", "implant_malposition",
@@ -35,6 +35,7 @@ MEASURES = (
     "mjoa_pre_n", "mjoa_pre_sum", "mjoa_post_n", "mjoa_post_sum",
     "indication_recorded", "approach_recorded", "spinal", "levels_recorded",
     "cervical", "joa_recorded", "followed_12m",
+    "intraop_recorded", "postop_recorded", "transfusion_recorded", "revision_followed",   # migration 0011
 )
 # Cell keys (migration 0007): for each count measure x, key_x sums the record keys of the
 # operations x counts; key_x mod 256 is the cell key that perturbs the count for analysts.

@@ -1,0 +1,123 @@
+"""Clinical depth (issue 15): "not recorded" kept apart from "none" and "no".
+
+- `operations.intraop_events_recorded`, `operations.postop_complications_recorded`: whether the
+  list was assessed (an operation with rows in the list counts as recorded whatever the flag).
+  The wire's `<list>_status` (none / occurred / not_recorded) is derived from it and the rows.
+  Operations stored before this migration read as recorded (true): the contract they were sent
+  under took the lists as what happened (an empty list was "none", and every report counted it
+  so), so their rates are unchanged.
+- `follow_ups.revision_surgery` may be NULL (not recorded). Rows stored before keep their value
+  (the old default `false` cannot be told apart from a stated "no": read as no, as before).
+
+The report facts carry whether each was recorded, and four count measures join the aggregates,
+each with its record-key sum (`key_<name>`, migration 0007): `intraop_recorded`,
+`postop_recorded` (operations whose events / complications were assessed: the denominators of
+their rates), `transfusion_recorded` and `revision_followed` (operations with a follow-up that
+recorded revision surgery, true or false). The facts view, the measures view, the log,
+compaction, refresh and rebuild are generated from 0002's, 0003's, 0007's and 0010's templates
+with the new columns and measures added, and every aggregate is rebuilt from the base tables.
+
+Downgrade restores 0010's state. What 0010 cannot hold is lost there: a `not_recorded` list
+reads as none again, and a revision not recorded as false; every value 0010 could hold survives
+the round trip.
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-11-28
+"""
+from alembic import context, op
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+NEW_FACTS = ("intraop_recorded", "postop_recorded", "transfusion", "revision_recorded")
+NEW_FACT_COLUMNS = """,
+       o.intraop_events_recorded OR cardinality(coalesce((SELECT array_agg(e.type) FROM intraop_events e
+           WHERE e.centre_id = o.centre_id AND e.operation_id = o.id), '{}')) > 0 AS intraop_recorded,
+       o.postop_complications_recorded OR pc.any_complication IS NOT NULL AS postop_recorded,
+       o.transfusion,
+       EXISTS (SELECT 1 FROM follow_ups f WHERE f.centre_id = o.centre_id AND f.operation_id = o.id
+                 AND f.revision_surgery IS NOT NULL) AS revision_recorded"""
+
+NEW_MEASURES = [("intraop_recorded", "bigint"), ("postop_recorded", "bigint"), ("transfusion_recorded", "bigint"),
+                ("revision_followed", "bigint")]
+NEW_MEASURE_COLUMNS = """,
+    f.intraop_recorded::int AS intraop_recorded,
+    f.postop_recorded::int AS postop_recorded,
+    (f.transfusion IS NOT NULL)::int AS transfusion_recorded,
+    (f.followed AND f.revision_recorded)::int AS revision_followed"""
+
+
+def _module(revision_id):
+    """A revision's module as alembic loaded it (a module name starting with a digit has no import)."""
+    return context.script.get_revision(revision_id).module
+
+
+def upgrade() -> None:
+    aggregates, cell_keys, undecided = _module("0002"), _module("0007"), _module("0010")
+    measures = list(aggregates.MEASURES) + undecided.NEW_MEASURES + NEW_MEASURES
+    new_columns = ",\n    ".join(
+        f"ADD COLUMN {name} {kind} NOT NULL DEFAULT 0"
+        for name, kind in NEW_MEASURES + cell_keys.key_measures(NEW_MEASURES))
+    facts_sql = cell_keys._facts_view(aggregates, undecided.RECORD_KEY_FACT + undecided.UNDECIDED_COLUMN
+                                      + NEW_FACT_COLUMNS)
+    rebuilt = undecided._rebuilt_state(
+        aggregates, cell_keys, measures,
+        (*aggregates.FACT_COLUMNS, "record_key", "fusion_undecided_12m", *NEW_FACTS),
+        undecided.RECORD_KEY_MEASURE + undecided.NEW_MEASURE_COLUMNS + NEW_MEASURE_COLUMNS)
+    op.execute(f"""
+-- Stored before: recorded (the old contract read an empty list as none).
+ALTER TABLE operations
+    ADD COLUMN intraop_events_recorded boolean NOT NULL DEFAULT true,
+    ADD COLUMN postop_complications_recorded boolean NOT NULL DEFAULT true;
+ALTER TABLE follow_ups ALTER COLUMN revision_surgery DROP NOT NULL, ALTER COLUMN revision_surgery DROP DEFAULT;
+ALTER TABLE follow_ups DROP CONSTRAINT ck_follow_ups_revision_reason_needs_revision,
+    ADD CONSTRAINT ck_follow_ups_revision_reason_needs_revision
+        CHECK (revision_reason IS NULL OR revision_surgery IS TRUE);
+ALTER TABLE report_operations
+    ADD COLUMN intraop_recorded boolean NOT NULL DEFAULT true,
+    ADD COLUMN postop_recorded boolean NOT NULL DEFAULT true,
+    ADD COLUMN transfusion boolean,
+    ADD COLUMN revision_recorded boolean NOT NULL DEFAULT false;
+ALTER TABLE report_operations ALTER COLUMN intraop_recorded DROP DEFAULT,
+    ALTER COLUMN postop_recorded DROP DEFAULT, ALTER COLUMN revision_recorded DROP DEFAULT;
+{facts_sql}
+ALTER TABLE report_tallies
+    {new_columns};
+DROP VIEW report_operation_measures;
+{rebuilt}
+""")
+
+
+def downgrade() -> None:
+    aggregates, cell_keys, undecided = _module("0002"), _module("0007"), _module("0010")
+    drop_columns = ",\n    ".join(f"DROP COLUMN {name}"
+                                   for name, _ in NEW_MEASURES + cell_keys.key_measures(NEW_MEASURES))
+    facts_sql = cell_keys._facts_view(aggregates, undecided.RECORD_KEY_FACT + undecided.UNDECIDED_COLUMN)
+    rebuilt = undecided._rebuilt_state(
+        aggregates, cell_keys, list(aggregates.MEASURES) + undecided.NEW_MEASURES,
+        (*aggregates.FACT_COLUMNS, "record_key", "fusion_undecided_12m"),
+        undecided.RECORD_KEY_MEASURE + undecided.NEW_MEASURE_COLUMNS)
+    drop_facts = ",\n    ".join(f"DROP COLUMN {name}" for name in NEW_FACTS)
+    op.execute(f"""
+DROP VIEW report_operation_measures;
+DROP VIEW report_operation_facts;
+{facts_sql}
+ALTER TABLE report_operations
+    {drop_facts};
+ALTER TABLE report_tallies
+    {drop_columns};
+ALTER TABLE operations DROP COLUMN intraop_events_recorded, DROP COLUMN postop_complications_recorded;
+-- 0010 has no "not recorded" revision: it reads as no, as its default wrote it. Without the
+-- report triggers: the rebuild below recomputes every fact, and a deferred refresh queued here
+-- would outlive the tables a further downgrade drops.
+ALTER TABLE follow_ups DISABLE TRIGGER USER;
+UPDATE follow_ups SET revision_surgery = false WHERE revision_surgery IS NULL;
+ALTER TABLE follow_ups ENABLE TRIGGER USER;
+ALTER TABLE follow_ups ALTER COLUMN revision_surgery SET DEFAULT false, ALTER COLUMN revision_surgery SET NOT NULL;
+ALTER TABLE follow_ups DROP CONSTRAINT ck_follow_ups_revision_reason_needs_revision,
+    ADD CONSTRAINT ck_follow_ups_revision_reason_needs_revision CHECK (revision_reason IS NULL OR revision_surgery);
+{rebuilt}
+""")
