@@ -240,6 +240,18 @@ IMPLANT_STATUS = _vocabulary(
 )
 IMPLANT_FAILURE_STATUSES = frozenset({"loosening", "migration", "breakage"})
 
+# Who reported an intraoperative event or a postoperative complication: registries found that
+# surgeons' own reports miss a third or more of what patients, chart review or claims reveal
+# (Swespine, NORspine), so a rate is read beside its source.
+REPORTED_BY = _vocabulary(
+    ("surgeon", "Surgeon (operating team)"),
+    ("other_clinician", "Other clinician"),
+    ("patient_reported", "Patient-reported"),
+    ("chart_review", "Chart review"),
+    ("other_registry", "Another registry"),
+    ("claims", "Claims or administrative data"),
+)
+
 # Whether a list of the record (intraoperative events, postoperative complications) was
 # assessed: "none occurred" and "not recorded" are different answers (NSQIP's lesson: an empty
 # list read as "none" makes every rate confidently wrong).
@@ -284,6 +296,7 @@ ALL = MappingProxyType({
     "assessment": ASSESSMENT,
     "implant_status": IMPLANT_STATUS,
     "recording_status": RECORDING_STATUS,
+    "reported_by": REPORTED_BY,
     "role": ROLE,
 })
 

@@ -17,8 +17,14 @@ recorded revision surgery, true or false). The facts view, the measures view, th
 compaction, refresh and rebuild are generated from 0002's, 0003's, 0007's and 0010's templates
 with the new columns and measures added, and every aggregate is rebuilt from the base tables.
 
+`intraop_events.reported_by` and `postop_complications.reported_by` say who reported each
+(surgeon, other clinician, patient-reported, chart review, another registry, claims; NULL: not
+recorded); stored ones are not recorded. The facts carry the sources of each operation's events
+and complications, and a count measure per source (`ev_by_<source>`, `pc_by_<source>`,
+`not_recorded` included) gives the rates by who reported them.
+
 Downgrade restores 0010's state. What 0010 cannot hold is lost there: a `not_recorded` list
-reads as none again, and a revision not recorded as false; every value 0010 could hold survives
+reads as none again, a revision not recorded as false, and who reported is dropped; every value 0010 could hold survives
 the round trip.
 
 Revision ID: 0011
@@ -32,22 +38,40 @@ down_revision = "0010"
 branch_labels = None
 depends_on = None
 
-NEW_FACTS = ("intraop_recorded", "postop_recorded", "transfusion", "revision_recorded")
+# Frozen with this migration (a later vocabulary change needs a migration of its own).
+REPORTED_BY = ("surgeon", "other_clinician", "patient_reported", "chart_review", "other_registry", "claims")
+REPORTED_BY_CHECK = "reported_by IN (" + ", ".join(f"'{code}'" for code in REPORTED_BY) + ")"
+
+REPORTERS = (*REPORTED_BY, "not_recorded")  # the groups of who reported; not_recorded: reported_by NULL
+NEW_FACTS = ("intraop_recorded", "postop_recorded", "transfusion", "revision_recorded", "intraop_reporters",
+             "postop_reporters")
 NEW_FACT_COLUMNS = """,
-       o.intraop_events_recorded OR cardinality(coalesce((SELECT array_agg(e.type) FROM intraop_events e
-           WHERE e.centre_id = o.centre_id AND e.operation_id = o.id), '{}')) > 0 AS intraop_recorded,
+       o.intraop_events_recorded OR EXISTS (SELECT 1 FROM intraop_events e
+           WHERE e.centre_id = o.centre_id AND e.operation_id = o.id) AS intraop_recorded,
        o.postop_complications_recorded OR pc.any_complication IS NOT NULL AS postop_recorded,
        o.transfusion,
        EXISTS (SELECT 1 FROM follow_ups f WHERE f.centre_id = o.centre_id AND f.operation_id = o.id
-                 AND f.revision_surgery IS NOT NULL) AS revision_recorded"""
+                 AND f.revision_surgery IS NOT NULL) AS revision_recorded,
+       coalesce((SELECT array_agg(DISTINCT coalesce(e.reported_by, 'not_recorded')
+                                 ORDER BY coalesce(e.reported_by, 'not_recorded'))
+                 FROM intraop_events e
+                 WHERE e.centre_id = o.centre_id AND e.operation_id = o.id), '{}') AS intraop_reporters,
+       coalesce((SELECT array_agg(DISTINCT coalesce(c.reported_by, 'not_recorded')
+                                 ORDER BY coalesce(c.reported_by, 'not_recorded'))
+                 FROM postop_complications c
+                 WHERE c.centre_id = o.centre_id AND c.operation_id = o.id), '{}') AS postop_reporters"""
 
-NEW_MEASURES = [("intraop_recorded", "bigint"), ("postop_recorded", "bigint"), ("transfusion_recorded", "bigint"),
-                ("revision_followed", "bigint")]
+NEW_MEASURES = ([("intraop_recorded", "bigint"), ("postop_recorded", "bigint"), ("transfusion_recorded", "bigint"),
+                 ("revision_followed", "bigint")]
+                + [(f"ev_by_{source}", "bigint") for source in REPORTERS]
+                + [(f"pc_by_{source}", "bigint") for source in REPORTERS])
 NEW_MEASURE_COLUMNS = """,
     f.intraop_recorded::int AS intraop_recorded,
     f.postop_recorded::int AS postop_recorded,
     (f.transfusion IS NOT NULL)::int AS transfusion_recorded,
-    (f.followed AND f.revision_recorded)::int AS revision_followed"""
+    (f.followed AND f.revision_recorded)::int AS revision_followed""" + "".join(
+    f",\n    ('{source}' = ANY(f.{facts}))::int AS {prefix}_{source}"
+    for prefix, facts in (("ev_by", "intraop_reporters"), ("pc_by", "postop_reporters")) for source in REPORTERS)
 
 
 def _module(revision_id):
@@ -73,6 +97,11 @@ ALTER TABLE operations
     ADD COLUMN intraop_events_recorded boolean NOT NULL DEFAULT true,
     ADD COLUMN postop_complications_recorded boolean NOT NULL DEFAULT true;
 ALTER TABLE follow_ups ALTER COLUMN revision_surgery DROP NOT NULL, ALTER COLUMN revision_surgery DROP DEFAULT;
+-- who reported each event and complication (NULL: not recorded)
+ALTER TABLE intraop_events ADD COLUMN reported_by text
+    CONSTRAINT ck_intraop_events_reported_by CHECK ({REPORTED_BY_CHECK});
+ALTER TABLE postop_complications ADD COLUMN reported_by text
+    CONSTRAINT ck_postop_complications_reported_by CHECK ({REPORTED_BY_CHECK});
 ALTER TABLE follow_ups DROP CONSTRAINT ck_follow_ups_revision_reason_needs_revision,
     ADD CONSTRAINT ck_follow_ups_revision_reason_needs_revision
         CHECK (revision_reason IS NULL OR revision_surgery IS TRUE);
@@ -80,9 +109,12 @@ ALTER TABLE report_operations
     ADD COLUMN intraop_recorded boolean NOT NULL DEFAULT true,
     ADD COLUMN postop_recorded boolean NOT NULL DEFAULT true,
     ADD COLUMN transfusion boolean,
-    ADD COLUMN revision_recorded boolean NOT NULL DEFAULT false;
+    ADD COLUMN revision_recorded boolean NOT NULL DEFAULT false,
+    ADD COLUMN intraop_reporters text[] NOT NULL DEFAULT '{{}}',
+    ADD COLUMN postop_reporters text[] NOT NULL DEFAULT '{{}}';
 ALTER TABLE report_operations ALTER COLUMN intraop_recorded DROP DEFAULT,
-    ALTER COLUMN postop_recorded DROP DEFAULT, ALTER COLUMN revision_recorded DROP DEFAULT;
+    ALTER COLUMN postop_recorded DROP DEFAULT, ALTER COLUMN revision_recorded DROP DEFAULT,
+    ALTER COLUMN intraop_reporters DROP DEFAULT, ALTER COLUMN postop_reporters DROP DEFAULT;
 {facts_sql}
 ALTER TABLE report_tallies
     {new_columns};
@@ -110,6 +142,8 @@ ALTER TABLE report_operations
 ALTER TABLE report_tallies
     {drop_columns};
 ALTER TABLE operations DROP COLUMN intraop_events_recorded, DROP COLUMN postop_complications_recorded;
+ALTER TABLE intraop_events DROP COLUMN reported_by;
+ALTER TABLE postop_complications DROP COLUMN reported_by;
 -- 0010 has no "not recorded" revision: it reads as no, as its default wrote it. Without the
 -- report triggers: the rebuild below recomputes every fact, and a deferred refresh queued here
 -- would outlive the tables a further downgrade drops.

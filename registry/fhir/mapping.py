@@ -71,6 +71,7 @@ EXTENSIONS = {
     "management": "management",                    # AdverseEvent: valueString
     "description": "description",                  # AdverseEvent: valueString
     "days_after": "days-after-operation",          # AdverseEvent (postoperative): valueDuration (d)
+    "reported_by": "reported-by",                  # AdverseEvent: valueCoding (reported_by)
     "count": "implant-count",                      # Device (implant): valueInteger
     # Procedure: valueCoding (recording_status), written when not_recorded (none and occurred
     # follow from the AdverseEvents present); read when given, else none or occurred likewise
@@ -460,6 +461,8 @@ def _operation_entries(document: dict, follow_ups, names: _Names, patient_ref: s
         for name in ("management", "description"):
             if event.get(name):
                 extensions.append(_extension(name, "valueString", event[name]))
+        if event.get("reported_by"):
+            extensions.append(_extension("reported_by", "valueCoding", coding("reported_by", event["reported_by"])))
         adverse_event = {"actuality": "actual", "event": concept("intraop_event", event["type"]),
                          "subject": subject, "date": procedure["performedDateTime"]}
         if extensions:
@@ -475,6 +478,9 @@ def _operation_entries(document: dict, follow_ups, names: _Names, patient_ref: s
         for name in ("management", "description"):
             if complication.get(name):
                 extensions.append(_extension(name, "valueString", complication[name]))
+        if complication.get("reported_by"):
+            extensions.append(_extension("reported_by", "valueCoding",
+                                         coding("reported_by", complication["reported_by"])))
         adverse_event = {"actuality": "actual", "event": concept("postop_complication", complication["type"]),
                          "subject": subject, "seriousness": concept("clavien_dindo_grade", complication["grade"]),
                          "suspectEntity": [{"instance": procedure_subject}]}
@@ -1353,6 +1359,9 @@ def _read_adverse_event(reader: _Reader, operation: _Operation, index: int, even
     for name in ("management", "description"):
         for extension, extension_path in extensions.get(name, []):
             put(f"{prefix}.{name}", extension.get("valueString"), f"{extension_path}.valueString")
+    for extension, extension_path in extensions.get("reported_by", []):
+        put(f"{prefix}.reported_by", (extension.get("valueCoding") or {}).get("code"),
+            f"{extension_path}.valueCoding.code")
     if postop:
         for extension, extension_path in extensions.get("days_after", []):
             put(f"{prefix}.days_after", reader.quantity_value(extension.get("valueDuration"), "d", index,

@@ -74,6 +74,7 @@ class IntraopEventSchema(ma.Schema):
     side = Code(v.SIDE, allow_none=True)
     site = Code(v.ANATOMIC_SITE, allow_none=True, metadata={"description": "e.g. lateral_mass"})
     grade = Code(v.CLASSINTRA_GRADE, allow_none=True, metadata={"description": "ClassIntra grade I–V"})
+    reported_by = Code(v.REPORTED_BY, allow_none=True, metadata={"description": "Who reported it; null: not recorded"})
     management = Text(2000, allow_none=True)
     description = Text(2000, allow_none=True)
 
@@ -86,6 +87,7 @@ class PostopComplicationSchema(ma.Schema):
     type = Code(v.POSTOP_COMPLICATION, required=True)
     days_after = Integer(0, 3650, allow_none=True, metadata={"description": "Days after the operation"})
     grade = Code(v.CLAVIEN_DINDO_GRADE, required=True, metadata={"description": "Clavien-Dindo grade"})
+    reported_by = Code(v.REPORTED_BY, allow_none=True, metadata={"description": "Who reported it; null: not recorded"})
     management = Text(2000, allow_none=True)
     description = Text(2000, allow_none=True)
 

@@ -53,6 +53,8 @@ SOURCES = {
               "30 days of the operation); 90 days as commonly reported for spine surgery",
     "major": "Clavien-Dindo (Dindo, Demartines, Clavien, Ann Surg 2004;240:205); ClassIntra "
              "(Dell-Kuster et al., BMJ 2020;370:m2917)",
+    "reported_by": "who reported a complication changes its rate: surgeons' own reports miss a third or more of "
+                   "what patient reports and other sources reveal (Swespine; NORspine)",
     "unit": "one operation per patient (the first) keeps observations independent for the Wilson interval",
     "fusion": "fusion judged at the latest follow-up >= min_months that says fused or not fused",
     "failure_window": "cumulative incidence among operations with a known status at the time point "
@@ -76,6 +78,7 @@ class Choices:
     timepoint: str = "latest"
     assessment: tuple = ()              # imaging methods of the deciding fusion follow-up
     failure_window: int | None = None   # months; None: any time
+    reported_by: tuple = ()             # sources whose events and complications count; (): all
     survival: bool = False              # failure_window=km: Kaplan-Meier at SURVIVAL_MONTHS
     min_months: int = store.STORED_FUSION_MONTHS
     window_cutoff: date | None = None   # operations on or before it are old enough for the window
@@ -114,6 +117,7 @@ def choose(report: str, query: dict, month_grain: bool, today: date) -> Choices:
         timepoint=query.get("timepoint") or "latest",
         assessment=tuple(query.get("assessment") or ()),
         failure_window=FAILURE_WINDOWS[query.get("failure_window") or "any"],
+        reported_by=tuple(query.get("reported_by") or ()),
         survival=query.get("failure_window") == "km",
         min_months=query.get("min_months", store.STORED_FUSION_MONTHS),
         window_cutoff=grain(today - timedelta(days=window)) if window else None,
@@ -123,6 +127,19 @@ def choose(report: str, query: dict, month_grain: bool, today: date) -> Choices:
 
 # --- the SQL of each definition ------------------------------------------------------------
 
+# reported_by=: only the events and complications of these sources count (the windows' and
+# ClassIntra's look-ups filter alike; a NULL list: every one)
+REPORTED_EVENTS = sql.SQL("""LEFT JOIN (
+        SELECT e.centre_id, e.operation_id, array_agg(DISTINCT e.type) AS types FROM intraop_events e
+        WHERE e.reported_by = ANY(%(reported_by)s::text[]) GROUP BY e.centre_id, e.operation_id
+    ) rb_e ON rb_e.centre_id = m.centre_id AND rb_e.operation_id = m.operation_id""")
+REPORTED_COMPLICATIONS = sql.SQL("""LEFT JOIN (
+        SELECT c.centre_id, c.operation_id, true AS any_complication,
+               bool_or(c.grade = ANY(%(major_grades)s)) AS major
+        FROM postop_complications c
+        WHERE c.reported_by = ANY(%(reported_by)s::text[]) GROUP BY c.centre_id, c.operation_id
+    ) rb_c ON rb_c.centre_id = m.centre_id AND rb_c.operation_id = m.operation_id""")
+
 # Each look-up is one set-based pass over its table, joined by hash to the operations scanned
 # (per-operation LATERAL look-ups cost an index probe per operation: 3-10 times slower).
 POSTOP_IN_WINDOW = sql.SQL("""LEFT JOIN (
@@ -131,11 +148,14 @@ POSTOP_IN_WINDOW = sql.SQL("""LEFT JOIN (
                bool_or(c.days_after <= %(window_days)s AND c.grade = ANY(%(major_grades)s)) AS major_within,
                bool_or(c.days_after IS NULL) AS untimed,
                bool_or(c.days_after IS NULL AND c.grade = ANY(%(major_grades)s)) AS major_untimed
-        FROM postop_complications c GROUP BY c.centre_id, c.operation_id
+        FROM postop_complications c
+        WHERE (%(reported_by)s::text[] IS NULL OR c.reported_by = ANY(%(reported_by)s::text[]))
+        GROUP BY c.centre_id, c.operation_id
     ) pc ON pc.centre_id = m.centre_id AND pc.operation_id = m.operation_id""")
 SEVERE_INTRAOP = sql.SQL("""LEFT JOIN (
         SELECT DISTINCT e.centre_id, e.operation_id, true AS severe FROM intraop_events e
-        WHERE e.grade = ANY(%(classintra_major)s)
+        WHERE e.grade = ANY(%(classintra_major)s) 
+          AND (%(reported_by)s::text[] IS NULL OR e.reported_by = ANY(%(reported_by)s::text[]))
     ) ci ON ci.centre_id = m.centre_id AND ci.operation_id = m.operation_id""")
 # The deciding fusion follow-up: the latest at >= min_months saying fused or not fused; when
 # none does, the latest at >= min_months (indeterminate or not assessed).
@@ -207,6 +227,9 @@ def scan_definition(report: str, choices: Choices) -> store.Definition:
 
 
 def _complications(d, choices):
+    d.params["reported_by"] = list(choices.reported_by) or None
+    if choices.reported_by:
+        _reported_by(d)
     severe = sql.SQL("")
     if choices.major == "clavien_or_classintra":
         d.joins.append(SEVERE_INTRAOP)
@@ -215,9 +238,10 @@ def _complications(d, choices):
     # a major complication is counted over the operations whose complications were recorded,
     # a severe intraoperative event too (else a rate could pass 1)
     if choices.window is None:
+        major = sql.SQL("coalesce(rb_c.major, false)" if choices.reported_by else "m.major_complication = 1")
         if choices.major == "clavien_or_classintra":
             d.measures["major_complication"] = sql.SQL(
-                "(m.postop_recorded = 1 AND (m.major_complication = 1{}))::int").format(severe)
+                "(m.postop_recorded = 1 AND ({}{}))::int").format(major, severe)
         return
     d.joins.append(POSTOP_IN_WINDOW)
     d.params.update(window_days=choices.window, window_cutoff=choices.window_cutoff,
@@ -234,6 +258,19 @@ def _complications(d, choices):
         .format(eligible),
         major_complication=sql.SQL("({} AND {})::int").format(eligible, major),
         major_untimed=sql.SQL("({} AND NOT {} AND coalesce(pc.major_untimed, false))::int").format(eligible, major))
+
+
+def _reported_by(d):
+    """Numerators of the events and complications of the chosen sources only; the denominators
+    (operations where each was recorded) stay."""
+    d.joins += [REPORTED_EVENTS, REPORTED_COMPLICATIONS]
+    d.params["major_grades"] = sorted(v.MAJOR_CLAVIEN_DINDO)
+    d.measures["intraop_event"] = sql.SQL("(rb_e.types IS NOT NULL)::int")
+    for event_type in store.INTRAOP_EVENT_TYPES:
+        d.measures[f"ev_{event_type}"] = sql.SQL("coalesce({} = ANY(rb_e.types), false)::int").format(
+            sql.Literal(event_type))
+    d.measures["postop_complication"] = sql.SQL("coalesce(rb_c.any_complication, false)::int")
+    d.measures["major_complication"] = sql.SQL("coalesce(rb_c.major, false)::int")
 
 
 def _fusion(d, choices):
@@ -322,6 +359,12 @@ def describe(report: str, choices: Choices, month_grain: bool) -> dict:
                                     "days_after is counted as timing not recorded, never as none",
                       "cutoff": choices.window_cutoff.isoformat()}
         described["window"] = {**window, "source": SOURCES["window"]}
+        described["reported_by"] = {
+            "parameter": "reported_by", "value": list(choices.reported_by) or "any",
+            "definition": ("only the intraoperative events and postoperative complications reported by "
+                           + ", ".join(choices.reported_by) + " count; the denominators are unchanged"
+                           if choices.reported_by else "every event and complication, whoever reported it"),
+            "source": SOURCES["reported_by"]}
         described["major"] = {
             "parameter": "major", "value": choices.major,
             "definition": "Clavien-Dindo IIIa or worse" + (

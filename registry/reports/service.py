@@ -161,6 +161,11 @@ def complications_figures(cell, choices: Choices = Choices()) -> dict:
     figures["major_complication"] = _rate(cell, "major_complication", postop_base)
     figures["postop_complications_not_recorded"] = _rate(cell, "postop_not_recorded",
                                                          "postop_due" if choices.window else "operations")
+    if not choices.window:
+        # by who reported them: operations with >= 1 event (complication) reported by each source
+        for source in store.REPORTERS:
+            figures[f"intraop_event_by_reporter.{source}"] = _rate(cell, f"ev_by_{source}", "intraop_recorded")
+            figures[f"postop_complication_by_reporter.{source}"] = _rate(cell, f"pc_by_{source}", "postop_recorded")
     if choices.window:
         figures["postop_timing_not_recorded"] = _rate(cell, "postop_untimed", postop_base)
         figures["major_timing_not_recorded"] = _rate(cell, "major_untimed", postop_base)
@@ -256,6 +261,8 @@ SPECS = {
     "complications": (Spec("complications", ["operations", "intraop_event", "intraop_recorded",
                                              *(f"ev_{t}" for t in store.INTRAOP_EVENT_TYPES),
                                              "postop_complication", "major_complication", "postop_recorded",
+                                             *(f"ev_by_{source}" for source in store.REPORTERS),
+                                             *(f"pc_by_{source}" for source in store.REPORTERS),
                                              "blood_loss_n", "duration_n"],
                            ["blood_loss", "duration"]), complications_figures),
     "fusion": (Spec("fusion", ["operations", "fusion_operations", "fusion_assessed", "fusion_fused",
@@ -277,6 +284,7 @@ SPECS = {
 DEFINITION_PARAMETERS = {
     "unit": {"complications", "fusion", "outcomes", "completeness"},
     "window": {"complications"},
+    "reported_by": {"complications"},
     "major": {"complications"},
     "measure": {"complications", "fusion"},
     "timepoint": {"outcomes"},

@@ -24,6 +24,9 @@ INTRAOP_EVENT_TYPES = (
     "neuromonitoring_change", "nerve_injury", "vascular_injury", "implant_malposition",
     "wrong_level", "other",
 )
+# Who reported an event or complication (vocabulary.REPORTED_BY), and not_recorded (migration 0011).
+REPORTERS = ("surgeon", "other_clinician", "patient_reported", "chart_review", "other_registry", "claims",
+             "not_recorded")
 MEASURES = (
     "operations", "intraop_event", *(f"ev_{t}" for t in INTRAOP_EVENT_TYPES),
     "postop_complication", "major_complication",
@@ -36,6 +39,7 @@ MEASURES = (
     "indication_recorded", "approach_recorded", "spinal", "levels_recorded",
     "cervical", "joa_recorded", "followed_12m",
     "intraop_recorded", "postop_recorded", "transfusion_recorded", "revision_followed",   # migration 0011
+    *(f"ev_by_{source}" for source in REPORTERS), *(f"pc_by_{source}" for source in REPORTERS),
 )
 # Cell keys (migration 0007): for each count measure x, key_x sums the record keys of the
 # operations x counts; key_x mod 256 is the cell key that perturbs the count for analysts.

@@ -79,3 +79,21 @@ def test_a_revision_reason_needs_a_revision_recorded_as_true(client, tokens):
                           headers=tokens.header("submitter_a"))
     assert refused.status_code == 422
     assert [e["field"] for e in refused.json["errors"]] == ["revision_reason"]
+
+
+def test_who_reported_an_event_or_complication_reads_back(client, tokens):
+    events = [dict(BREAKAGE[0], reported_by="surgeon")]
+    complications = [{"type": "dysphagia", "grade": "I", "reported_by": "patient_reported"},
+                     {"type": "vte", "grade": "II"}]
+    created = _post(client, tokens, operation(intraop_events=events, postop_complications=complications)).json
+    assert created["intraop_events"][0]["reported_by"] == "surgeon"
+    assert [c["reported_by"] for c in created["postop_complications"]] == ["patient_reported", None]
+    refused = _post(client, tokens, operation(local_ref="OP-2", intraop_events=[dict(BREAKAGE[0], reported_by="x")]))
+    assert [e["field"] for e in refused.json["errors"]] == ["intraop_events.0.reported_by"]
+
+
+def test_the_vocabularies_list_the_statuses_and_the_sources(client):
+    vocabularies = client.get("/v1/vocabularies/").json
+    assert [term["code"] for term in vocabularies["recording_status"]] == ["none", "occurred", "not_recorded"]
+    assert [term["code"] for term in vocabularies["reported_by"]] == [
+        "surgeon", "other_clinician", "patient_reported", "chart_review", "other_registry", "claims"]

@@ -10,6 +10,7 @@ from fractions import Fraction
 
 from registry import vocabulary as v
 from registry.reports import suppression
+from registry.reports.store import REPORTERS
 
 DIAGNOSES = list(v.DIAGNOSIS)
 REGIONS = ["cervical", "cervical", "lumbar", "thoracic", "femur", "craniocervical", "tibia"]
@@ -18,6 +19,7 @@ INDICATIONS = ["cervical_spondylotic_myelopathy", "fracture", "spinal_stenosis",
 PROCEDURES = ["laminectomy", "fusion", "discectomy", "fracture_fixation", "osteotomy"]
 EVENT_TYPES = list(v.INTRAOP_EVENT)
 GRADES = list(v.CLAVIEN_DINDO_GRADE)
+REPORTED_BY = ["surgeon", "surgeon", "patient_reported", "chart_review", "claims", None]
 FUSION = ["fused", "not_fused", "indeterminate", "not_assessed", None]
 IMPLANT = ["intact", "intact", "loosening", "migration", "breakage", "removed", None]
 
@@ -74,6 +76,12 @@ def add_operation(conn, rng, centre_id, patient_id, serial, recording=True):
             "INSERT INTO implants (centre_id, operation_id, position, kind) VALUES (%s, %s, %s, %s)",
             (centre_id, operation_id, position, rng.choice(list(v.IMPLANT_KIND))))
     if recording:
+        # who reported each event and complication (a generator of its own; None: not recorded)
+        reporter = random.Random(f"reporter-{serial}")
+        for table, count in (("intraop_events", events), ("postop_complications", complications)):
+            for position in range(count):
+                conn.execute(f"UPDATE {table} SET reported_by = %s WHERE centre_id = %s AND operation_id = %s"
+                             " AND position = %s", (reporter.choice(REPORTED_BY), centre_id, operation_id, position))
         # issue 15: some operations without events or complications did not record them, some
         # record a transfusion (a generator of its own, so the others' values stay as they were)
         unknown = random.Random(f"recorded-{serial}")
@@ -265,6 +273,14 @@ def complications(ops, count=exact, window=None, window_cutoff=None, major="clav
     types = {t: rate(lambda o, t=t: any(e["type"] == t for e in o["events"]), intraop_recorded) for t in EVENT_TYPES}
     postop = {}
     if window is None:
+        def reported(items, source):
+            return any((item["reported_by"] or "not_recorded") == source for item in items)
+
+        postop["intraop_event_by_reporter"] = {source: rate(lambda o, s=source: reported(o["events"], s),
+                                                            intraop_recorded) for source in REPORTERS}
+        postop["postop_complication_by_reporter"] = {
+            source: rate(lambda o, s=source: reported(o["complications"], s), postop_recorded)
+            for source in REPORTERS}
         postop["postop_complication"] = rate(lambda o: o["complications"], postop_recorded)
         postop["major_complication"] = rate(lambda o: is_major(o, lambda c: True), postop_recorded)
         postop["postop_complications_not_recorded"] = rate(lambda o: not o["postop_complications_recorded"])

@@ -88,3 +88,46 @@ def test_revision_is_over_the_operations_with_a_follow_up_that_recorded_it(clien
     assert _counts(total["revision"]) == (1, 1)
     completeness = _report(client, tokens, "completeness")
     assert _counts(completeness["revision_surgery"]) == (1, 2)
+
+
+@pytest.fixture
+def reported(client, tokens):
+    """Four operations, complications reported by the surgeon, by the patient, by both, by nobody named."""
+    sources = [["surgeon"], ["patient_reported"], ["surgeon", "patient_reported"], [None], []]
+    for number, reporters in enumerate(sources, start=1):
+        complications = [{"type": "dysphagia", "grade": "I", "reported_by": source} for source in reporters]
+        events = [dict(BREAKAGE[0], reported_by=reporters[0])] if number == 1 else []
+        document = operation(local_ref=f"OP-{number}", postop_complications=complications, intraop_events=events)
+        document["patient"]["ref"] = f"P-{number}"
+        assert client.post("/v1/operations/", json=document, headers=tokens.header("submitter_a")).status_code == 201
+
+
+@pytest.mark.parametrize("query", [{}, {"approach": "posterior"}], ids=["fast", "scan"])
+def test_rates_by_who_reported_them(client, tokens, reported, query):
+    total = _report(client, tokens, "complications", **query)
+    by_source = total["postop_complication_by_reporter"]
+    assert _counts(by_source["surgeon"]) == (2, 5)
+    assert _counts(by_source["patient_reported"]) == (2, 5)
+    assert _counts(by_source["not_recorded"]) == (1, 5)
+    assert _counts(by_source["claims"]) == (0, 5)
+    assert _counts(total["intraop_event_by_reporter"]["surgeon"]) == (1, 5)
+    assert _counts(total["postop_complication"]) == (4, 5)
+
+
+def test_reported_by_counts_only_those_sources(client, tokens, reported):
+    surgeon = _report(client, tokens, "complications", reported_by="surgeon")
+    assert _counts(surgeon["postop_complication"]) == (2, 5)      # the denominator is unchanged
+    assert _counts(surgeon["intraop_event"]) == (1, 5)
+    others = _report(client, tokens, "complications", reported_by="patient_reported,chart_review,claims")
+    assert _counts(others["postop_complication"]) == (2, 5)
+    assert _counts(others["intraop_event"]) == (0, 5)
+    windowed = _report(client, tokens, "complications", reported_by="patient_reported", window="30")
+    assert windowed["postop_complication"]["numerator"] == 0     # no days_after: timing not recorded
+    assert _counts(windowed["postop_timing_not_recorded"]) == (2, 5)
+
+
+def test_reported_by_is_refused_by_other_reports(client, tokens):
+    response = client.get("/v1/reports/fusion", query_string={"reported_by": "surgeon"},
+                          headers=tokens.header("submitter_a"))
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json["errors"]] == ["reported_by"]
