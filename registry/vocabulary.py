@@ -225,12 +225,35 @@ CLAVIEN_DINDO_GRADE = _vocabulary(
 # Clavien-Dindo IIIa or worse is a "major" complication in the reports.
 MAJOR_CLAVIEN_DINDO = frozenset({"IIIa", "IIIb", "IVa", "IVb", "V"})
 
+# Spine Adverse Events Severity system, version 2 (SAVES-V2: Rampersaud et al., J Neurosurg Spine
+# 2016;25:256-263), for intra- and postoperative events alike; labels abridged from its form.
+SAVES_VERSION = "SAVES-V2"
+SAVES_GRADE = _vocabulary(
+    ("1", "SAVES-V2 1: no treatment needed, no adverse effect on outcome"),
+    ("2", "SAVES-V2 2: simple or minor treatment, no lasting adverse effect"),
+    ("3", "SAVES-V2 3: invasive treatment or prolonged care, adverse effect resolved"),
+    ("4", "SAVES-V2 4: invasive treatment, adverse effect lasting up to 6 months"),
+    ("5", "SAVES-V2 5: significant neurological deficit or adverse effect beyond 6 months"),
+    ("6", "SAVES-V2 6: death"),
+)
+
 FUSION_STATUS = _vocabulary(
     ("fused", "Fused"),
     ("not_fused", "Not fused / pseudarthrosis"),
     ("indeterminate", "Indeterminate"),
     ("not_assessed", "Not assessed"),
 )
+
+# Bridwell fusion grades (Bridwell et al., Spine 1995;20:1410), read beside fusion_status: the
+# statuses each grade allows (BRIDWELL_FUSION_STATUS, a validation rule).
+BRIDWELL_GRADE = _vocabulary(
+    ("I", "Bridwell I: fused, remodelled, with trabeculae"),
+    ("II", "Bridwell II: graft intact, not fully remodelled, no lucent line"),
+    ("III", "Bridwell III: graft intact, a lucent line or possible pseudarthrosis at one end"),
+    ("IV", "Bridwell IV: fusion absent, graft collapsed or resorbed"),
+)
+BRIDWELL_FUSION_STATUS = MappingProxyType({
+    "I": ("fused",), "II": ("fused",), "III": ("indeterminate", "not_fused"), "IV": ("not_fused",)})
 
 ASSESSMENT = _vocabulary(("xray", "Plain radiograph"), ("ct", "CT"), ("mri", "MRI"), ("clinical", "Clinical"))
 
@@ -292,6 +315,8 @@ ALL = MappingProxyType({
     "classintra_grade": CLASSINTRA_GRADE,
     "postop_complication": POSTOP_COMPLICATION,
     "clavien_dindo_grade": CLAVIEN_DINDO_GRADE,
+    "saves_grade": SAVES_GRADE,
+    "bridwell_grade": BRIDWELL_GRADE,
     "fusion_status": FUSION_STATUS,
     "assessment": ASSESSMENT,
     "implant_status": IMPLANT_STATUS,

@@ -23,9 +23,13 @@ recorded); stored ones are not recorded. The facts carry the sources of each ope
 and complications, and a count measure per source (`ev_by_<source>`, `pc_by_<source>`,
 `not_recorded` included) gives the rates by who reported them.
 
+`intraop_events.saves_grade`, `postop_complications.saves_grade` (SAVES-V2, 1-6) and
+`follow_ups.bridwell_grade` (I-IV, consistent with fusion_status: a CHECK beside the rule of
+registry/validation/rules.py).
+
 Downgrade restores 0010's state. What 0010 cannot hold is lost there: a `not_recorded` list
-reads as none again, a revision not recorded as false, and who reported is dropped; every value 0010 could hold survives
-the round trip.
+reads as none again, a revision not recorded as false, and who reported and the SAVES and
+Bridwell grades are dropped; every value 0010 could hold survives the round trip.
 
 Revision ID: 0011
 Revises: 0010
@@ -42,6 +46,8 @@ depends_on = None
 REPORTED_BY = ("surgeon", "other_clinician", "patient_reported", "chart_review", "other_registry", "claims")
 REPORTED_BY_CHECK = "reported_by IN (" + ", ".join(f"'{code}'" for code in REPORTED_BY) + ")"
 
+SAVES_CHECK = "saves_grade IN ('1', '2', '3', '4', '5', '6')"
+BRIDWELL_CHECK = "bridwell_grade IN ('I', 'II', 'III', 'IV')"
 REPORTERS = (*REPORTED_BY, "not_recorded")  # the groups of who reported; not_recorded: reported_by NULL
 NEW_FACTS = ("intraop_recorded", "postop_recorded", "transfusion", "revision_recorded", "intraop_reporters",
              "postop_reporters")
@@ -102,6 +108,15 @@ ALTER TABLE intraop_events ADD COLUMN reported_by text
     CONSTRAINT ck_intraop_events_reported_by CHECK ({REPORTED_BY_CHECK});
 ALTER TABLE postop_complications ADD COLUMN reported_by text
     CONSTRAINT ck_postop_complications_reported_by CHECK ({REPORTED_BY_CHECK});
+-- SAVES-V2 grades beside ClassIntra and Clavien-Dindo; Bridwell grades beside fusion_status
+ALTER TABLE intraop_events ADD COLUMN saves_grade text CONSTRAINT ck_intraop_events_saves_grade CHECK ({SAVES_CHECK});
+ALTER TABLE postop_complications ADD COLUMN saves_grade text
+    CONSTRAINT ck_postop_complications_saves_grade CHECK ({SAVES_CHECK});
+ALTER TABLE follow_ups ADD COLUMN bridwell_grade text CONSTRAINT ck_follow_ups_bridwell_grade CHECK ({BRIDWELL_CHECK}),
+    ADD CONSTRAINT ck_follow_ups_bridwell_fusion_status CHECK (bridwell_grade IS NULL
+        OR (bridwell_grade IN ('I', 'II') AND fusion_status = 'fused')
+        OR (bridwell_grade = 'III' AND fusion_status IN ('indeterminate', 'not_fused'))
+        OR (bridwell_grade = 'IV' AND fusion_status = 'not_fused'));
 ALTER TABLE follow_ups DROP CONSTRAINT ck_follow_ups_revision_reason_needs_revision,
     ADD CONSTRAINT ck_follow_ups_revision_reason_needs_revision
         CHECK (revision_reason IS NULL OR revision_surgery IS TRUE);
@@ -143,7 +158,9 @@ ALTER TABLE report_tallies
     {drop_columns};
 ALTER TABLE operations DROP COLUMN intraop_events_recorded, DROP COLUMN postop_complications_recorded;
 ALTER TABLE intraop_events DROP COLUMN reported_by;
-ALTER TABLE postop_complications DROP COLUMN reported_by;
+ALTER TABLE postop_complications DROP COLUMN reported_by, DROP COLUMN saves_grade;
+ALTER TABLE intraop_events DROP COLUMN saves_grade;
+ALTER TABLE follow_ups DROP COLUMN bridwell_grade;
 -- 0010 has no "not recorded" revision: it reads as no, as its default wrote it. Without the
 -- report triggers: the rebuild below recomputes every fact, and a deferred refresh queued here
 -- would outlive the tables a further downgrade drops.

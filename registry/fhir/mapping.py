@@ -72,6 +72,7 @@ EXTENSIONS = {
     "description": "description",                  # AdverseEvent: valueString
     "days_after": "days-after-operation",          # AdverseEvent (postoperative): valueDuration (d)
     "reported_by": "reported-by",                  # AdverseEvent: valueCoding (reported_by)
+    "saves_grade": "saves-grade",                  # AdverseEvent: valueCoding (saves_grade, SAVES-V2)
     "count": "implant-count",                      # Device (implant): valueInteger
     # Procedure: valueCoding (recording_status), written when not_recorded (none and occurred
     # follow from the AdverseEvents present); read when given, else none or occurred likewise
@@ -114,7 +115,8 @@ STANDARD_CODINGS = {
         {"system": ICD10, "code": "Q78.3", "display": "Progressive diaphyseal dysplasia"}],
 }
 
-_VOCABULARY_OF_ELEMENT = {"fusion-status": "fusion_status", "implant-status": "implant_status"}
+_VOCABULARY_OF_ELEMENT = {"fusion-status": "fusion_status", "implant-status": "implant_status",
+                          "bridwell-grade": "bridwell_grade"}
 
 SUPPORTED_TYPES = ("Patient", "Condition", "Procedure", "Device", "AdverseEvent", "Observation")
 
@@ -461,8 +463,9 @@ def _operation_entries(document: dict, follow_ups, names: _Names, patient_ref: s
         for name in ("management", "description"):
             if event.get(name):
                 extensions.append(_extension(name, "valueString", event[name]))
-        if event.get("reported_by"):
-            extensions.append(_extension("reported_by", "valueCoding", coding("reported_by", event["reported_by"])))
+        for name in ("reported_by", "saves_grade"):
+            if event.get(name):
+                extensions.append(_extension(name, "valueCoding", coding(name, event[name])))
         adverse_event = {"actuality": "actual", "event": concept("intraop_event", event["type"]),
                          "subject": subject, "date": procedure["performedDateTime"]}
         if extensions:
@@ -478,9 +481,9 @@ def _operation_entries(document: dict, follow_ups, names: _Names, patient_ref: s
         for name in ("management", "description"):
             if complication.get(name):
                 extensions.append(_extension(name, "valueString", complication[name]))
-        if complication.get("reported_by"):
-            extensions.append(_extension("reported_by", "valueCoding",
-                                         coding("reported_by", complication["reported_by"])))
+        for name in ("reported_by", "saves_grade"):
+            if complication.get(name):
+                extensions.append(_extension(name, "valueCoding", coding(name, complication[name])))
         adverse_event = {"actuality": "actual", "event": concept("postop_complication", complication["type"]),
                          "subject": subject, "seriousness": concept("clavien_dindo_grade", complication["grade"]),
                          "suspectEntity": [{"instance": procedure_subject}]}
@@ -521,7 +524,8 @@ def _follow_up_entry(follow_up: dict, index: int, names: _Names, subject: dict, 
     components = []
     if follow_up.get("months_after") is not None:
         components.append({"code": element("months-after"), "valueQuantity": quantity(follow_up["months_after"], "mo")})
-    for name, code in (("fusion_status", "fusion-status"), ("implant_status", "implant-status")):
+    for name, code in (("fusion_status", "fusion-status"), ("bridwell_grade", "bridwell-grade"),
+                       ("implant_status", "implant-status")):
         if follow_up.get(name):
             components.append({"code": element(code), "valueCodeableConcept": concept(name, follow_up[name])})
     if follow_up.get("joa") is not None:
@@ -669,6 +673,7 @@ _OBSERVATION_FIELDS = {  # Observation code -> (document field, value element, U
 _COMPONENT_FIELDS = {  # follow-up component code -> (follow-up field, value element, UCUM unit)
     "months-after": ("months_after", "valueQuantity", "mo"),
     "fusion-status": ("fusion_status", "valueCodeableConcept", None),
+    "bridwell-grade": ("bridwell_grade", "valueCodeableConcept", None),
     "implant-status": ("implant_status", "valueCodeableConcept", None),
     "joa": ("joa", "valueQuantity", "{score}"),
     "mjoa": ("mjoa", "valueInteger", None),
@@ -1359,9 +1364,10 @@ def _read_adverse_event(reader: _Reader, operation: _Operation, index: int, even
     for name in ("management", "description"):
         for extension, extension_path in extensions.get(name, []):
             put(f"{prefix}.{name}", extension.get("valueString"), f"{extension_path}.valueString")
-    for extension, extension_path in extensions.get("reported_by", []):
-        put(f"{prefix}.reported_by", (extension.get("valueCoding") or {}).get("code"),
-            f"{extension_path}.valueCoding.code")
+    for name in ("reported_by", "saves_grade"):
+        for extension, extension_path in extensions.get(name, []):
+            put(f"{prefix}.{name}", (extension.get("valueCoding") or {}).get("code"),
+                f"{extension_path}.valueCoding.code")
     if postop:
         for extension, extension_path in extensions.get("days_after", []):
             put(f"{prefix}.days_after", reader.quantity_value(extension.get("valueDuration"), "d", index,

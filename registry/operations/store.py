@@ -25,8 +25,9 @@ OPERATION_COLUMNS = (
 CHILD_COLUMNS = {
     "implants": ("kind", "level", "side", "count", "diameter_mm", "length_mm", "note"),
     "intraop_events": ("type", "instrument", "instrument_detail", "retained_fragment", "level", "side", "site",
-                       "grade", "management", "description", "reported_by"),
-    "postop_complications": ("type", "days_after", "grade", "management", "description", "reported_by"),
+                       "grade", "management", "description", "reported_by", "saves_grade"),
+    "postop_complications": ("type", "days_after", "grade", "management", "description", "reported_by",
+                             "saves_grade"),
 }
 SELECT_COLUMNS = ("id, centre_id, patient_id, " + ", ".join(OPERATION_COLUMNS) + ", version, created_at, updated_at")
 

@@ -80,6 +80,20 @@ def follow_up_dated_and_revision_consistent(follow_up: dict) -> dict[str, str]:
     return errors
 
 
+def bridwell_grade_agrees_with_fusion_status(follow_up: dict) -> dict[str, str]:
+    """A Bridwell grade says whether the fusion took: I and II fused, III indeterminate or not
+    fused, IV not fused (vocabulary.BRIDWELL_FUSION_STATUS)."""
+    grade = follow_up.get("bridwell_grade")
+    if grade is None:
+        return {}
+    allowed = v.BRIDWELL_FUSION_STATUS[grade]
+    status = follow_up.get("fusion_status")
+    if status not in allowed:
+        return {"bridwell_grade": f"Bridwell {grade} goes with fusion_status {' or '.join(allowed)}, "
+                                  f"not {status or 'none'}."}
+    return {}
+
+
 def bulk_follow_ups_have_local_refs(follow_ups: list[dict]) -> dict[int, str]:
     """In a bulk submission each follow-up carries its local_ref: {index: message}."""
     return {index: "Required for a follow-up in a bulk submission: resending the file updates the follow-up "

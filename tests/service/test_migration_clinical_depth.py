@@ -63,6 +63,12 @@ def test_a_populated_registry_migrates_up_and_down_without_loss(empty_database_u
                      " WHERE c.centre_id = o.centre_id AND c.operation_id = o.id))")
         conn.execute("UPDATE follow_ups SET revision_surgery = NULL"
                      " WHERE id = (SELECT min(id) FROM follow_ups WHERE NOT revision_surgery)")
+        conn.execute("UPDATE intraop_events SET reported_by = 'surgeon', saves_grade = '2'"
+                     " WHERE id = (SELECT min(id) FROM intraop_events)")
+        conn.execute("UPDATE postop_complications SET reported_by = 'claims', saves_grade = '4'"
+                     " WHERE id = (SELECT min(id) FROM postop_complications)")
+        conn.execute("UPDATE follow_ups SET bridwell_grade = 'I' WHERE (centre_id, id) = (SELECT centre_id, id"
+                     " FROM follow_ups WHERE fusion_status = 'fused' ORDER BY centre_id, id LIMIT 1)")
         conn.commit()
 
     migrate.downgrade(empty_database_url, "0010")
