@@ -225,12 +225,35 @@ CLAVIEN_DINDO_GRADE = _vocabulary(
 # Clavien-Dindo IIIa or worse is a "major" complication in the reports.
 MAJOR_CLAVIEN_DINDO = frozenset({"IIIa", "IIIb", "IVa", "IVb", "V"})
 
+# Spine Adverse Events Severity system, version 2 (SAVES-V2: Rampersaud et al., J Neurosurg Spine
+# 2016;25:256-263), for intra- and postoperative events alike; labels abridged from its form.
+SAVES_VERSION = "SAVES-V2"
+SAVES_GRADE = _vocabulary(
+    ("1", "SAVES-V2 1: no treatment needed, no adverse effect on outcome"),
+    ("2", "SAVES-V2 2: simple or minor treatment, no lasting adverse effect"),
+    ("3", "SAVES-V2 3: invasive treatment or prolonged care, adverse effect resolved"),
+    ("4", "SAVES-V2 4: invasive treatment, adverse effect lasting up to 6 months"),
+    ("5", "SAVES-V2 5: significant neurological deficit or adverse effect beyond 6 months"),
+    ("6", "SAVES-V2 6: death"),
+)
+
 FUSION_STATUS = _vocabulary(
     ("fused", "Fused"),
     ("not_fused", "Not fused / pseudarthrosis"),
     ("indeterminate", "Indeterminate"),
     ("not_assessed", "Not assessed"),
 )
+
+# Bridwell fusion grades (Bridwell et al., Spine 1995;20:1410), read beside fusion_status: the
+# statuses each grade allows (BRIDWELL_FUSION_STATUS, a validation rule).
+BRIDWELL_GRADE = _vocabulary(
+    ("I", "Bridwell I: fused, remodelled, with trabeculae"),
+    ("II", "Bridwell II: graft intact, not fully remodelled, no lucent line"),
+    ("III", "Bridwell III: graft intact, a lucent line or possible pseudarthrosis at one end"),
+    ("IV", "Bridwell IV: fusion absent, graft collapsed or resorbed"),
+)
+BRIDWELL_FUSION_STATUS = MappingProxyType({
+    "I": ("fused",), "II": ("fused",), "III": ("indeterminate", "not_fused"), "IV": ("not_fused",)})
 
 ASSESSMENT = _vocabulary(("xray", "Plain radiograph"), ("ct", "CT"), ("mri", "MRI"), ("clinical", "Clinical"))
 
@@ -239,6 +262,27 @@ IMPLANT_STATUS = _vocabulary(
     ("breakage", "Breakage"), ("removed", "Removed"),
 )
 IMPLANT_FAILURE_STATUSES = frozenset({"loosening", "migration", "breakage"})
+
+# Who reported an intraoperative event or a postoperative complication: registries found that
+# surgeons' own reports miss a third or more of what patients, chart review or claims reveal
+# (Swespine, NORspine), so a rate is read beside its source.
+REPORTED_BY = _vocabulary(
+    ("surgeon", "Surgeon (operating team)"),
+    ("other_clinician", "Other clinician"),
+    ("patient_reported", "Patient-reported"),
+    ("chart_review", "Chart review"),
+    ("other_registry", "Another registry"),
+    ("claims", "Claims or administrative data"),
+)
+
+# Whether a list of the record (intraoperative events, postoperative complications) was
+# assessed: "none occurred" and "not recorded" are different answers (NSQIP's lesson: an empty
+# list read as "none" makes every rate confidently wrong).
+RECORDING_STATUS = _vocabulary(
+    ("none", "Assessed: none occurred"),
+    ("occurred", "Assessed: at least one occurred (listed)"),
+    ("not_recorded", "Not recorded: unknown whether any occurred"),
+)
 
 ROLE = _vocabulary(
     ("submitter", "Centre submitter: reads and writes its own centre's records"),
@@ -271,9 +315,13 @@ ALL = MappingProxyType({
     "classintra_grade": CLASSINTRA_GRADE,
     "postop_complication": POSTOP_COMPLICATION,
     "clavien_dindo_grade": CLAVIEN_DINDO_GRADE,
+    "saves_grade": SAVES_GRADE,
+    "bridwell_grade": BRIDWELL_GRADE,
     "fusion_status": FUSION_STATUS,
     "assessment": ASSESSMENT,
     "implant_status": IMPLANT_STATUS,
+    "recording_status": RECORDING_STATUS,
+    "reported_by": REPORTED_BY,
     "role": ROLE,
 })
 

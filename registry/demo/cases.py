@@ -4,7 +4,8 @@ that its discussion cites.
 The seed case is recorded exactly as published (registry/demo/seed-case.json). The cited cases
 are known only through the seed report's one-sentence summaries: what the summary does not say
 (dates, exact levels, ages) is filled with a stated assumption, flagged in each record's notes,
-so nobody mistakes the demo for data.
+so nobody mistakes the demo for data. What a citation does not mention is recorded as not
+recorded (intraoperative events, complications, revision), never as none.
 """
 
 import json
@@ -15,6 +16,8 @@ HERE = Path(__file__).resolve().parent
 SEED_CENTRE = ("SEED", "Centre of the seed case report (IRB 2016-146)")
 LITERATURE_CENTRE = ("LITERATURE", "Cases cited by the seed case report")
 
+# The citations say nothing of intraoperative events or complications: unknown, not none.
+SILENT = {"intraop_events_status": "not_recorded", "postop_complications_status": "not_recorded"}
 ASSUMED = "Demo record from a one-sentence citation in the seed report; assumed, not published: "
 
 
@@ -29,7 +32,7 @@ def literature_cases() -> list[tuple[dict, list[dict]]]:
     return [
         (  # Martin [7]: cervical spondylolysis, posterior arthrodesis, pseudarthrosis at 45 months
             {
-                "local_ref": "LIT-7-MARTIN",
+                "local_ref": "LIT-7-MARTIN", **SILENT,
                 "patient": {"ref": "LIT-7-P1", "diagnosis": "ado_ii", "inheritance": "autosomal_dominant",
                             "consent": "active"},
                 "operation_date": "1990-01-01", "date_precision": "year",
@@ -44,7 +47,7 @@ def literature_cases() -> list[tuple[dict, list[dict]]]:
         ),
         (  # Auerbach [8]: subacute odontoid fracture, transarticular screws and interspinous wiring, fused at 2 years
             {
-                "local_ref": "LIT-8-AUERBACH",
+                "local_ref": "LIT-8-AUERBACH", **SILENT,
                 "patient": {"ref": "LIT-8-P1", "diagnosis": "ado_ii", "consent": "active"},
                 "operation_date": "2000-01-01", "date_precision": "year",
                 "indication": "fracture", "indication_note": "Subacute odontoid fracture",
@@ -62,7 +65,7 @@ def literature_cases() -> list[tuple[dict, list[dict]]]:
         ),
         (  # Westerlund [12]: scoliosis, Luque rods, sublaminar wires and allograft
             {
-                "local_ref": "LIT-12-WESTERLUND",
+                "local_ref": "LIT-12-WESTERLUND", **SILENT,
                 "patient": {"ref": "LIT-12-P1", "diagnosis": "ado_ii", "consent": "active"},
                 "operation_date": "1995-01-01", "date_precision": "year",
                 "indication": "deformity", "region": "thoracolumbar", "approach": "posterior",
@@ -80,7 +83,7 @@ def literature_cases() -> list[tuple[dict, list[dict]]]:
         ),
         (  # McCleary [14]: 15-year-old boy, upper cervical myelopathy, two-level laminectomy without fixation
             {
-                "local_ref": "LIT-14-MCCLEARY",
+                "local_ref": "LIT-14-MCCLEARY", **SILENT,
                 "patient": {"ref": "LIT-14-P1", "sex": "male", "birth_year": 1970, "diagnosis": "iro",
                             "diagnosis_note": "Congenital osteopetrosis with ventriculomegaly; three shunting "
                                               "procedures", "consent": "active"},

@@ -71,8 +71,19 @@ EXTENSIONS = {
     "management": "management",                    # AdverseEvent: valueString
     "description": "description",                  # AdverseEvent: valueString
     "days_after": "days-after-operation",          # AdverseEvent (postoperative): valueDuration (d)
+    "reported_by": "reported-by",                  # AdverseEvent: valueCoding (reported_by)
+    "saves_grade": "saves-grade",                  # AdverseEvent: valueCoding (saves_grade, SAVES-V2)
     "count": "implant-count",                      # Device (implant): valueInteger
+    # Procedure: valueCoding (recording_status), written when not_recorded (none and occurred
+    # follow from the AdverseEvents present); read when given, else none or occurred likewise
+    "intraop_events_status": "intraop-events-status",
+    "postop_complications_status": "postop-complications-status",
 }
+
+
+# A value the record says was not recorded (a yes/no left null): FHIR's data-absent-reason "unknown"
+NOT_RECORDED = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "unknown",
+                            "display": "Unknown"}], "text": "Not recorded"}
 
 
 def extension_url(name: str) -> str:
@@ -104,7 +115,8 @@ STANDARD_CODINGS = {
         {"system": ICD10, "code": "Q78.3", "display": "Progressive diaphyseal dysplasia"}],
 }
 
-_VOCABULARY_OF_ELEMENT = {"fusion-status": "fusion_status", "implant-status": "implant_status"}
+_VOCABULARY_OF_ELEMENT = {"fusion-status": "fusion_status", "implant-status": "implant_status",
+                          "bridwell-grade": "bridwell_grade"}
 
 SUPPORTED_TYPES = ("Patient", "Condition", "Procedure", "Device", "AdverseEvent", "Observation")
 
@@ -358,6 +370,10 @@ def _operation_entries(document: dict, follow_ups, names: _Names, patient_ref: s
         procedure["id"] = procedure_id
     if document.get("approach"):
         procedure["extension"] = [_extension("approach", "valueCoding", coding("approach", document["approach"]))]
+    for name in ("intraop_events_status", "postop_complications_status"):
+        if document.get(name) == "not_recorded":
+            procedure.setdefault("extension", []).append(
+                _extension(name, "valueCoding", coding("recording_status", document[name])))
     procedure["identifier"] = [{"system": OPERATION_IDENTIFIER, "value": document["local_ref"]}]
     procedure["status"] = "completed"
     # One coding per procedure of a combined operation (laminectomy + fusion), in the order sent
@@ -447,6 +463,9 @@ def _operation_entries(document: dict, follow_ups, names: _Names, patient_ref: s
         for name in ("management", "description"):
             if event.get(name):
                 extensions.append(_extension(name, "valueString", event[name]))
+        for name in ("reported_by", "saves_grade"):
+            if event.get(name):
+                extensions.append(_extension(name, "valueCoding", coding(name, event[name])))
         adverse_event = {"actuality": "actual", "event": concept("intraop_event", event["type"]),
                          "subject": subject, "date": procedure["performedDateTime"]}
         if extensions:
@@ -462,6 +481,9 @@ def _operation_entries(document: dict, follow_ups, names: _Names, patient_ref: s
         for name in ("management", "description"):
             if complication.get(name):
                 extensions.append(_extension(name, "valueString", complication[name]))
+        for name in ("reported_by", "saves_grade"):
+            if complication.get(name):
+                extensions.append(_extension(name, "valueCoding", coding(name, complication[name])))
         adverse_event = {"actuality": "actual", "event": concept("postop_complication", complication["type"]),
                          "subject": subject, "seriousness": concept("clavien_dindo_grade", complication["grade"]),
                          "suspectEntity": [{"instance": procedure_subject}]}
@@ -502,15 +524,18 @@ def _follow_up_entry(follow_up: dict, index: int, names: _Names, subject: dict, 
     components = []
     if follow_up.get("months_after") is not None:
         components.append({"code": element("months-after"), "valueQuantity": quantity(follow_up["months_after"], "mo")})
-    for name, code in (("fusion_status", "fusion-status"), ("implant_status", "implant-status")):
+    for name, code in (("fusion_status", "fusion-status"), ("bridwell_grade", "bridwell-grade"),
+                       ("implant_status", "implant-status")):
         if follow_up.get(name):
             components.append({"code": element(code), "valueCodeableConcept": concept(name, follow_up[name])})
     if follow_up.get("joa") is not None:
         components.append({"code": element("joa"), "valueQuantity": quantity(follow_up["joa"], "{score}")})
     if follow_up.get("mjoa") is not None:
         components.append({"code": element("mjoa"), "valueInteger": follow_up["mjoa"]})
-    components.append({"code": element("revision-surgery"),
-                       "valueBoolean": bool(follow_up.get("revision_surgery"))})
+    if follow_up.get("revision_surgery") is None:  # not recorded: said so, never written as false
+        components.append({"code": element("revision-surgery"), "dataAbsentReason": NOT_RECORDED})
+    else:
+        components.append({"code": element("revision-surgery"), "valueBoolean": follow_up["revision_surgery"]})
     if follow_up.get("revision_reason"):
         components.append({"code": element("revision-reason"), "valueString": follow_up["revision_reason"]})
     if follow_up.get("notes"):
@@ -583,7 +608,8 @@ _RESOURCE_SHAPES = {
                     "effectiveDateTime": str, "partOf": [_REFERENCE], "valueQuantity": _QUANTITY,
                     "valueBoolean": bool, "valueInteger": _INTEGER, "method": _CONCEPT,
                     "component": [{"code": _CONCEPT, "valueQuantity": _QUANTITY, "valueCodeableConcept": _CONCEPT,
-                                   "valueInteger": _INTEGER, "valueBoolean": bool, "valueString": str}],
+                                   "valueInteger": _INTEGER, "valueBoolean": bool, "valueString": str,
+                                   "dataAbsentReason": _CONCEPT}],
                     "note": [_ANNOTATION]},
     "AdverseEvent": {"identifier": _IDENTIFIER, **_EXTENDED, "actuality": str, "event": _CONCEPT,
                      "subject": _REFERENCE, "date": str, "seriousness": _CONCEPT,
@@ -647,6 +673,7 @@ _OBSERVATION_FIELDS = {  # Observation code -> (document field, value element, U
 _COMPONENT_FIELDS = {  # follow-up component code -> (follow-up field, value element, UCUM unit)
     "months-after": ("months_after", "valueQuantity", "mo"),
     "fusion-status": ("fusion_status", "valueCodeableConcept", None),
+    "bridwell-grade": ("bridwell_grade", "valueCodeableConcept", None),
     "implant-status": ("implant_status", "valueCodeableConcept", None),
     "joa": ("joa", "valueQuantity", "{score}"),
     "mjoa": ("mjoa", "valueInteger", None),
@@ -1079,6 +1106,9 @@ def _read_procedure(reader: _Reader, operation: _Operation, index: int, procedur
     extensions = reader.extensions(procedure, index, path)
     for extension, extension_path in extensions.get("approach", []):
         put("approach", (extension.get("valueCoding") or {}).get("code"), f"{extension_path}.valueCoding.code")
+    for name in ("intraop_events_status", "postop_complications_status"):
+        for extension, extension_path in extensions.get(name, []):
+            put(name, (extension.get("valueCoding") or {}).get("code"), f"{extension_path}.valueCoding.code")
     performed = procedure.get("performedDateTime")
     date, precision = _date_and_precision(performed)
     put("operation_date", date, f"{path}.performedDateTime")
@@ -1334,6 +1364,10 @@ def _read_adverse_event(reader: _Reader, operation: _Operation, index: int, even
     for name in ("management", "description"):
         for extension, extension_path in extensions.get(name, []):
             put(f"{prefix}.{name}", extension.get("valueString"), f"{extension_path}.valueString")
+    for name in ("reported_by", "saves_grade"):
+        for extension, extension_path in extensions.get(name, []):
+            put(f"{prefix}.{name}", (extension.get("valueCoding") or {}).get("code"),
+                f"{extension_path}.valueCoding.code")
     if postop:
         for extension, extension_path in extensions.get("days_after", []):
             put(f"{prefix}.days_after", reader.quantity_value(extension.get("valueDuration"), "d", index,
@@ -1402,7 +1436,9 @@ def _read_follow_up(reader: _Reader, operation: _Operation, index: int, observat
                                                           f"one of {', '.join(_COMPONENT_FIELDS)}.", "code-invalid")
             continue
         name, value_element, unit_code = _COMPONENT_FIELDS[code]
-        if value_element not in component:
+        if "dataAbsentReason" in component and value_element not in component:
+            put(name, None, f"{component_path}.dataAbsentReason")  # not recorded
+        elif value_element not in component:
             reader.error(index, f"{component_path}.{value_element}", f"{code} gives its value as {value_element}.",
                          "required")
         elif value_element == "valueCodeableConcept":

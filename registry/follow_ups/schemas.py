@@ -12,17 +12,22 @@ class FollowUpFieldsSchema(ma.Schema):
     date = PastDate(metadata={"description": "Date of the follow-up; or give months_after"})
     months_after = Integer(0, 1200, metadata={"description": "Whole months after the operation; or give date"})
     fusion_status = Code(v.FUSION_STATUS, allow_none=True)
+    bridwell_grade = Code(v.BRIDWELL_GRADE, allow_none=True, metadata={
+        "description": "Bridwell fusion grade I–IV; I and II with fusion_status fused, III with indeterminate or "
+                       "not_fused, IV with not_fused"})
     assessment = Code(v.ASSESSMENT, allow_none=True, metadata={"description": "How fusion was assessed"})
     implant_status = Code(v.IMPLANT_STATUS, allow_none=True)
     joa = HalfPointScore(17, allow_none=True, metadata={"description": "JOA score, 0–17"})
     mjoa = Integer(0, 18, allow_none=True, metadata={"description": "Modified JOA score, 0–18"})
-    revision_surgery = StrictBoolean(load_default=False)
+    revision_surgery = StrictBoolean(allow_none=True, metadata={
+        "description": "true, false, or null: not recorded (left out: not recorded)"})
     revision_reason = Text(500, allow_none=True)
     notes = Text(4000, allow_none=True)
 
     @ma.validates_schema
     def rules(self, data, **kwargs):  # by this name: the PATCH schema (routes) switches it off
-        errors = record_rules.follow_up_dated_and_revision_consistent(data)
+        errors = (record_rules.follow_up_dated_and_revision_consistent(data)
+                  | record_rules.bridwell_grade_agrees_with_fusion_status(data))
         if errors:
             raise ma.ValidationError({field: [message] for field, message in errors.items()})
 

@@ -8,10 +8,10 @@ from registry.auth import Principal
 from registry.problems import InvalidInput, Problem, field_error
 
 FIELDS = ("local_ref", "follow_up_date", "months_after", "fusion_status", "assessment", "implant_status", "joa",
-          "mjoa", "revision_surgery", "revision_reason", "notes")
+          "mjoa", "revision_surgery", "revision_reason", "notes", "bridwell_grade")
 SELECT_COLUMNS = ("f.id, f.centre_id, f.operation_id, o.patient_id, f.local_ref, f.follow_up_date AS date, f.months_after,"
            " f.fusion_status, f.assessment, f.implant_status, f.joa::float8 AS joa, f.mjoa, f.revision_surgery,"
-           " f.revision_reason, f.notes, f.version, f.created_at, f.updated_at")
+           " f.revision_reason, f.notes, f.bridwell_grade, f.version, f.created_at, f.updated_at")
 FROM_JOINED = "follow_ups f JOIN operations o ON o.centre_id = f.centre_id AND o.id = f.operation_id"
 
 
@@ -59,7 +59,7 @@ def follow_up_columns(operation_date: dt.date, fields: dict) -> dict:
     """The follow_ups row for `fields` of a follow-up of an operation on `operation_date` (dates resolved)."""
     date, months = resolve_dates(operation_date, fields)
     values = {name: fields.get(name) for name in FIELDS}
-    values.update(follow_up_date=date, months_after=months, revision_surgery=bool(fields.get("revision_surgery")))
+    values.update(follow_up_date=date, months_after=months, revision_surgery=fields.get("revision_surgery"))
     return values
 
 

@@ -14,7 +14,8 @@ from registry.fhir import reading as fhir_form
 from registry.fhir.media import FHIR_JSON, prefers_fhir
 from registry.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from registry.operations import service, store
-from registry.operations.schemas import (OperationInputSchema, OperationQuerySchema, OperationSchema)
+from registry.operations.schemas import (RECORDED_LISTS, OperationInputSchema, OperationQuerySchema,
+                                         OperationSchema)
 from registry.pagination import PageQuerySchema, keyset_page, page_schema
 from registry.preconditions import ETAG_HEADER, IF_MATCH_PARAMETER, etag, require_if_match
 from registry.problems import InvalidInput, Problem, document_errors, flatten_messages
@@ -170,6 +171,9 @@ def _merged(current: dict, changes: dict) -> dict:
     wire["patient_id"] = current["patient_id"]
     if "patient" in changes:
         wire.pop("patient_id")
+    for name in RECORDED_LISTS:
+        if name in changes and f"{name}_status" not in changes:
+            wire.pop(f"{name}_status", None)  # a new list without a status: the status follows the list
     wire.update(changes)
     try:
         return OperationInputSchema().load(wire)

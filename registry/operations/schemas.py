@@ -17,6 +17,8 @@ from registry.validation.compiled import CompiledDumping, CompiledLoading
 
 MAX_IMPLANTS = 200
 MAX_EVENTS = 50
+# The lists whose assessment is stated by a `<list>_status` field (vocabulary.RECORDING_STATUS).
+RECORDED_LISTS = ("intraop_events", "postop_complications")
 
 
 def _raise(errors: dict[str, str]) -> None:
@@ -72,6 +74,8 @@ class IntraopEventSchema(ma.Schema):
     side = Code(v.SIDE, allow_none=True)
     site = Code(v.ANATOMIC_SITE, allow_none=True, metadata={"description": "e.g. lateral_mass"})
     grade = Code(v.CLASSINTRA_GRADE, allow_none=True, metadata={"description": "ClassIntra grade I–V"})
+    saves_grade = Code(v.SAVES_GRADE, allow_none=True, metadata={"description": "SAVES-V2 grade 1–6"})
+    reported_by = Code(v.REPORTED_BY, allow_none=True, metadata={"description": "Who reported it; null: not recorded"})
     management = Text(2000, allow_none=True)
     description = Text(2000, allow_none=True)
 
@@ -84,6 +88,8 @@ class PostopComplicationSchema(ma.Schema):
     type = Code(v.POSTOP_COMPLICATION, required=True)
     days_after = Integer(0, 3650, allow_none=True, metadata={"description": "Days after the operation"})
     grade = Code(v.CLAVIEN_DINDO_GRADE, required=True, metadata={"description": "Clavien-Dindo grade"})
+    saves_grade = Code(v.SAVES_GRADE, allow_none=True, metadata={"description": "SAVES-V2 grade 1–6"})
+    reported_by = Code(v.REPORTED_BY, allow_none=True, metadata={"description": "Who reported it; null: not recorded"})
     management = Text(2000, allow_none=True)
     description = Text(2000, allow_none=True)
 
@@ -106,18 +112,37 @@ class OperationFieldsSchema(ma.Schema):
     bone_graft = Codes(v.BONE_GRAFT, max_items=10, load_default=list)
     duration_min = Integer(1, 2880, allow_none=True, metadata={"description": "Skin to skin, minutes"})
     blood_loss_ml = Integer(0, 50000, allow_none=True, metadata={"description": "Estimated blood loss, mL"})
-    transfusion = StrictBoolean(allow_none=True)
+    transfusion = StrictBoolean(allow_none=True, metadata={"description": "true, false, or null: not recorded"})
     preop_scores = ma.fields.Nested(PreopScoresSchema, allow_none=True)
     immobilization = ma.fields.Nested(ImmobilizationSchema, allow_none=True)
-    intraop_events = ma.fields.List(ma.fields.Nested(IntraopEventSchema), load_default=list,
-                                    validate=validate.Length(max=MAX_EVENTS))
-    postop_complications = ma.fields.List(ma.fields.Nested(PostopComplicationSchema), load_default=list,
+    intraop_events_status = Code(v.RECORDING_STATUS, metadata={"description": (
+        "Were intraoperative events assessed? none, occurred (listed in intraop_events) or not_recorded. "
+        "Left out: occurred when events are listed, none when intraop_events is sent empty, not_recorded "
+        "when intraop_events is left out.")})
+    intraop_events = ma.fields.List(ma.fields.Nested(IntraopEventSchema), validate=validate.Length(max=MAX_EVENTS))
+    postop_complications_status = Code(v.RECORDING_STATUS, metadata={"description": (
+        "Were postoperative complications assessed? none, occurred (listed in postop_complications) or "
+        "not_recorded. Left out: as for intraop_events_status.")})
+    postop_complications = ma.fields.List(ma.fields.Nested(PostopComplicationSchema),
                                           validate=validate.Length(max=MAX_EVENTS))
     notes = Text(4000, allow_none=True)
 
     @ma.validates_schema
     def spinal_regions_need_levels(self, data, **kwargs):
         _raise(rules.spinal_regions_need_levels(data))
+
+    @ma.validates_schema
+    def recording_status_agrees_with_lists(self, data, **kwargs):
+        _raise(rules.recording_status_agrees_with_list(data, "intraop_events"))
+        _raise(rules.recording_status_agrees_with_list(data, "postop_complications"))
+
+    @ma.post_load
+    def recording_status_filled(self, data, **kwargs):
+        """Every loaded document states both statuses, and both lists (empty when none)."""
+        for name in RECORDED_LISTS:
+            data[f"{name}_status"] = rules.recording_status(data, name)
+            data.setdefault(name, [])
+        return data
 
 
 class OperationInputSchema(CompiledLoading, OperationFieldsSchema):

@@ -14,6 +14,7 @@ from registry.operations import store
 from registry.operations.schemas import OperationFieldsSchema
 from registry.patients import store as patients
 from registry.problems import InvalidInput, Problem, field_error
+from registry.validation import rules
 
 # What the audit trail records of an operation: the fields a centre sends, the patient it is
 # attached to and the age at surgery (which also follows the patient's birth year). The other
@@ -62,6 +63,9 @@ def columns_and_children(document: dict, birth_year: int | None) -> tuple[dict, 
         "immobilization_weeks": immobilization.get("weeks"),
         "notes": document.get("notes"),
         "age_at_surgery": document["operation_date"].year - birth_year if birth_year else None,
+        # a loaded document states both (schemas: recording_status_filled); a stored one derives them
+        "intraop_events_recorded": rules.recording_status(document, "intraop_events") != "not_recorded",
+        "postop_complications_recorded": rules.recording_status(document, "postop_complications") != "not_recorded",
     }
     children = {
         table: [{column: item.get(column) for column in store.CHILD_COLUMNS[table]} for item in items]

@@ -20,19 +20,25 @@ OPERATION_COLUMNS = (
     "procedures", "level_from", "level_to", "vertebra_count", "segment_count", "instrumented",
     "instrumentation_system", "instrumentation_manufacturer", "bone_graft", "duration_min", "blood_loss_ml",
     "transfusion", "preop_joa", "preop_mjoa", "immobilization_type", "immobilization_weeks", "notes",
-    "age_at_surgery",
+    "age_at_surgery", "intraop_events_recorded", "postop_complications_recorded",
 )
 CHILD_COLUMNS = {
     "implants": ("kind", "level", "side", "count", "diameter_mm", "length_mm", "note"),
     "intraop_events": ("type", "instrument", "instrument_detail", "retained_fragment", "level", "side", "site",
-                       "grade", "management", "description"),
-    "postop_complications": ("type", "days_after", "grade", "management", "description"),
+                       "grade", "management", "description", "reported_by", "saves_grade"),
+    "postop_complications": ("type", "days_after", "grade", "management", "description", "reported_by",
+                             "saves_grade"),
 }
 SELECT_COLUMNS = ("id, centre_id, patient_id, " + ", ".join(OPERATION_COLUMNS) + ", version, created_at, updated_at")
 
 
 def _float(value):
     return None if value is None else float(value)
+
+
+def recording_status(recorded: bool, items: list) -> str:
+    """A list's status from what is stored: whether it was assessed, and its rows."""
+    return "occurred" if items else "none" if recorded else "not_recorded"
 
 
 def row_to_document(row: dict, children: dict[str, list[dict]], patient: dict) -> dict:
@@ -59,7 +65,11 @@ def row_to_document(row: dict, children: dict[str, list[dict]], patient: dict) -
         "transfusion": row["transfusion"], "preop_scores": scores,
         "immobilization": ({"type": row["immobilization_type"], "weeks": row["immobilization_weeks"]}
                            if row["immobilization_type"] else None),
-        "intraop_events": children["intraop_events"], "postop_complications": children["postop_complications"],
+        "intraop_events_status": recording_status(row["intraop_events_recorded"], children["intraop_events"]),
+        "intraop_events": children["intraop_events"],
+        "postop_complications_status": recording_status(row["postop_complications_recorded"],
+                                                        children["postop_complications"]),
+        "postop_complications": children["postop_complications"],
         "notes": row["notes"], "age_at_surgery": row["age_at_surgery"],
         "version": row["version"], "created_at": row["created_at"], "updated_at": row["updated_at"],
     }

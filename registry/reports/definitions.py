@@ -43,7 +43,8 @@ TIMEPOINT_MONTHS, TIMEPOINT_TOLERANCE = 12, 3
 COMPLETENESS_MONTHS = 12
 
 # The measures the definitions add to the stored ones (all counts of operations), computed by a scan.
-EXTRA_MEASURES = ("postop_eligible", "postop_untimed", "major_untimed", "implant_known", "revision_known",
+EXTRA_MEASURES = ("postop_eligible", "postop_untimed", "major_untimed", "postop_due", "postop_not_recorded",
+                  "implant_known", "revision_known",
                   "due_12m", "followed_12m_of_due",
                   *(f"{event}_at_risk_{t}" for event in ("implant", "revision") for t in SURVIVAL_MONTHS))
 
@@ -52,6 +53,8 @@ SOURCES = {
               "30 days of the operation); 90 days as commonly reported for spine surgery",
     "major": "Clavien-Dindo (Dindo, Demartines, Clavien, Ann Surg 2004;240:205); ClassIntra "
              "(Dell-Kuster et al., BMJ 2020;370:m2917)",
+    "reported_by": "who reported a complication changes its rate: surgeons' own reports miss a third or more of "
+                   "what patient reports and other sources reveal (Swespine; NORspine)",
     "unit": "one operation per patient (the first) keeps observations independent for the Wilson interval",
     "fusion": "fusion judged at the latest follow-up >= min_months that says fused or not fused",
     "failure_window": "cumulative incidence among operations with a known status at the time point "
@@ -75,6 +78,7 @@ class Choices:
     timepoint: str = "latest"
     assessment: tuple = ()              # imaging methods of the deciding fusion follow-up
     failure_window: int | None = None   # months; None: any time
+    reported_by: tuple = ()             # sources whose events and complications count; (): all
     survival: bool = False              # failure_window=km: Kaplan-Meier at SURVIVAL_MONTHS
     min_months: int = store.STORED_FUSION_MONTHS
     window_cutoff: date | None = None   # operations on or before it are old enough for the window
@@ -113,6 +117,7 @@ def choose(report: str, query: dict, month_grain: bool, today: date) -> Choices:
         timepoint=query.get("timepoint") or "latest",
         assessment=tuple(query.get("assessment") or ()),
         failure_window=FAILURE_WINDOWS[query.get("failure_window") or "any"],
+        reported_by=tuple(query.get("reported_by") or ()),
         survival=query.get("failure_window") == "km",
         min_months=query.get("min_months", store.STORED_FUSION_MONTHS),
         window_cutoff=grain(today - timedelta(days=window)) if window else None,
@@ -122,6 +127,19 @@ def choose(report: str, query: dict, month_grain: bool, today: date) -> Choices:
 
 # --- the SQL of each definition ------------------------------------------------------------
 
+# reported_by=: only the events and complications of these sources count (the windows' and
+# ClassIntra's look-ups filter alike; a NULL list: every one)
+REPORTED_EVENTS = sql.SQL("""LEFT JOIN (
+        SELECT e.centre_id, e.operation_id, array_agg(DISTINCT e.type) AS types FROM intraop_events e
+        WHERE e.reported_by = ANY(%(reported_by)s::text[]) GROUP BY e.centre_id, e.operation_id
+    ) rb_e ON rb_e.centre_id = m.centre_id AND rb_e.operation_id = m.operation_id""")
+REPORTED_COMPLICATIONS = sql.SQL("""LEFT JOIN (
+        SELECT c.centre_id, c.operation_id, true AS any_complication,
+               bool_or(c.grade = ANY(%(major_grades)s)) AS major
+        FROM postop_complications c
+        WHERE c.reported_by = ANY(%(reported_by)s::text[]) GROUP BY c.centre_id, c.operation_id
+    ) rb_c ON rb_c.centre_id = m.centre_id AND rb_c.operation_id = m.operation_id""")
+
 # Each look-up is one set-based pass over its table, joined by hash to the operations scanned
 # (per-operation LATERAL look-ups cost an index probe per operation: 3-10 times slower).
 POSTOP_IN_WINDOW = sql.SQL("""LEFT JOIN (
@@ -130,11 +148,14 @@ POSTOP_IN_WINDOW = sql.SQL("""LEFT JOIN (
                bool_or(c.days_after <= %(window_days)s AND c.grade = ANY(%(major_grades)s)) AS major_within,
                bool_or(c.days_after IS NULL) AS untimed,
                bool_or(c.days_after IS NULL AND c.grade = ANY(%(major_grades)s)) AS major_untimed
-        FROM postop_complications c GROUP BY c.centre_id, c.operation_id
+        FROM postop_complications c
+        WHERE (%(reported_by)s::text[] IS NULL OR c.reported_by = ANY(%(reported_by)s::text[]))
+        GROUP BY c.centre_id, c.operation_id
     ) pc ON pc.centre_id = m.centre_id AND pc.operation_id = m.operation_id""")
 SEVERE_INTRAOP = sql.SQL("""LEFT JOIN (
         SELECT DISTINCT e.centre_id, e.operation_id, true AS severe FROM intraop_events e
-        WHERE e.grade = ANY(%(classintra_major)s)
+        WHERE e.grade = ANY(%(classintra_major)s) 
+          AND (%(reported_by)s::text[] IS NULL OR e.reported_by = ANY(%(reported_by)s::text[]))
     ) ci ON ci.centre_id = m.centre_id AND ci.operation_id = m.operation_id""")
 # The deciding fusion follow-up: the latest at >= min_months saying fused or not fused; when
 # none does, the latest at >= min_months (indeterminate or not assessed).
@@ -149,7 +170,8 @@ FAILURE_TIMES = sql.SQL("""LEFT JOIN (
         SELECT f.centre_id, f.operation_id,
                min(f.months_after) FILTER (WHERE f.implant_status = ANY(%(failure_statuses)s)) AS failure_at,
                min(f.months_after) FILTER (WHERE f.revision_surgery) AS revision_at,
-               max(f.months_after) AS last_seen
+               max(f.months_after) AS last_seen,
+               max(f.months_after) FILTER (WHERE f.revision_surgery IS NOT NULL) AS revision_last_seen
         FROM follow_ups f GROUP BY f.centre_id, f.operation_id
     ) fw ON fw.centre_id = m.centre_id AND fw.operation_id = m.operation_id""")
 # The one visit JOA, mJOA and the recovery rate are all taken from, among those that recorded
@@ -205,27 +227,50 @@ def scan_definition(report: str, choices: Choices) -> store.Definition:
 
 
 def _complications(d, choices):
+    d.params["reported_by"] = list(choices.reported_by) or None
+    if choices.reported_by:
+        _reported_by(d)
     severe = sql.SQL("")
     if choices.major == "clavien_or_classintra":
         d.joins.append(SEVERE_INTRAOP)
         d.params["classintra_major"] = CLASSINTRA_MAJOR
         severe = sql.SQL(" OR ci.severe IS NOT NULL")
+    # a major complication is counted over the operations whose complications were recorded,
+    # a severe intraoperative event too (else a rate could pass 1)
     if choices.window is None:
+        major = sql.SQL("coalesce(rb_c.major, false)" if choices.reported_by else "m.major_complication = 1")
         if choices.major == "clavien_or_classintra":
-            d.measures["major_complication"] = sql.SQL("(m.major_complication = 1{})::int").format(severe)
+            d.measures["major_complication"] = sql.SQL(
+                "(m.postop_recorded = 1 AND ({}{}))::int").format(major, severe)
         return
     d.joins.append(POSTOP_IN_WINDOW)
     d.params.update(window_days=choices.window, window_cutoff=choices.window_cutoff,
                     major_grades=sorted(v.MAJOR_CLAVIEN_DINDO))
-    eligible = sql.SQL("m.operation_date <= %(window_cutoff)s")
+    due = sql.SQL("m.operation_date <= %(window_cutoff)s")
+    eligible = sql.SQL("({} AND m.postop_recorded = 1)").format(due)
     major = sql.SQL("(coalesce(pc.major_within, false){})").format(severe)
     d.measures.update(
+        postop_due=sql.SQL("({})::int").format(due),
+        postop_not_recorded=sql.SQL("({} AND m.postop_recorded = 0)::int").format(due),
         postop_eligible=sql.SQL("({})::int").format(eligible),
         postop_complication=sql.SQL("({} AND coalesce(pc.within, false))::int").format(eligible),
         postop_untimed=sql.SQL("({} AND NOT coalesce(pc.within, false) AND coalesce(pc.untimed, false))::int")
         .format(eligible),
         major_complication=sql.SQL("({} AND {})::int").format(eligible, major),
         major_untimed=sql.SQL("({} AND NOT {} AND coalesce(pc.major_untimed, false))::int").format(eligible, major))
+
+
+def _reported_by(d):
+    """Numerators of the events and complications of the chosen sources only; the denominators
+    (operations where each was recorded) stay."""
+    d.joins += [REPORTED_EVENTS, REPORTED_COMPLICATIONS]
+    d.params["major_grades"] = sorted(v.MAJOR_CLAVIEN_DINDO)
+    d.measures["intraop_event"] = sql.SQL("(rb_e.types IS NOT NULL)::int")
+    for event_type in store.INTRAOP_EVENT_TYPES:
+        d.measures[f"ev_{event_type}"] = sql.SQL("coalesce({} = ANY(rb_e.types), false)::int").format(
+            sql.Literal(event_type))
+    d.measures["postop_complication"] = sql.SQL("coalesce(rb_c.any_complication, false)::int")
+    d.measures["major_complication"] = sql.SQL("coalesce(rb_c.major, false)::int")
 
 
 def _fusion(d, choices):
@@ -262,11 +307,13 @@ def _failure_window(d, choices):
     failed = "coalesce(fw.failure_at <= %(failure_window)s, false)"
     revised = "coalesce(fw.revision_at <= %(failure_window)s, false)"
     seen = "coalesce(fw.last_seen >= %(failure_window)s, false)"
+    # revision is known at a follow-up that recorded it (yes or no), not at every follow-up
+    revision_seen = "coalesce(fw.revision_last_seen >= %(failure_window)s, false)"
     d.measures.update(
         implant_failure=sql.SQL(f"(m.instrumented AND {failed})::int"),
         implant_known=sql.SQL(f"(m.instrumented AND ({failed} OR {seen}))::int"),
         revision=sql.SQL(f"({revised})::int"),
-        revision_known=sql.SQL(f"({revised} OR {seen})::int"))
+        revision_known=sql.SQL(f"({revised} OR {revision_seen})::int"))
 
 
 def _survival(d):
@@ -276,7 +323,7 @@ def _survival(d):
     d.joins.append(FAILURE_TIMES)
     d.params["failure_statuses"] = sorted(v.IMPLANT_FAILURE_STATUSES)
     implant_time = "CASE WHEN m.instrumented THEN coalesce(fw.failure_at, fw.last_seen) END"
-    revision_time = "coalesce(fw.revision_at, fw.last_seen)"
+    revision_time = "coalesce(fw.revision_at, fw.revision_last_seen)"  # censored at the last that recorded it
     d.metrics.update(
         implant_km=(sql.SQL(f"({implant_time})::float8"), sql.SQL("(fw.failure_at IS NOT NULL)::int::float8")),
         revision_km=(sql.SQL(f"({revision_time})::float8"), sql.SQL("(fw.revision_at IS NOT NULL)::int::float8")))
@@ -300,20 +347,30 @@ def describe(report: str, choices: Choices, month_grain: bool) -> dict:
         if choices.window is None:
             window = {"parameter": "window", "value": "any",
                       "definition": "postoperative complications recorded at any time after the operation, "
-                                    "whether or not days_after is recorded; denominator: every operation"}
+                                    "whether or not days_after is recorded; denominator: every operation whose "
+                                    "complications were recorded (postop_complications_status none or occurred); "
+                                    "those not recorded are counted apart, never as none"}
         else:
             window = {"parameter": "window", "value": str(choices.window),
                       "definition": f"a complication with days_after <= {choices.window}; denominator: operations "
-                                    f"at least {choices.window} days old (on or before {choices.window_cutoff}"
+                                    f"whose complications were recorded, at least {choices.window} days old "
+                                    f"(on or before {choices.window_cutoff}"
                                     f"{grain}); an operation whose only complications in question have no "
                                     "days_after is counted as timing not recorded, never as none",
                       "cutoff": choices.window_cutoff.isoformat()}
         described["window"] = {**window, "source": SOURCES["window"]}
+        described["reported_by"] = {
+            "parameter": "reported_by", "value": list(choices.reported_by) or "any",
+            "definition": ("only the intraoperative events and postoperative complications reported by "
+                           + ", ".join(choices.reported_by) + " count; the denominators are unchanged"
+                           if choices.reported_by else "every event and complication, whoever reported it"),
+            "source": SOURCES["reported_by"]}
         described["major"] = {
             "parameter": "major", "value": choices.major,
             "definition": "Clavien-Dindo IIIa or worse" + (
                 ", or an intraoperative event of ClassIntra III or worse"
-                if choices.major == "clavien_or_classintra" else ""),
+                if choices.major == "clavien_or_classintra" else "")
+            + "; over the operations whose postoperative complications were recorded",
             "source": SOURCES["major"]}
     elif report == "fusion":
         described["fusion"] = {
@@ -343,7 +400,8 @@ def describe(report: str, choices: Choices, month_grain: bool) -> dict:
         elif choices.failure_window is None:
             failure = {"value": "any", "definition": "implant failure (loosening, migration, breakage) or revision "
                                                      "reported at any follow-up; denominator: operations (implant "
-                                                     "failure: instrumented ones) with >= 1 follow-up"}
+                                                     "failure: instrumented ones) with >= 1 follow-up (revision: "
+                                                     "one that recorded revision_surgery, true or false)"}
         else:
             failure = {"value": str(choices.failure_window),
                        "definition": f"first reported at a follow-up <= {choices.failure_window} months; "

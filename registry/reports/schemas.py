@@ -6,7 +6,7 @@ from marshmallow import validate
 from registry import vocabulary as v
 from registry.reports import definitions as d
 from registry.reports.service import FUNNEL_MEASURES
-from registry.reports.store import DIMENSIONS, INTRAOP_EVENT_TYPES
+from registry.reports.store import DIMENSIONS, INTRAOP_EVENT_TYPES, REPORTERS
 
 
 class CommaList(ma.fields.List):
@@ -28,8 +28,10 @@ def _codes(vocabulary, description):
 
 # The measures of the complications and fusion rows, for `measure=` (the service checks that
 # a name belongs to the report asked for).
-MEASURE_NAMES = ["intraop_event", "instrument_breakage", "intraop_event_types", "postop_complication",
-                 "major_complication", "postop_timing_not_recorded", "major_timing_not_recorded", "blood_loss_ml",
+MEASURE_NAMES = ["intraop_event", "instrument_breakage", "intraop_event_types", "intraop_events_not_recorded",
+                 "intraop_event_by_reporter", "postop_complication", "major_complication",
+                 "postop_complications_not_recorded", "postop_complication_by_reporter",
+                 "postop_timing_not_recorded", "major_timing_not_recorded", "blood_loss_ml",
                  "duration_min", "fusion_operations", "fusion", "pseudarthrosis", "indeterminate", "not_assessed",
                  "implant_failure", "revision", "implant_survival", "revision_survival"]
 
@@ -74,6 +76,9 @@ class ReportQuerySchema(ma.Schema):
         "description": "Outcomes only: latest (default: the latest follow-up recording JOA or mJOA) or 12m "
                        "(the follow-up closest to 12 months within 9-15 months); JOA, mJOA and the recovery rate "
                        "all from that one visit"})
+    reported_by = _codes(v.REPORTED_BY, "Complications only: count only the intraoperative events and postoperative "
+                                        "complications reported by these sources (denominators unchanged), to compare "
+                                        "surgeon-reported rates with the others")
     measure = CommaList(ma.fields.String(validate=validate.OneOf(MEASURE_NAMES)), metadata={
         "description": "Complications and fusion only: the measures each row carries (default all); one or more of "
                        + ", ".join(MEASURE_NAMES) + " (repeat or comma-separate for several)"})
@@ -191,8 +196,23 @@ class ComplicationsRowSchema(RowSchema):
     instrument_breakage = _proportion()
     intraop_event_types = ma.fields.Nested(ma.Schema.from_dict(
         {t: _proportion() for t in INTRAOP_EVENT_TYPES}, name="IntraopEventTypes"))
+    intraop_events_not_recorded = ma.fields.Nested(ProportionSchema, metadata={
+        "description": "Operations whose intraoperative events were not recorded, over every operation; the "
+                       "event rates are over the others"})
+    intraop_event_by_reporter = ma.fields.Nested(ma.Schema.from_dict(
+        {source: _proportion() for source in REPORTERS}, name="IntraopEventByReporter"), metadata={
+        "description": "Operations with >= 1 intraoperative event reported by each source (not_recorded: no source "
+                       "given), over the operations whose events were recorded; not with window="})
     postop_complication = _proportion()
+    postop_complication_by_reporter = ma.fields.Nested(ma.Schema.from_dict(
+        {source: _proportion() for source in REPORTERS}, name="PostopComplicationByReporter"), metadata={
+        "description": "Operations with >= 1 postoperative complication reported by each source, over the "
+                       "operations whose complications were recorded: surgeon-reported beside the others; "
+                       "not with window="})
     major_complication = _proportion()
+    postop_complications_not_recorded = ma.fields.Nested(ProportionSchema, metadata={
+        "description": "Operations whose postoperative complications were not recorded, over every operation "
+                       "(within a window: over those old enough); the complication rates are over the others"})
     postop_timing_not_recorded = _proportion()
     major_timing_not_recorded = _proportion()
     blood_loss_ml = _summary()
@@ -226,6 +246,15 @@ class CompletenessRowSchema(RowSchema):
     duration_min = _proportion()
     blood_loss_ml = _proportion()
     preop_joa = _proportion()
+    intraop_events = ma.fields.Nested(ProportionSchema, metadata={
+        "description": "Operations whose intraoperative events were recorded (none or occurred)"})
+    postop_complications = ma.fields.Nested(ProportionSchema, metadata={
+        "description": "Operations whose postoperative complications were recorded (none or occurred)"})
+    transfusion = ma.fields.Nested(ProportionSchema, metadata={
+        "description": "Operations with transfusion true or false"})
+    revision_surgery = ma.fields.Nested(ProportionSchema, metadata={
+        "description": "Operations followed up with a follow-up recording revision_surgery (true or false), over "
+                       "the operations followed up"})
     follow_up = _proportion()
     follow_up_12m = _proportion()
 

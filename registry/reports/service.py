@@ -25,16 +25,25 @@ from registry.reports import definitions, stats, store, suppression
 from registry.reports.definitions import Choices
 
 FUNNEL_MEASURES = {
-    # name: (numerator measure, denominator measure); pseudarthrosis is assessed - fused
-    "intraop_event": ("intraop_event", "operations"),
-    "instrument_breakage": ("ev_instrument_breakage", "operations"),
-    "dural_tear": ("ev_dural_tear", "operations"),
-    "iatrogenic_fracture": ("ev_iatrogenic_fracture", "operations"),
-    "postop_complication": ("postop_complication", "operations"),
-    "major_complication": ("major_complication", "operations"),
+    # name: (numerator measure, denominator measure); pseudarthrosis is assessed - fused. A rate
+    # is over the operations where its item was recorded (events, complications, revision).
+    "intraop_event": ("intraop_event", "intraop_recorded"),
+    "instrument_breakage": ("ev_instrument_breakage", "intraop_recorded"),
+    "dural_tear": ("ev_dural_tear", "intraop_recorded"),
+    "iatrogenic_fracture": ("ev_iatrogenic_fracture", "intraop_recorded"),
+    "postop_complication": ("postop_complication", "postop_recorded"),
+    "major_complication": ("major_complication", "postop_recorded"),
     "pseudarthrosis": ("fusion_not_fused", "fusion_assessed"),
     "implant_failure": ("implant_failure", "instrumented_followed"),
-    "revision": ("revision", "followed"),
+    "revision": ("revision", "revision_followed"),
+}
+# Counts derived from two stored ones, each keyed on its own operations: name -> (whole, part),
+# the count being whole - part (pseudarthrosis: assessed and not fused; not recorded: the
+# operations whose item was not recorded).
+DERIVED_COUNTS = {
+    "fusion_not_fused": ("fusion_assessed", "fusion_fused"),
+    "intraop_not_recorded": ("operations", "intraop_recorded"),
+    "postop_not_recorded": ("operations", "postop_recorded"),
 }
 SUBMITTER_POOL_MIN_OTHER_CENTRES = 3
 
@@ -67,12 +76,13 @@ class PublishedCell:
 
 
 def published_cell(cell: store.Cell, perturbing: bool) -> PublishedCell:
-    """The counts of a cell as this reader sees them; `fusion_not_fused` (pseudarthrosis) is
-    added as a count of its own, keyed on its own operations (assessed and not fused)."""
+    """The counts of a cell as this reader sees them; the DERIVED_COUNTS (pseudarthrosis, items
+    not recorded) are added as counts of their own, keyed on their own operations."""
     measures = dict(cell.measures)
-    if "fusion_assessed" in measures and "fusion_fused" in measures:
-        measures["fusion_not_fused"] = measures["fusion_assessed"] - measures["fusion_fused"]
-        measures["key_fusion_not_fused"] = measures["key_fusion_assessed"] - measures["key_fusion_fused"]
+    for name, (whole, part) in DERIVED_COUNTS.items():
+        if name not in measures and whole in measures and part in measures:
+            measures[name] = measures[whole] - measures[part]
+            measures[f"key_{name}"] = measures[f"key_{whole}"] - measures[f"key_{part}"]
     counts = {name: value for name, value in measures.items()
               if not name.startswith("key_") and f"key_{name}" in measures}
     exact = counts
@@ -135,17 +145,27 @@ def _recovery_histogram(cell):
 # --- the figures of each report ------------------------------------------------------------
 
 def complications_figures(cell, choices: Choices = Choices()) -> dict:
-    # within a window, postoperative figures are over the operations old enough for it
-    postop_base = "postop_eligible" if choices.window else "operations"
+    # Each rate is over the operations where its item was recorded (not_recorded is not none);
+    # how many were not recorded is a figure of its own. Within a window, postoperative figures
+    # are over the operations old enough for it.
+    postop_base = "postop_eligible" if choices.window else "postop_recorded"
     figures = {
         "operations": Figure("count", "operations", _measure(cell, "operations")),
-        "intraop_event": _rate(cell, "intraop_event", "operations"),
-        "instrument_breakage": _rate(cell, "ev_instrument_breakage", "operations"),
+        "intraop_event": _rate(cell, "intraop_event", "intraop_recorded"),
+        "instrument_breakage": _rate(cell, "ev_instrument_breakage", "intraop_recorded"),
+        "intraop_events_not_recorded": _rate(cell, "intraop_not_recorded", "operations"),
     }
     for event_type in store.INTRAOP_EVENT_TYPES:
-        figures[f"intraop_event_types.{event_type}"] = _rate(cell, f"ev_{event_type}", "operations")
+        figures[f"intraop_event_types.{event_type}"] = _rate(cell, f"ev_{event_type}", "intraop_recorded")
     figures["postop_complication"] = _rate(cell, "postop_complication", postop_base)
     figures["major_complication"] = _rate(cell, "major_complication", postop_base)
+    figures["postop_complications_not_recorded"] = _rate(cell, "postop_not_recorded",
+                                                         "postop_due" if choices.window else "operations")
+    if not choices.window:
+        # by who reported them: operations with >= 1 event (complication) reported by each source
+        for source in store.REPORTERS:
+            figures[f"intraop_event_by_reporter.{source}"] = _rate(cell, f"ev_by_{source}", "intraop_recorded")
+            figures[f"postop_complication_by_reporter.{source}"] = _rate(cell, f"pc_by_{source}", "postop_recorded")
     if choices.window:
         figures["postop_timing_not_recorded"] = _rate(cell, "postop_untimed", postop_base)
         figures["major_timing_not_recorded"] = _rate(cell, "major_untimed", postop_base)
@@ -186,7 +206,7 @@ def fusion_figures(cell, choices: Choices = Choices()) -> dict:
         "indeterminate": _rate(cell, "fusion_indeterminate", "fusion_followed"),
         "not_assessed": _rate(cell, "fusion_not_assessed", "fusion_followed"),
         "implant_failure": _rate(cell, "implant_failure", "implant_known" if windowed else "instrumented_followed"),
-        "revision": _rate(cell, "revision", "revision_known" if windowed else "followed"),
+        "revision": _rate(cell, "revision", "revision_known" if windowed else "revision_followed"),
         **survival,
     }
 
@@ -215,6 +235,11 @@ def completeness_figures(cell, choices: Choices = Choices()) -> dict:
         "duration_min": _rate(cell, "duration_n", "operations"),
         "blood_loss_ml": _rate(cell, "blood_loss_n", "operations"),
         "preop_joa": _rate(cell, "joa_recorded", "cervical"),
+        "intraop_events": _rate(cell, "intraop_recorded", "operations"),
+        "postop_complications": _rate(cell, "postop_recorded", "operations"),
+        "transfusion": _rate(cell, "transfusion_recorded", "operations"),
+        # follow-ups saying whether there was a revision (yes or no), over the operations followed
+        "revision_surgery": _rate(cell, "revision_followed", "followed"),
         "follow_up": _rate(cell, "followed", "operations"),
         # over the operations at least 12 months old (definitions.COMPLETENESS_MONTHS)
         "follow_up_12m": _rate(cell, "followed_12m_of_due", "due_12m"),
@@ -233,27 +258,33 @@ def funnel_figures(measure: str):
 
 
 SPECS = {
-    "complications": (Spec("complications", ["operations", "intraop_event",
+    "complications": (Spec("complications", ["operations", "intraop_event", "intraop_recorded",
                                              *(f"ev_{t}" for t in store.INTRAOP_EVENT_TYPES),
-                                             "postop_complication", "major_complication",
+                                             "postop_complication", "major_complication", "postop_recorded",
+                                             *(f"ev_by_{source}" for source in store.REPORTERS),
+                                             *(f"pc_by_{source}" for source in store.REPORTERS),
                                              "blood_loss_n", "duration_n"],
                            ["blood_loss", "duration"]), complications_figures),
     "fusion": (Spec("fusion", ["operations", "fusion_operations", "fusion_assessed", "fusion_fused",
                                "fusion_followed", "fusion_indeterminate", "fusion_not_assessed",
-                               "followed", "revision", "instrumented_followed", "implant_failure"]),
+                               "followed", "revision", "revision_followed", "instrumented_followed",
+                               "implant_failure"]),
                fusion_figures),
     "outcomes": (Spec("outcomes", ["operations", "joa_pre_n", "joa_post_n", "recovery_n",
                                    "mjoa_pre_n", "mjoa_post_n"],
                       ["joa_pre", "joa_post", "joa_pair", "mjoa_pre", "mjoa_post"]), outcomes_figures),
     "completeness": (Spec("completeness", ["operations", "indication_recorded", "approach_recorded", "spinal",
                                            "levels_recorded", "cervical", "joa_recorded", "duration_n",
-                                           "blood_loss_n", "followed", "due_12m", "followed_12m_of_due"]),
+                                           "blood_loss_n", "followed", "due_12m", "followed_12m_of_due",
+                                           "intraop_recorded", "postop_recorded", "transfusion_recorded",
+                                           "revision_followed"]),
                      completeness_figures),
 }
 # The parameters of the definitions, and the reports that take each (others refuse them).
 DEFINITION_PARAMETERS = {
     "unit": {"complications", "fusion", "outcomes", "completeness"},
     "window": {"complications"},
+    "reported_by": {"complications"},
     "major": {"complications"},
     "measure": {"complications", "fusion"},
     "timepoint": {"outcomes"},
@@ -266,7 +297,7 @@ def measures_of(report: str, choices: Choices) -> list:
     """The count measures a report needs under these definitions."""
     measures = list(SPECS[report][0].measures)
     if report == "complications" and choices.window:
-        measures += ["postop_eligible", "postop_untimed", "major_untimed"]
+        measures += ["postop_eligible", "postop_untimed", "major_untimed", "postop_due", "postop_not_recorded"]
     if report == "fusion" and choices.failure_window is not None:
         measures += ["implant_known", "revision_known"]
     if report == "fusion" and choices.survival:
@@ -367,7 +398,7 @@ def base_measures() -> frozenset:
     denominator, a summary's n. Where such a count is a numerator (completeness: operations
     with a follow-up, or with a blood loss recorded) it is withheld when small, as it is where
     it is the base: one figure, one decision."""
-    probe = PublishedCell(dict.fromkeys([*store.COUNT_MEASURES, *definitions.EXTRA_MEASURES, "fusion_not_fused"],
+    probe = PublishedCell(dict.fromkeys([*store.COUNT_MEASURES, *definitions.EXTRA_MEASURES, *DERIVED_COUNTS],
                                         10), {}, False)
     every_choice = [Choices(), Choices(window=30, failure_window=12), Choices(survival=True)]
     figure_sets = [figures_of(probe, choices) for _, figures_of in SPECS.values() for choices in every_choice]
@@ -515,7 +546,7 @@ def _chosen_measures(report: str, query: dict, figures_of, choices: Choices) -> 
     names = query.get("measure")
     if not names:
         return None
-    probe = PublishedCell(dict.fromkeys([*store.COUNT_MEASURES, *definitions.EXTRA_MEASURES, "fusion_not_fused"],
+    probe = PublishedCell(dict.fromkeys([*store.COUNT_MEASURES, *definitions.EXTRA_MEASURES, *DERIVED_COUNTS],
                                         10), {}, False)
     known = {name.split(".")[0] for name in figures_of(probe, choices)} - {"operations"}
     unknown = [name for name in names if name not in known]
@@ -545,8 +576,8 @@ def build_funnel(conn, query: dict, principal: Principal, threshold: int) -> dic
     if submitter:
         # the pool is every centre's; only the submitter's own row is shown (see module doc)
         filters.pop("centre_ids")
-    measures = sorted({"operations", "fusion_assessed", "fusion_fused",
-                       *(m for m in (numerator, denominator) if m != "fusion_not_fused")})
+    measures = sorted({"operations", *(m for name in (numerator, denominator)
+                                       for m in (DERIVED_COUNTS.get(name) or (name,)))})
     cells = published_cells(store.fetch_cells(conn, dims, filters, measures, []), not submitter)
     figures_of = funnel_figures(measure)
     disclosure = None if submitter else threshold

@@ -27,12 +27,15 @@ from datetime import timedelta
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-# Additive measures: the columns of report_tallies and of report_operation_measures (0002, 0010).
+# Additive measures: the columns of report_tallies and of report_operation_measures (0002, 0010, 0011).
 INTRAOP_EVENT_TYPES = (
     "instrument_breakage", "iatrogenic_fracture", "dural_tear", "excessive_bleeding",
     "neuromonitoring_change", "nerve_injury", "vascular_injury", "implant_malposition",
     "wrong_level", "other",
 )
+# Who reported an event or complication (vocabulary.REPORTED_BY), and not_recorded (migration 0011).
+REPORTERS = ("surgeon", "other_clinician", "patient_reported", "chart_review", "other_registry", "claims",
+             "not_recorded")
 MEASURES = (
     "operations", "intraop_event", *(f"ev_{t}" for t in INTRAOP_EVENT_TYPES),
     "postop_complication", "major_complication",
@@ -44,6 +47,8 @@ MEASURES = (
     "mjoa_pre_n", "mjoa_pre_sum", "mjoa_post_n", "mjoa_post_sum",
     "indication_recorded", "approach_recorded", "spinal", "levels_recorded",
     "cervical", "joa_recorded", "followed_12m",
+    "intraop_recorded", "postop_recorded", "transfusion_recorded", "revision_followed",   # migration 0011
+    *(f"ev_by_{source}" for source in REPORTERS), *(f"pc_by_{source}" for source in REPORTERS),
 )
 # Cell keys (migration 0007): for each count measure x, key_x sums the record keys of the
 # operations x counts; key_x mod 256 is the cell key that perturbs the count for analysts.

@@ -34,6 +34,29 @@ def spinal_regions_need_levels(operation: dict) -> dict[str, str]:
     return {}
 
 
+def recording_status(operation: dict, list_name: str) -> str:
+    """The assessment of a list as the document states it: its `<list>_status` when sent; else
+    occurred when items are listed, none when the list is sent empty (the contract before the
+    status existed: the list is what happened), not_recorded when the list is left out."""
+    status = operation.get(f"{list_name}_status")
+    if status is not None:
+        return status
+    if list_name not in operation:
+        return "not_recorded"
+    return "occurred" if operation[list_name] else "none"
+
+
+def recording_status_agrees_with_list(operation: dict, list_name: str) -> dict[str, str]:
+    """`occurred` lists at least one item; `none` and `not_recorded` list none."""
+    status, items = operation.get(f"{list_name}_status"), operation.get(list_name) or []
+    if status == "occurred" and not items:
+        return {list_name: f"{list_name}_status is occurred: list at least one."}
+    if status in ("none", "not_recorded") and items:
+        return {f"{list_name}_status": f"Is {status}, but {list_name} lists {len(items)}: "
+                                       "send occurred, or leave the status out."}
+    return {}
+
+
 def one_patient(operation: dict) -> dict[str, str]:
     """An operation document names its patient inline or by id, not both, not neither."""
     if ("patient" in operation) == ("patient_id" in operation):
@@ -52,9 +75,23 @@ def follow_up_dated_and_revision_consistent(follow_up: dict) -> dict[str, str]:
     errors = {}
     if "date" not in follow_up and "months_after" not in follow_up:
         errors["date"] = "Give the date of the follow-up or months_after."
-    if follow_up.get("revision_reason") and not follow_up.get("revision_surgery"):
+    if follow_up.get("revision_reason") and follow_up.get("revision_surgery") is not True:
         errors["revision_reason"] = "Only with revision_surgery: true."
     return errors
+
+
+def bridwell_grade_agrees_with_fusion_status(follow_up: dict) -> dict[str, str]:
+    """A Bridwell grade says whether the fusion took: I and II fused, III indeterminate or not
+    fused, IV not fused (vocabulary.BRIDWELL_FUSION_STATUS)."""
+    grade = follow_up.get("bridwell_grade")
+    if grade is None:
+        return {}
+    allowed = v.BRIDWELL_FUSION_STATUS[grade]
+    status = follow_up.get("fusion_status")
+    if status not in allowed:
+        return {"bridwell_grade": f"Bridwell {grade} goes with fusion_status {' or '.join(allowed)}, "
+                                  f"not {status or 'none'}."}
+    return {}
 
 
 def bulk_follow_ups_have_local_refs(follow_ups: list[dict]) -> dict[int, str]:

@@ -38,7 +38,7 @@ def test_an_operation_update_records_each_changed_field_old_and_new_as_the_api_s
     assert changes["intraop_events"]["new"][1] == {
         "type": "dural_tear", "instrument": None, "instrument_detail": None, "retained_fragment": None,
         "level": "C5", "side": None, "site": None, "grade": None, "management": "Primary suture",
-        "description": None}
+        "description": None, "reported_by": None, "saves_grade": None}
 
 
 def test_moving_an_operation_to_another_patient_records_the_patient_ids(client, tokens, db):

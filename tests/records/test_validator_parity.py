@@ -159,6 +159,20 @@ MUTATIONS = {
     "note with NUL": lambda d: d.update(notes="a\x00b"),
     "note with a tab": lambda d: d.update(notes="a\tb"),
     "missing local_ref": lambda d: d.pop("local_ref"),
+    "events listed but said none": lambda d: d.update(intraop_events_status="none"),
+    "complications occurred but none listed": lambda d: d.update(postop_complications_status="occurred"),
+    "complications not recorded, list left out": lambda d: d.update(postop_complications_status="not_recorded")
+    or d.pop("postop_complications"),
+    "Bridwell I but not fused": lambda d: d.update(
+        follow_ups=[dict(SEED_FOLLOW_UP, local_ref="F", fusion_status="not_fused", bridwell_grade="I")]),
+    "Bridwell IV and not fused": lambda d: d.update(
+        follow_ups=[dict(SEED_FOLLOW_UP, local_ref="F", fusion_status="not_fused", bridwell_grade="IV")]),
+    "Bridwell without a fusion status": lambda d: d.update(
+        follow_ups=[dict(SEED_FOLLOW_UP, local_ref="F", fusion_status=None, bridwell_grade="II")]),
+    "SAVES grade 7": lambda d: d["intraop_events"][0].update(saves_grade="7"),
+    "reported by someone unknown": lambda d: d["intraop_events"][0].update(reported_by="the janitor"),
+    "revision not recorded": lambda d: d.update(
+        follow_ups=[dict(SEED_FOLLOW_UP, local_ref="F", revision_surgery=None)]),
     "not an object": lambda d: d.clear() or d.update({"__list__": True}),
 }
 

@@ -10,6 +10,7 @@ from fractions import Fraction
 
 from registry import vocabulary as v
 from registry.reports import suppression
+from registry.reports.store import REPORTERS
 
 DIAGNOSES = list(v.DIAGNOSIS)
 REGIONS = ["cervical", "cervical", "lumbar", "thoracic", "femur", "craniocervical", "tibia"]
@@ -18,6 +19,7 @@ INDICATIONS = ["cervical_spondylotic_myelopathy", "fracture", "spinal_stenosis",
 PROCEDURES = ["laminectomy", "fusion", "discectomy", "fracture_fixation", "osteotomy"]
 EVENT_TYPES = list(v.INTRAOP_EVENT)
 GRADES = list(v.CLAVIEN_DINDO_GRADE)
+REPORTED_BY = ["surgeon", "surgeon", "patient_reported", "chart_review", "claims", None]
 FUSION = ["fused", "not_fused", "indeterminate", "not_assessed", None]
 IMPLANT = ["intact", "intact", "loosening", "migration", "breakage", "removed", None]
 
@@ -28,7 +30,7 @@ def add_patient(conn, rng, centre_id, consent="active"):
         (centre_id, rng.randbytes(16), rng.choice(DIAGNOSES), consent)).fetchone()["id"]
 
 
-def add_operation(conn, rng, centre_id, patient_id, serial):
+def add_operation(conn, rng, centre_id, patient_id, serial, recording=True):
     region = rng.choice(REGIONS)
     levels = None
     if region in v.SPINAL_REGIONS:
@@ -53,7 +55,8 @@ def add_operation(conn, rng, centre_id, patient_id, serial):
     # timing, ClassIntra grades and imaging methods come from a side generator, so that the
     # main sequence (and every other value) is what it was before they were added
     side = random.Random(f"{serial}")
-    for position in range(rng.choice([0, 0, 0, 1, 2])):
+    events = rng.choice([0, 0, 0, 1, 2])
+    for position in range(events):
         event_type = rng.choice(EVENT_TYPES)
         conn.execute(
             "INSERT INTO intraop_events (centre_id, operation_id, position, type, instrument, grade)"
@@ -61,7 +64,8 @@ def add_operation(conn, rng, centre_id, patient_id, serial):
             (centre_id, operation_id, position, event_type,
              rng.choice(list(v.INSTRUMENT)) if event_type == "instrument_breakage" else None,
              side.choice([None, "I", "II", "III", "IV"])))
-    for position in range(rng.choice([0, 0, 1, 2])):
+    complications = rng.choice([0, 0, 1, 2])
+    for position in range(complications):
         conn.execute(
             "INSERT INTO postop_complications (centre_id, operation_id, position, type, grade, days_after)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
@@ -71,15 +75,32 @@ def add_operation(conn, rng, centre_id, patient_id, serial):
         conn.execute(
             "INSERT INTO implants (centre_id, operation_id, position, kind) VALUES (%s, %s, %s, %s)",
             (centre_id, operation_id, position, rng.choice(list(v.IMPLANT_KIND))))
+    if recording:
+        # who reported each event and complication (a generator of its own; None: not recorded)
+        reporter = random.Random(f"reporter-{serial}")
+        for table, count in (("intraop_events", events), ("postop_complications", complications)):
+            for position in range(count):
+                conn.execute(f"UPDATE {table} SET reported_by = %s WHERE centre_id = %s AND operation_id = %s"
+                             " AND position = %s", (reporter.choice(REPORTED_BY), centre_id, operation_id, position))
+        # issue 15: some operations without events or complications did not record them, some
+        # record a transfusion (a generator of its own, so the others' values stay as they were)
+        unknown = random.Random(f"recorded-{serial}")
+        conn.execute(
+            "UPDATE operations SET intraop_events_recorded = %s, postop_complications_recorded = %s, transfusion = %s"
+            " WHERE centre_id = %s AND id = %s",
+            (bool(events) or unknown.random() > 0.3, bool(complications) or unknown.random() > 0.3,
+             unknown.choice([None, True, False]), centre_id, operation_id))
     for _ in range(rng.choice([0, 1, 1, 2, 3])):
-        add_follow_up(conn, rng, centre_id, operation_id, date)
+        add_follow_up(conn, rng, centre_id, operation_id, date, recording)
     return operation_id
 
 
-def add_follow_up(conn, rng, centre_id, operation_id, operation_date):
+def add_follow_up(conn, rng, centre_id, operation_id, operation_date, recording=True):
     months = rng.choice([0, 3, 6, 12, 12, 18, 24, 36, 60])
     date = operation_date + dt.timedelta(days=months * 30 + rng.randrange(0, 20))
     revision = rng.random() < 0.1
+    if recording and not revision and random.Random(f"revision-{operation_id}-{date}").random() < 0.2:
+        revision = None  # not recorded
     assessment = random.Random(f"{operation_id}-{date}").choice([None, *v.ASSESSMENT])  # side generator
     conn.execute(
         """INSERT INTO follow_ups (centre_id, operation_id, follow_up_date, months_after, fusion_status,
@@ -90,8 +111,14 @@ def add_follow_up(conn, rng, centre_id, operation_id, operation_date):
          assessment))
 
 
-def generate(conn, centre_ids, seed=5, operations=150, withdrawn_share=0.1):
-    """Patients and operations spread over the centres, in one transaction."""
+def generate(conn, centre_ids, seed=5, operations=150, withdrawn_share=0.1, recording=None):
+    """Patients and operations spread over the centres, in one transaction. `recording`: some
+    operations and follow-ups record events, complications or revision as not recorded; by
+    default when the schema can (migration 0011 and later)."""
+    if recording is None:
+        recording = conn.execute("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name ="
+                                 " 'operations' AND column_name = 'intraop_events_recorded') AS e").fetchone()
+        recording = recording["e"] if isinstance(recording, dict) else recording[0]
     rng = random.Random(seed)
     with conn.transaction():
         patients = []
@@ -101,7 +128,7 @@ def generate(conn, centre_ids, seed=5, operations=150, withdrawn_share=0.1):
             patients.append((centre, add_patient(conn, rng, centre, consent)))
         for serial in range(operations):
             centre, patient = rng.choice(patients)
-            add_operation(conn, rng, centre, patient, serial)
+            add_operation(conn, rng, centre, patient, serial, recording)
     return rng
 
 
@@ -124,6 +151,11 @@ def load(conn):
             "centre": centres[row["centre_id"]],
             "events": children.get(("intraop_events",) + key, []),
             "complications": children.get(("postop_complications",) + key, []),
+            # listed events or complications are recorded, whatever the flag (report facts, migration 0011)
+            "intraop_events_recorded": (row.get("intraop_events_recorded", True)
+                                        or bool(children.get(("intraop_events",) + key))),
+            "postop_complications_recorded": (row.get("postop_complications_recorded", True)
+                                              or bool(children.get(("postop_complications",) + key))),
             "implants": children.get(("implants",) + key, []),
             "follow_ups": children.get(("follow_ups",) + key, []),
         })
@@ -235,13 +267,27 @@ def complications(ops, count=exact, window=None, window_cutoff=None, major="clav
         severe = major == "clavien_or_classintra" and any(e["grade"] in ("III", "IV", "V") for e in o["events"])
         return severe or any(c["grade"] in v.MAJOR_CLAVIEN_DINDO and within(c) for c in o["complications"])
 
-    types = {t: rate(lambda o, t=t: any(e["type"] == t for e in o["events"])) for t in EVENT_TYPES}
+    # each rate over the operations where its item was recorded (issue 15)
+    intraop_recorded = [o for o in ops if o["intraop_events_recorded"]]
+    postop_recorded = [o for o in ops if o["postop_complications_recorded"]]
+    types = {t: rate(lambda o, t=t: any(e["type"] == t for e in o["events"]), intraop_recorded) for t in EVENT_TYPES}
     postop = {}
     if window is None:
-        postop["postop_complication"] = rate(lambda o: o["complications"])
-        postop["major_complication"] = rate(lambda o: is_major(o, lambda c: True))
+        def reported(items, source):
+            return any((item["reported_by"] or "not_recorded") == source for item in items)
+
+        postop["intraop_event_by_reporter"] = {source: rate(lambda o, s=source: reported(o["events"], s),
+                                                            intraop_recorded) for source in REPORTERS}
+        postop["postop_complication_by_reporter"] = {
+            source: rate(lambda o, s=source: reported(o["complications"], s), postop_recorded)
+            for source in REPORTERS}
+        postop["postop_complication"] = rate(lambda o: o["complications"], postop_recorded)
+        postop["major_complication"] = rate(lambda o: is_major(o, lambda c: True), postop_recorded)
+        postop["postop_complications_not_recorded"] = rate(lambda o: not o["postop_complications_recorded"])
     else:
-        eligible = [o for o in ops if o["operation_date"] <= window_cutoff]
+        due = [o for o in ops if o["operation_date"] <= window_cutoff]
+        eligible = [o for o in due if o["postop_complications_recorded"]]
+        postop["postop_complications_not_recorded"] = rate(lambda o: not o["postop_complications_recorded"], due)
 
         def within(c):
             return c["days_after"] is not None and c["days_after"] <= window
@@ -259,9 +305,10 @@ def complications(ops, count=exact, window=None, window_cutoff=None, major="clav
                                                       for c in o["complications"]), eligible)
     return {
         "operations": count(ops),
-        "intraop_event": rate(lambda o: o["events"]),
+        "intraop_event": rate(lambda o: o["events"], intraop_recorded),
         "instrument_breakage": types["instrument_breakage"],
         "intraop_event_types": types,
+        "intraop_events_not_recorded": rate(lambda o: not o["intraop_events_recorded"]),
         **postop,
         "blood_loss_ml": summary([(o, o["blood_loss_ml"]) for o in ops if o["blood_loss_ml"] is not None], count),
         "duration_min": summary([(o, o["duration_min"]) for o in ops if o["duration_min"] is not None], count),
@@ -294,8 +341,9 @@ def fusion(ops, min_months=12, count=exact, assessment=None, failure_window=None
         at = first_at(o, condition)
         return at is not None and at <= failure_window
 
-    def known(o, condition):
-        return by_window(o, condition) or max(f["months_after"] for f in o["follow_ups"]) >= failure_window
+    def known(o, condition, seen=lambda f: True):
+        return by_window(o, condition) or max((f["months_after"] for f in o["follow_ups"] if seen(f)),
+                                              default=-1) >= failure_window
 
     def failed(f):
         return f["implant_status"] in v.IMPLANT_FAILURE_STATUSES
@@ -303,13 +351,19 @@ def fusion(ops, min_months=12, count=exact, assessment=None, failure_window=None
     def revised(f):
         return f["revision_surgery"]
 
+    def revision_recorded(f):
+        return f["revision_surgery"] is not None
+
+    # revision: over the operations with a follow-up that recorded it, yes or no (issue 15)
+    revision_followed = [o for o in followed if any(revision_recorded(f) for f in o["follow_ups"])]
     if failure_window is None:
         implant_failure = proportion([o for o in instrumented_followed if any(failed(f) for f in o["follow_ups"])],
                                      instrumented_followed, count)
-        revision = proportion([o for o in followed if any(revised(f) for f in o["follow_ups"])], followed, count)
+        revision = proportion([o for o in followed if any(revised(f) for f in o["follow_ups"])], revision_followed,
+                              count)
     else:
         implant_known = [o for o in instrumented_followed if known(o, failed)]
-        revision_known = [o for o in followed if known(o, revised)]
+        revision_known = [o for o in followed if known(o, revised, revision_recorded)]
         implant_failure = proportion([o for o in implant_known if by_window(o, failed)], implant_known, count)
         revision = proportion([o for o in revision_known if by_window(o, revised)], revision_known, count)
     return {
@@ -386,6 +440,12 @@ def completeness(ops, count=exact, due_cutoff=None):
         "duration_min": proportion([o for o in ops if o["duration_min"] is not None], ops, count),
         "blood_loss_ml": proportion([o for o in ops if o["blood_loss_ml"] is not None], ops, count),
         "preop_joa": proportion([o for o in cervical if o["preop_joa"] is not None], cervical, count),
+        "intraop_events": proportion([o for o in ops if o["intraop_events_recorded"]], ops, count),
+        "postop_complications": proportion([o for o in ops if o["postop_complications_recorded"]], ops, count),
+        "transfusion": proportion([o for o in ops if o["transfusion"] is not None], ops, count),
+        "revision_surgery": proportion([o for o in ops if any(f["revision_surgery"] is not None
+                                                              for f in o["follow_ups"])],
+                                       [o for o in ops if o["follow_ups"]], count),
         "follow_up": proportion([o for o in ops if o["follow_ups"]], ops, count),
         "follow_up_12m": proportion([o for o in due if any(f["months_after"] >= 12 for f in o["follow_ups"])],
                                     due, count),

@@ -297,6 +297,10 @@ def counts_of(figures, path=""):
     return found
 
 
+# figures that are a group of proportions (one per event type, one per source that reported)
+FIGURE_GROUPS = ("intraop_event_types", "intraop_event_by_reporter", "postop_complication_by_reporter")
+
+
 def check_against_oracle(body, operations, report, dims, query):
     """Every listed row and visible figure is the perturbed reference; every withheld one has a
     count below the threshold, as published or as it truly is. Returns {(group key, path):
@@ -316,10 +320,11 @@ def check_against_oracle(body, operations, report, dims, query):
         for name, value in row.items():
             if name in ("group", "suppressed"):
                 continue
-            figures = value.items() if name == "intraop_event_types" else [(name, value)]
+            grouped = name in FIGURE_GROUPS
+            figures = value.items() if grouped else [(name, value)]
             for label, figure in figures:
-                reference = wanted[name][label] if name == "intraop_event_types" else wanted[name]
-                true_reference = true[name][label] if name == "intraop_event_types" else true[name]
+                reference = wanted[name][label] if grouped else wanted[name]
+                true_reference = true[name][label] if grouped else true[name]
                 if isinstance(figure, dict) and figure.get("suppressed") and figure.get("n") is not None:
                     # a summary of a published n too small for statistics: the n alone
                     assert 0 < reference["n"] < THRESHOLD + MAX_NOISE

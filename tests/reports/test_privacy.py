@@ -73,8 +73,10 @@ def test_analyst_funnel_has_every_centre_with_limits(client, tokens, db, registr
                       headers=tokens.header("analyst")).json
     assert [g["group"]["centre"] for g in body["groups"]] == ["CENTRE-A", "CENTRE-B", "CENTRE-C"]
     ops = dataset.counted(dataset.load(db))
-    # the pooled rate of the published (perturbed) counts of all centres
-    pooled = dataset.perturbed([o for o in ops if o["complications"]]) / dataset.perturbed(ops)
+    # the pooled rate of the published (perturbed) counts of all centres, over the operations
+    # whose complications were recorded
+    recorded = [o for o in ops if o["postop_complications_recorded"]]
+    pooled = dataset.perturbed([o for o in recorded if o["complications"]]) / dataset.perturbed(recorded)
     for row in body["groups"]:
         assert abs(row["pooled_rate"] - pooled) < 1e-12
         limits = row["limits"]

@@ -63,6 +63,11 @@ ENUM_COLUMNS = [
     ("postop_complications", "grade", vocabulary.CLAVIEN_DINDO_GRADE),
     ("follow_ups", "fusion_status", vocabulary.FUSION_STATUS),
     ("follow_ups", "implant_status", vocabulary.IMPLANT_STATUS),
+    ("intraop_events", "reported_by", vocabulary.REPORTED_BY),
+    ("intraop_events", "saves_grade", vocabulary.SAVES_GRADE),
+    ("postop_complications", "saves_grade", vocabulary.SAVES_GRADE),
+    ("follow_ups", "bridwell_grade", vocabulary.BRIDWELL_GRADE),
+    ("postop_complications", "reported_by", vocabulary.REPORTED_BY),
 ]
 
 
