@@ -27,13 +27,13 @@ from datetime import timedelta
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-# Additive measures: the columns of report_tallies and of report_operation_measures (0002, 0010, 0011).
+# Additive measures: the columns of report_tallies and of report_operation_measures (0002, 0010, 0012).
 INTRAOP_EVENT_TYPES = (
     "instrument_breakage", "iatrogenic_fracture", "dural_tear", "excessive_bleeding",
     "neuromonitoring_change", "nerve_injury", "vascular_injury", "implant_malposition",
     "wrong_level", "other",
 )
-# Who reported an event or complication (vocabulary.REPORTED_BY), and not_recorded (migration 0011).
+# Who reported an event or complication (vocabulary.REPORTED_BY), and not_recorded (migration 0012).
 REPORTERS = ("surgeon", "other_clinician", "patient_reported", "chart_review", "other_registry", "claims",
              "not_recorded")
 MEASURES = (
@@ -47,7 +47,7 @@ MEASURES = (
     "mjoa_pre_n", "mjoa_pre_sum", "mjoa_post_n", "mjoa_post_sum",
     "indication_recorded", "approach_recorded", "spinal", "levels_recorded",
     "cervical", "joa_recorded", "followed_12m",
-    "intraop_recorded", "postop_recorded", "transfusion_recorded", "revision_followed",   # migration 0011
+    "intraop_recorded", "postop_recorded", "transfusion_recorded", "revision_followed",   # migration 0012
     *(f"ev_by_{source}" for source in REPORTERS), *(f"pc_by_{source}" for source in REPORTERS),
 )
 # Cell keys (migration 0007): for each count measure x, key_x sums the record keys of the

@@ -30,7 +30,9 @@ def add_patient(conn, rng, centre_id, consent="active"):
         (centre_id, rng.randbytes(16), rng.choice(DIAGNOSES), consent)).fetchone()["id"]
 
 
-def add_operation(conn, rng, centre_id, patient_id, serial, recording=True):
+def add_operation(conn, rng, centre_id, patient_id, serial, recording=None):
+    if recording is None:  # by what the schema can hold
+        recording = schema_records_recording(conn)
     region = rng.choice(REGIONS)
     levels = None
     if region in v.SPINAL_REGIONS:
@@ -95,7 +97,9 @@ def add_operation(conn, rng, centre_id, patient_id, serial, recording=True):
     return operation_id
 
 
-def add_follow_up(conn, rng, centre_id, operation_id, operation_date, recording=True):
+def add_follow_up(conn, rng, centre_id, operation_id, operation_date, recording=None):
+    if recording is None:  # by what the schema can hold
+        recording = schema_records_recording(conn)
     months = rng.choice([0, 3, 6, 12, 12, 18, 24, 36, 60])
     date = operation_date + dt.timedelta(days=months * 30 + rng.randrange(0, 20))
     revision = rng.random() < 0.1
@@ -111,14 +115,19 @@ def add_follow_up(conn, rng, centre_id, operation_id, operation_date, recording=
          assessment))
 
 
+def schema_records_recording(conn) -> bool:
+    """Whether the schema has issue 15's "not recorded" columns (migration 0012 and later)."""
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name ="
+                       " 'operations' AND column_name = 'intraop_events_recorded') AS e").fetchone()
+    return row["e"] if isinstance(row, dict) else row[0]
+
+
 def generate(conn, centre_ids, seed=5, operations=150, withdrawn_share=0.1, recording=None):
     """Patients and operations spread over the centres, in one transaction. `recording`: some
     operations and follow-ups record events, complications or revision as not recorded; by
-    default when the schema can (migration 0011 and later)."""
+    default when the schema can (migration 0012 and later)."""
     if recording is None:
-        recording = conn.execute("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name ="
-                                 " 'operations' AND column_name = 'intraop_events_recorded') AS e").fetchone()
-        recording = recording["e"] if isinstance(recording, dict) else recording[0]
+        recording = schema_records_recording(conn)
     rng = random.Random(seed)
     with conn.transaction():
         patients = []
@@ -151,7 +160,7 @@ def load(conn):
             "centre": centres[row["centre_id"]],
             "events": children.get(("intraop_events",) + key, []),
             "complications": children.get(("postop_complications",) + key, []),
-            # listed events or complications are recorded, whatever the flag (report facts, migration 0011)
+            # listed events or complications are recorded, whatever the flag (report facts, migration 0012)
             "intraop_events_recorded": (row.get("intraop_events_recorded", True)
                                         or bool(children.get(("intraop_events",) + key))),
             "postop_complications_recorded": (row.get("postop_complications_recorded", True)

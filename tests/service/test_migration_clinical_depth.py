@@ -1,4 +1,4 @@
-"""Migration 0011 (clinical depth) on a populated registry: operations stored before read as
+"""Migration 0012 (clinical depth) on a populated registry: operations stored before read as
 recorded (an empty list was "none" under the old contract, so their rates do not move), and
 up then down gives back every row as it was."""
 
@@ -36,7 +36,7 @@ def _populate(url) -> None:
 
 
 def test_a_populated_registry_migrates_up_and_down_without_loss(empty_database_url):
-    migrate.upgrade(empty_database_url, "0010")
+    migrate.upgrade(empty_database_url, "0011")
     _populate(empty_database_url)
     with psycopg.connect(empty_database_url, row_factory=dict_row) as conn:
         before, tallies_before = _rows(conn), _tallies(conn)
@@ -44,7 +44,7 @@ def test_a_populated_registry_migrates_up_and_down_without_loss(empty_database_u
         revisions = {(r["centre_id"], r["id"]): r["revision_surgery"] for r in before["follow_ups"]}
     assert with_events and len(before["operations"]) == 60
 
-    migrate.upgrade(empty_database_url, "0011")
+    migrate.upgrade(empty_database_url, "0012")
     with psycopg.connect(empty_database_url, row_factory=dict_row) as conn:
         operations = conn.execute("SELECT centre_id, id, intraop_events_recorded, postop_complications_recorded"
                                   " FROM operations").fetchall()
@@ -71,7 +71,7 @@ def test_a_populated_registry_migrates_up_and_down_without_loss(empty_database_u
                      " FROM follow_ups WHERE fusion_status = 'fused' ORDER BY centre_id, id LIMIT 1)")
         conn.commit()
 
-    migrate.downgrade(empty_database_url, "0010")
+    migrate.downgrade(empty_database_url, "0011")
     with psycopg.connect(empty_database_url, row_factory=dict_row) as conn:
         after = _rows(conn)
         for table in TABLES:

@@ -16,6 +16,8 @@ their rates), `transfusion_recorded` and `revision_followed` (operations with a 
 recorded revision surgery, true or false). The facts view, the measures view, the log,
 compaction, refresh and rebuild are generated from 0002's, 0003's, 0007's and 0010's templates
 with the new columns and measures added, and every aggregate is rebuilt from the base tables.
+0011's `report_live_measures` (the measures over the live facts, which reports use for the
+operations the maintainer has not reached) is recreated from the new measures view.
 
 `intraop_events.reported_by` and `postop_complications.reported_by` say who reported each
 (surgeon, other clinician, patient-reported, chart review, another registry, claims; NULL: not
@@ -31,14 +33,14 @@ Downgrade restores 0010's state. What 0010 cannot hold is lost there: a `not_rec
 reads as none again, a revision not recorded as false, and who reported and the SAVES and
 Bridwell grades are dropped; every value 0010 could hold survives the round trip.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-11-28
 """
 from alembic import context, op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
@@ -86,7 +88,7 @@ def _module(revision_id):
 
 
 def upgrade() -> None:
-    aggregates, cell_keys, undecided = _module("0002"), _module("0007"), _module("0010")
+    aggregates, cell_keys, undecided, maintainer = _module("0002"), _module("0007"), _module("0010"), _module("0011")
     measures = list(aggregates.MEASURES) + undecided.NEW_MEASURES + NEW_MEASURES
     new_columns = ",\n    ".join(
         f"ADD COLUMN {name} {kind} NOT NULL DEFAULT 0"
@@ -97,7 +99,11 @@ def upgrade() -> None:
         aggregates, cell_keys, measures,
         (*aggregates.FACT_COLUMNS, "record_key", "fusion_undecided_12m", *NEW_FACTS),
         undecided.RECORD_KEY_MEASURE + undecided.NEW_MEASURE_COLUMNS + NEW_MEASURE_COLUMNS)
+    measures_sql = undecided._measures_view(
+        aggregates, cell_keys, measures,
+        undecided.RECORD_KEY_MEASURE + undecided.NEW_MEASURE_COLUMNS + NEW_MEASURE_COLUMNS)
     op.execute(f"""
+DROP VIEW report_live_measures;
 -- Stored before: recorded (the old contract read an empty list as none).
 ALTER TABLE operations
     ADD COLUMN intraop_events_recorded boolean NOT NULL DEFAULT true,
@@ -135,11 +141,12 @@ ALTER TABLE report_tallies
     {new_columns};
 DROP VIEW report_operation_measures;
 {rebuilt}
+{maintainer.live_measures_view(measures_sql)}
 """)
 
 
 def downgrade() -> None:
-    aggregates, cell_keys, undecided = _module("0002"), _module("0007"), _module("0010")
+    aggregates, cell_keys, undecided, maintainer = _module("0002"), _module("0007"), _module("0010"), _module("0011")
     drop_columns = ",\n    ".join(f"DROP COLUMN {name}"
                                    for name, _ in NEW_MEASURES + cell_keys.key_measures(NEW_MEASURES))
     facts_sql = cell_keys._facts_view(aggregates, undecided.RECORD_KEY_FACT + undecided.UNDECIDED_COLUMN)
@@ -149,6 +156,7 @@ def downgrade() -> None:
         undecided.RECORD_KEY_MEASURE + undecided.NEW_MEASURE_COLUMNS)
     drop_facts = ",\n    ".join(f"DROP COLUMN {name}" for name in NEW_FACTS)
     op.execute(f"""
+DROP VIEW report_live_measures;
 DROP VIEW report_operation_measures;
 DROP VIEW report_operation_facts;
 {facts_sql}
@@ -171,4 +179,5 @@ ALTER TABLE follow_ups ALTER COLUMN revision_surgery SET DEFAULT false, ALTER CO
 ALTER TABLE follow_ups DROP CONSTRAINT ck_follow_ups_revision_reason_needs_revision,
     ADD CONSTRAINT ck_follow_ups_revision_reason_needs_revision CHECK (revision_reason IS NULL OR revision_surgery);
 {rebuilt}
+{maintainer.live_measures_view(maintainer._measures_view_0010())}
 """)
