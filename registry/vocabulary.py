@@ -255,6 +255,53 @@ BRIDWELL_GRADE = _vocabulary(
 BRIDWELL_FUSION_STATUS = MappingProxyType({
     "I": ("fused",), "II": ("fused",), "III": ("indeterminate", "not_fused"), "IV": ("not_fused",)})
 
+# Outcome scores: each instrument with the versions (scales) it exists in. A value is read on
+# its version's scale; the JOA recovery rate is computed only between the same version.
+SCORE_INSTRUMENT = _vocabulary(
+    ("joa", "JOA score (Japanese Orthopaedic Association): 17-point cervical or 29-point lumbar"),
+    ("mjoa", "Modified JOA score (Benzel 1991), 0-18"),
+    ("ndi", "Neck Disability Index: 0-50 points or 0-100 %"),
+    ("odi", "Oswestry Disability Index, 0-100 %"),
+    ("eq5d5l_index", "EQ-5D-5L index value (value set named)"),
+    ("pain_nrs", "Pain numeric rating scale, 0-10"),
+)
+SCORE_VERSION = _vocabulary(
+    ("17-point", "JOA 17-point (cervical myelopathy; half points allowed)"),
+    ("29-point", "JOA 29-point (low back pain; -6 to 29)"),
+    ("18-point", "mJOA 18-point"),
+    ("50-point", "NDI in points, 0-50"),
+    ("percent", "NDI as a percentage, 0-100"),
+    ("2.0", "ODI version 2.0"),
+    ("2.1a", "ODI version 2.1a"),
+    ("5L", "EQ-5D-5L"),
+    ("11-point", "NRS 0-10"),
+)
+# (instrument, version) -> (minimum, maximum, step: None when any value), and per instrument the
+# version filled in when left out (None: the version must be given, its scales differ; or, for
+# ODI, whose versions share one scale, left out means not recorded).
+SCORE_SCALES = MappingProxyType({
+    ("joa", "17-point"): (0, 17, 0.5), ("joa", "29-point"): (-6, 29, 1),
+    ("mjoa", "18-point"): (0, 18, 1),
+    ("ndi", "50-point"): (0, 50, 1), ("ndi", "percent"): (0, 100, None),
+    ("odi", "2.0"): (0, 100, None), ("odi", "2.1a"): (0, 100, None), ("odi", None): (0, 100, None),
+    ("eq5d5l_index", "5L"): (-1, 1, None),
+    ("pain_nrs", "11-point"): (0, 10, 1),
+})
+SCORE_DEFAULT_VERSION = MappingProxyType({"mjoa": "18-point", "eq5d5l_index": "5L", "pain_nrs": "11-point"})
+# EQ-5D-5L value sets: an index means nothing without the country tariff that produced it.
+EQ5D_VALUE_SET = _vocabulary(
+    ("england", "England (Devlin et al. 2018)"),
+    ("us", "United States (Pickard et al. 2019)"),
+    ("germany", "Germany (Ludwig et al. 2018)"),
+    ("netherlands", "Netherlands (Versteegh et al. 2016)"),
+    ("japan", "Japan (Shiroiwa et al. 2016)"),
+    ("china", "China (Luo et al. 2017)"),
+    ("canada", "Canada (Xie et al. 2016)"),
+    ("spain", "Spain (Ramos-Goni et al. 2018)"),
+    ("korea", "South Korea (Kim et al. 2016)"),
+    ("uk_crosswalk", "UK 3L crosswalk (van Hout et al. 2012)"),
+)
+
 ASSESSMENT = _vocabulary(("xray", "Plain radiograph"), ("ct", "CT"), ("mri", "MRI"), ("clinical", "Clinical"))
 
 IMPLANT_STATUS = _vocabulary(
@@ -317,6 +364,9 @@ ALL = MappingProxyType({
     "clavien_dindo_grade": CLAVIEN_DINDO_GRADE,
     "saves_grade": SAVES_GRADE,
     "bridwell_grade": BRIDWELL_GRADE,
+    "score_instrument": SCORE_INSTRUMENT,
+    "score_version": SCORE_VERSION,
+    "eq5d_value_set": EQ5D_VALUE_SET,
     "fusion_status": FUSION_STATUS,
     "assessment": ASSESSMENT,
     "implant_status": IMPLANT_STATUS,

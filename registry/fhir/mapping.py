@@ -42,6 +42,7 @@ from urllib.parse import quote, unquote
 
 from registry import vocabulary
 from registry.fhir.terminology import CANONICAL_BASE, REGISTRY_ELEMENT, REGISTRY_ELEMENTS, code_system_url
+from registry.validation import rules
 
 # --- identifiers, extensions and code systems ----------------------------------------------
 
@@ -437,7 +438,9 @@ def _operation_entries(document: dict, follow_ups, names: _Names, patient_ref: s
         observation("duration", "duration", "valueQuantity", quantity(document["duration_min"], "min"))
     if document.get("transfusion") is not None:
         observation("transfusion", "transfusion", "valueBoolean", document["transfusion"])
-    scores = document.get("preop_scores") or {}
+    # the JOA 17-point and mJOA scores, sent in either form (registry.validation.rules)
+    scores = rules.legacy_scores(rules.merged_scores(document.get("preop_scores") or {},
+                                                     document.get("baseline_scores")))
     if scores.get("joa") is not None:
         observation("preop-joa", "joa", "valueQuantity", quantity(scores["joa"], "{score}"))
     if scores.get("mjoa") is not None:
@@ -528,10 +531,11 @@ def _follow_up_entry(follow_up: dict, index: int, names: _Names, subject: dict, 
                        ("implant_status", "implant-status")):
         if follow_up.get(name):
             components.append({"code": element(code), "valueCodeableConcept": concept(name, follow_up[name])})
-    if follow_up.get("joa") is not None:
-        components.append({"code": element("joa"), "valueQuantity": quantity(follow_up["joa"], "{score}")})
-    if follow_up.get("mjoa") is not None:
-        components.append({"code": element("mjoa"), "valueInteger": follow_up["mjoa"]})
+    legacy = rules.legacy_scores(rules.merged_scores(follow_up, follow_up.get("scores")))
+    if legacy["joa"] is not None:
+        components.append({"code": element("joa"), "valueQuantity": quantity(legacy["joa"], "{score}")})
+    if legacy["mjoa"] is not None:
+        components.append({"code": element("mjoa"), "valueInteger": legacy["mjoa"]})
     if follow_up.get("revision_surgery") is None:  # not recorded: said so, never written as false
         components.append({"code": element("revision-surgery"), "dataAbsentReason": NOT_RECORDED})
     else:

@@ -19,6 +19,7 @@ from registry.operations import store as operations
 from registry.pagination import PageQuerySchema, keyset_page, page_schema
 from registry.preconditions import ETAG_HEADER, IF_MATCH_PARAMETER, etag, require_if_match
 from registry.problems import InvalidInput, Problem, document_errors, flatten_messages
+from registry.validation import rules
 
 blp = Blueprint("follow_ups", __name__, url_prefix="/v1", description="Follow-ups of operations")
 FollowUpPageSchema = page_schema(FollowUpSchema, "FollowUpPage")
@@ -137,6 +138,15 @@ class FollowUp(MethodView):
                 wire.pop("date")  # a new months_after moves the date
             elif "date" in sent:
                 wire.pop("months_after")
+            # the two forms of the JOA and mJOA scores: the one sent replaces what the other held
+            if "scores" in sent:
+                for name in rules.LEGACY_SCORES:
+                    if name not in sent:
+                        wire.pop(name, None)
+            elif any(name in sent for name in rules.LEGACY_SCORES) and "scores" in wire:
+                wire["scores"] = [entry for entry in wire["scores"]
+                                  if (entry["instrument"], entry["version"]) not in
+                                  [rules.LEGACY_SCORES[name] for name in rules.LEGACY_SCORES if name in sent]]
             try:
                 fields = FollowUpFieldsSchema().load(wire | sent)
             except ma.ValidationError as error:

@@ -5,13 +5,16 @@ import datetime as dt
 
 from registry.audit import store as audit
 from registry.auth import Principal
+from psycopg.types.json import Jsonb
+
 from registry.problems import InvalidInput, Problem, field_error
+from registry.validation import rules
 
 FIELDS = ("local_ref", "follow_up_date", "months_after", "fusion_status", "assessment", "implant_status", "joa",
-          "mjoa", "revision_surgery", "revision_reason", "notes", "bridwell_grade")
+          "mjoa", "revision_surgery", "revision_reason", "notes", "bridwell_grade", "scores")
 SELECT_COLUMNS = ("f.id, f.centre_id, f.operation_id, o.patient_id, f.local_ref, f.follow_up_date AS date, f.months_after,"
            " f.fusion_status, f.assessment, f.implant_status, f.joa::float8 AS joa, f.mjoa, f.revision_surgery,"
-           " f.revision_reason, f.notes, f.bridwell_grade, f.version, f.created_at, f.updated_at")
+           " f.revision_reason, f.notes, f.bridwell_grade, f.scores, f.version, f.created_at, f.updated_at")
 FROM_JOINED = "follow_ups f JOIN operations o ON o.centre_id = f.centre_id AND o.id = f.operation_id"
 
 
@@ -43,16 +46,28 @@ def resolve_dates(operation_date: dt.date, fields: dict) -> tuple[dt.date, int]:
     return date, fields["months_after"]
 
 
+def _with_all_scores(row: dict | None) -> dict | None:
+    """A stored follow-up with its full score list (`scores` stores those besides joa and mjoa)."""
+    if row is not None:
+        row["scores"] = rules.scores_from_storage(row, row["scores"])
+    return row
+
+
+def stored_scores(values: dict) -> dict:
+    """Values to bind: the score list as jsonb."""
+    return values | {"scores": Jsonb(values["scores"])}
+
+
 def get_follow_up(conn, centre_id: int, follow_up_id: int, *, for_update: bool = False) -> dict | None:
-    return conn.execute(f"SELECT {SELECT_COLUMNS} FROM {FROM_JOINED} WHERE f.centre_id = %s AND f.id = %s"
-                        + (" FOR UPDATE OF f" if for_update else ""), (centre_id, follow_up_id)).fetchone()
+    return _with_all_scores(conn.execute(f"SELECT {SELECT_COLUMNS} FROM {FROM_JOINED} WHERE f.centre_id = %s AND f.id = %s"
+                        + (" FOR UPDATE OF f" if for_update else ""), (centre_id, follow_up_id)).fetchone())
 
 
 def list_follow_ups(conn, centre_id: int, operation_id: int, after_id: int | None, limit: int) -> list[dict]:
-    return conn.execute(
+    return [_with_all_scores(row) for row in conn.execute(
         f"""SELECT {SELECT_COLUMNS} FROM {FROM_JOINED} WHERE f.centre_id = %s AND f.operation_id = %s
               AND (%s::bigint IS NULL OR f.id > %s) ORDER BY f.id LIMIT %s""",
-        (centre_id, operation_id, after_id, after_id, limit)).fetchall()
+        (centre_id, operation_id, after_id, after_id, limit)).fetchall()]
 
 
 def follow_up_columns(operation_date: dt.date, fields: dict) -> dict:
@@ -60,12 +75,17 @@ def follow_up_columns(operation_date: dt.date, fields: dict) -> dict:
     date, months = resolve_dates(operation_date, fields)
     values = {name: fields.get(name) for name in FIELDS}
     values.update(follow_up_date=date, months_after=months, revision_surgery=fields.get("revision_surgery"))
+    # the full score list (a loaded follow-up has it merged already): joa and mjoa in their
+    # columns, the others in `scores`
+    scores = rules.merged_scores(fields, fields.get("scores"))
+    values.update(rules.legacy_scores(scores), scores=rules.other_scores(scores))
     return values
 
 
 def comparable(row: dict) -> dict:
     """A stored follow-up keyed like `follow_up_columns`, to tell whether a resubmission changes it."""
-    return {name: row["date"] if name == "follow_up_date" else row[name] for name in FIELDS}
+    values = {name: row["date"] if name == "follow_up_date" else row[name] for name in FIELDS}
+    return values | {"scores": rules.other_scores(row["scores"])}
 
 
 def audit_values(operation_id: int, values: dict) -> dict:
@@ -91,7 +111,7 @@ def save_follow_up(conn, actor: Principal, operation: dict, fields: dict, curren
         row = conn.execute(
             f"""INSERT INTO follow_ups (centre_id, operation_id, {", ".join(FIELDS)})
                 VALUES (%(centre_id)s, %(operation_id)s, {", ".join(f"%({name})s" for name in FIELDS)})
-                RETURNING id""", values | {"centre_id": actor.centre_id, "operation_id": operation["id"]}).fetchone()
+                RETURNING id""", stored_scores(values) | {"centre_id": actor.centre_id, "operation_id": operation["id"]}).fetchone()
         audit.record(conn, centre_id=actor.centre_id, action="create", entity="follow_up", entity_id=row["id"],
                      changes=audit.created(audit_values(operation["id"], values)), actor=actor)
         return get_follow_up(conn, actor.centre_id, row["id"]), "created"
@@ -108,7 +128,7 @@ def save_follow_up(conn, actor: Principal, operation: dict, fields: dict, curren
         f"""UPDATE follow_ups SET {", ".join(f"{name} = %({name})s" for name in FIELDS)},
                 version = version + 1, updated_at = now()
             WHERE centre_id = %(centre_id)s AND id = %(id)s""",
-        values | {"centre_id": actor.centre_id, "id": current["id"]})
+        stored_scores(values) | {"centre_id": actor.centre_id, "id": current["id"]})
     audit.record(conn, centre_id=actor.centre_id, action="update", entity="follow_up", entity_id=current["id"],
                  changes=changes, actor=actor)
     return get_follow_up(conn, actor.centre_id, current["id"]), "updated"

@@ -19,6 +19,7 @@ from registry.operations.schemas import (RECORDED_LISTS, OperationInputSchema, O
 from registry.pagination import PageQuerySchema, keyset_page, page_schema
 from registry.preconditions import ETAG_HEADER, IF_MATCH_PARAMETER, etag, require_if_match
 from registry.problems import InvalidInput, Problem, document_errors, flatten_messages
+from registry.validation import rules
 
 blp = Blueprint("operations", __name__, url_prefix="/v1/operations",
                 description="Operations with their implants, intraoperative events and complications")
@@ -174,6 +175,11 @@ def _merged(current: dict, changes: dict) -> dict:
     for name in RECORDED_LISTS:
         if name in changes and f"{name}_status" not in changes:
             wire.pop(f"{name}_status", None)  # a new list without a status: the status follows the list
+    # the two forms of the JOA and mJOA scores: the one sent replaces what the other held
+    if "baseline_scores" in changes and "preop_scores" not in changes:
+        wire.pop("preop_scores", None)
+    elif "preop_scores" in changes and "baseline_scores" in wire:
+        wire["baseline_scores"] = rules.other_scores(wire["baseline_scores"])
     wire.update(changes)
     try:
         return OperationInputSchema().load(wire)

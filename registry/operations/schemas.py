@@ -60,6 +60,31 @@ class PreopScoresSchema(ma.Schema):
     mjoa = Integer(0, 18, allow_none=True, metadata={"description": "Modified JOA score, 0–18"})
 
 
+class ScoreSchema(ma.Schema):
+    """One outcome score at one timepoint, on its instrument's version (vocabulary.SCORE_SCALES)."""
+
+    instrument = Code(v.SCORE_INSTRUMENT, required=True)
+    version = Code(v.SCORE_VERSION, allow_none=True, metadata={
+        "description": "Required where an instrument's versions differ in scale (JOA 17-point or 29-point, NDI "
+                       "50-point or percent); filled in for single-version instruments; ODI: 2.0 or 2.1a, "
+                       "null when not recorded"})
+    value = ma.fields.Float(required=True, allow_nan=False, validate=validate.Range(-1000, 1000),
+                            metadata={"description": "On the version's scale (range and step checked)"})
+    maximum = ma.fields.Float(allow_none=True, allow_nan=False, validate=validate.Range(-1000, 1000), metadata={
+        "description": "The scale's maximum: derived from instrument and version; if sent, must agree"})
+    value_set = Code(v.EQ5D_VALUE_SET, allow_none=True, metadata={
+        "description": "EQ-5D-5L index only (required there): the value set that produced the index"})
+
+    @ma.validates_schema
+    def on_its_scale(self, data, **kwargs):
+        _raise(rules.score_on_its_scale(data))
+
+
+def score_list(description: str):
+    return ma.fields.List(ma.fields.Nested(ScoreSchema), validate=validate.Length(max=len(v.SCORE_INSTRUMENT)),
+                          metadata={"description": description})
+
+
 class ImmobilizationSchema(ma.Schema):
     type = Code(v.IMMOBILIZATION, required=True)
     weeks = Integer(0, 104, allow_none=True)
@@ -113,7 +138,10 @@ class OperationFieldsSchema(ma.Schema):
     duration_min = Integer(1, 2880, allow_none=True, metadata={"description": "Skin to skin, minutes"})
     blood_loss_ml = Integer(0, 50000, allow_none=True, metadata={"description": "Estimated blood loss, mL"})
     transfusion = StrictBoolean(allow_none=True, metadata={"description": "true, false, or null: not recorded"})
-    preop_scores = ma.fields.Nested(PreopScoresSchema, allow_none=True)
+    preop_scores = ma.fields.Nested(PreopScoresSchema, allow_none=True, metadata={
+        "description": "Legacy form of baseline_scores: joa is its JOA 17-point score, mjoa its mJOA"})
+    baseline_scores = score_list("Outcome scores before surgery, one per instrument; the JOA 17-point and "
+                                 "mJOA entries are also read and written as preop_scores.joa / .mjoa")
     immobilization = ma.fields.Nested(ImmobilizationSchema, allow_none=True)
     intraop_events_status = Code(v.RECORDING_STATUS, metadata={"description": (
         "Were intraoperative events assessed? none, occurred (listed in intraop_events) or not_recorded. "
@@ -135,6 +163,21 @@ class OperationFieldsSchema(ma.Schema):
     def recording_status_agrees_with_lists(self, data, **kwargs):
         _raise(rules.recording_status_agrees_with_list(data, "intraop_events"))
         _raise(rules.recording_status_agrees_with_list(data, "postop_complications"))
+
+    @ma.validates_schema
+    def one_score_per_instrument(self, data, **kwargs):
+        _raise(rules.one_score_per_instrument(data.get("baseline_scores"), "baseline_scores"))
+        _raise(rules.scores_agree_with_legacy(data.get("preop_scores") or {}, data.get("baseline_scores"),
+                                              "preop_scores."))
+
+    @ma.post_load
+    def scores_merged(self, data, **kwargs):
+        """Every loaded document states its scores both ways: the full list, and the legacy fields."""
+        if "baseline_scores" in data or "preop_scores" in data:
+            data["baseline_scores"] = rules.merged_scores(data.get("preop_scores") or {}, data.get("baseline_scores"))
+            legacy = rules.legacy_scores(data["baseline_scores"])
+            data["preop_scores"] = legacy if any(value is not None for value in legacy.values()) else None
+        return data
 
     @ma.post_load
     def recording_status_filled(self, data, **kwargs):

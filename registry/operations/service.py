@@ -34,7 +34,9 @@ def columns_and_children(document: dict, birth_year: int | None) -> tuple[dict, 
     implants = [dict(implant, diameter_mm=_rounded(implant.get("diameter_mm")),
                      length_mm=_rounded(implant.get("length_mm")), count=implant.get("count") or 1)
                 for implant in instrumentation.get("implants") or []]
-    scores = document.get("preop_scores") or {}
+    # a loaded document holds both forms already (schemas: scores_merged); a stored one may not
+    baseline_scores = rules.merged_scores(document.get("preop_scores") or {}, document.get("baseline_scores"))
+    scores = rules.legacy_scores(baseline_scores)
     immobilization = document.get("immobilization") or {}
     vertebrae, segments = v.level_counts(levels["from_"], levels["to"]) if levels else (None, None)
     columns = {
@@ -59,6 +61,7 @@ def columns_and_children(document: dict, birth_year: int | None) -> tuple[dict, 
         "transfusion": document.get("transfusion"),
         "preop_joa": _rounded(scores.get("joa")),
         "preop_mjoa": scores.get("mjoa"),
+        "baseline_scores": rules.other_scores(baseline_scores),
         "immobilization_type": immobilization.get("type"),
         "immobilization_weeks": immobilization.get("weeks"),
         "notes": document.get("notes"),

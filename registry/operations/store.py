@@ -13,6 +13,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from registry.patients.store import NEW_PATIENT_CTE, PATIENT_COLUMNS
+from registry.validation import rules
 
 # document field -> column, for the scalar part of an operation document
 OPERATION_COLUMNS = (
@@ -20,8 +21,10 @@ OPERATION_COLUMNS = (
     "procedures", "level_from", "level_to", "vertebra_count", "segment_count", "instrumented",
     "instrumentation_system", "instrumentation_manufacturer", "bone_graft", "duration_min", "blood_loss_ml",
     "transfusion", "preop_joa", "preop_mjoa", "immobilization_type", "immobilization_weeks", "notes",
-    "age_at_surgery", "intraop_events_recorded", "postop_complications_recorded",
+    "age_at_surgery", "intraop_events_recorded", "postop_complications_recorded", "baseline_scores",
 )
+# jsonb: the baseline scores besides JOA 17-point and mJOA (rules.other_scores), which keep preop_joa / preop_mjoa
+JSON_COLUMNS = frozenset({"baseline_scores"})
 CHILD_COLUMNS = {
     "implants": ("kind", "level", "side", "count", "diameter_mm", "length_mm", "note"),
     "intraop_events": ("type", "instrument", "instrument_detail", "retained_fragment", "level", "side", "site",
@@ -30,6 +33,11 @@ CHILD_COLUMNS = {
                              "saves_grade"),
 }
 SELECT_COLUMNS = ("id, centre_id, patient_id, " + ", ".join(OPERATION_COLUMNS) + ", version, created_at, updated_at")
+
+
+def column_values(columns: dict) -> list:
+    """The OPERATION_COLUMNS values as SQL parameters (a score list goes as jsonb, not an array)."""
+    return [Jsonb(columns[column]) if column in JSON_COLUMNS else columns[column] for column in OPERATION_COLUMNS]
 
 
 def _float(value):
@@ -63,6 +71,7 @@ def row_to_document(row: dict, children: dict[str, list[dict]], patient: dict) -
         "instrumented": row["instrumented"], "instrumentation": instrumentation, "bone_graft": row["bone_graft"],
         "duration_min": row["duration_min"], "blood_loss_ml": row["blood_loss_ml"],
         "transfusion": row["transfusion"], "preop_scores": scores,
+        "baseline_scores": rules.scores_from_storage(scores or {}, row["baseline_scores"]),
         "immobilization": ({"type": row["immobilization_type"], "weeks": row["immobilization_weeks"]}
                            if row["immobilization_type"] else None),
         "intraop_events_status": recording_status(row["intraop_events_recorded"], children["intraop_events"]),
@@ -184,7 +193,7 @@ def insert_operation(conn, centre_id: int, patient_id: int, columns: dict, child
     can answer without reading back what it just wrote.
     """
     row = conn.execute(_INSERT_OPERATION,
-                       (centre_id, patient_id, *(columns[column] for column in OPERATION_COLUMNS))).fetchone()
+                       (centre_id, patient_id, *column_values(columns))).fetchone()
     if row is None:
         return None
     _insert_children(conn, centre_id, row["id"], children)  # a new operation has none to replace
@@ -245,7 +254,7 @@ def insert_children(conn, centre_id: int, operation_id: int, children: dict[str,
 def update_operation(conn, centre_id: int, operation_id: int, patient_id: int, columns: dict,
                      children: dict) -> None:
     conn.execute(_UPDATE_OPERATION,
-                 (patient_id, *(columns[column] for column in OPERATION_COLUMNS), centre_id, operation_id))
+                 (patient_id, *column_values(columns), centre_id, operation_id))
     _replace_children(conn, centre_id, operation_id, children)
 
 

@@ -93,7 +93,7 @@ def insert_operations(conn, actor: Principal, new_operations: list[tuple[int, di
     if not new_operations:
         return {}
     _copy(conn, "operations", ("centre_id", "patient_id", *operations.OPERATION_COLUMNS),
-          ((actor.centre_id, patient_id, *_arrays(columns[name] for name in operations.OPERATION_COLUMNS))
+          ((actor.centre_id, patient_id, *_arrays(operations.column_values(columns)))
            for patient_id, columns, _ in new_operations))
     ids = _ids(conn, "operations", "local_ref", actor.centre_id, [columns["local_ref"] for _, columns, _ in new_operations])
     for table, child_columns in operations.CHILD_COLUMNS.items():
@@ -112,8 +112,8 @@ def insert_follow_ups(conn, actor: Principal, new_follow_ups: list[tuple[int, di
     if not new_follow_ups:
         return
     _copy(conn, "follow_ups", ("centre_id", "operation_id", *follow_ups.FIELDS),
-          ((actor.centre_id, operation_id, *(values[name] for name in follow_ups.FIELDS))
-           for operation_id, values in new_follow_ups))
+          ((actor.centre_id, operation_id, *(row[name] for name in follow_ups.FIELDS))
+           for operation_id, values in new_follow_ups for row in (follow_ups.stored_scores(values),)))
     ids = _ids(conn, "follow_ups", "local_ref", actor.centre_id, [values["local_ref"] for _, values in new_follow_ups])
     for operation_id, values in new_follow_ups:
         # as follow_ups.store.save_follow_up audits a creation

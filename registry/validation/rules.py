@@ -99,3 +99,104 @@ def bulk_follow_ups_have_local_refs(follow_ups: list[dict]) -> dict[int, str]:
     return {index: "Required for a follow-up in a bulk submission: resending the file updates the follow-up "
                    "with this local_ref."
             for index, follow_up in enumerate(follow_ups) if not follow_up.get("local_ref")}
+
+
+# --- outcome scores (vocabulary.SCORE_SCALES) -----------------------------------------------------
+
+def score_version(entry: dict) -> str | None:
+    """The entry's version, or its instrument's only one when left out."""
+    return entry.get("version") or v.SCORE_DEFAULT_VERSION.get(entry.get("instrument"))
+
+
+def score_on_its_scale(entry: dict) -> dict[str, str]:
+    """A score names a version of its instrument where the scales differ, lies on that scale
+    (range and step), states the scale's maximum if it gives one, and an EQ-5D-5L index names
+    its value set (only it does)."""
+    instrument, version = entry.get("instrument"), score_version(entry)
+    if instrument is None:
+        return {}
+    if (instrument, version) not in v.SCORE_SCALES:
+        known = sorted(str(ver) for inst, ver in v.SCORE_SCALES if inst == instrument and ver)
+        return {"version": f"{instrument} is scored on version {' or '.join(known)}: give which."}
+    minimum, maximum, step = v.SCORE_SCALES[instrument, version]
+    errors = {}
+    value = entry.get("value")
+    if value is not None:
+        if not minimum <= value <= maximum:
+            errors["value"] = f"{instrument} {version or ''} runs from {minimum} to {maximum}.".replace("  ", " ")
+        elif step is not None and (value / step) != int(value / step):
+            errors["value"] = "Must be a whole point." if step == 1 else "Must be a whole or half point."
+    if entry.get("maximum") is not None and entry["maximum"] != maximum:
+        errors["maximum"] = f"{instrument} {version or ''} has maximum {maximum}.".replace("  ", " ")
+    if instrument == "eq5d5l_index" and not entry.get("value_set"):
+        errors["value_set"] = "An EQ-5D-5L index names the value set that produced it."
+    if instrument != "eq5d5l_index" and entry.get("value_set"):
+        errors["value_set"] = "Only for an EQ-5D-5L index."
+    return errors
+
+
+def one_score_per_instrument(entries: list[dict], field: str) -> dict[str, str]:
+    """A timepoint holds one score per instrument."""
+    seen = set()
+    for index, entry in enumerate(entries or []):
+        if entry.get("instrument") in seen:
+            return {f"{field}.{index}.instrument": f"{entry['instrument']} is already scored at this timepoint."}
+        seen.add(entry.get("instrument"))
+    return {}
+
+
+# The legacy fields (operation preop_scores.joa / .mjoa, follow-up joa / mjoa) are the JOA
+# 17-point and mJOA entries of the score list.
+LEGACY_SCORES = {"joa": ("joa", "17-point"), "mjoa": ("mjoa", "18-point")}
+
+
+def scores_agree_with_legacy(legacy: dict, entries: list[dict], legacy_field: str) -> dict[str, str]:
+    """A legacy field sent beside the list agrees with the list's entry for it."""
+    for name, (instrument, version) in LEGACY_SCORES.items():
+        if legacy.get(name) is None:
+            continue
+        for entry in entries or []:
+            if entry.get("instrument") == instrument and score_version(entry) == version \
+                    and entry.get("value") != legacy[name]:
+                return {legacy_field + name: f"Is {legacy[name]}, but the {instrument} {version} score listed is "
+                                             f"{entry.get('value')}: send one, or make them agree."}
+            if entry.get("instrument") == instrument and score_version(entry) != version:
+                return {legacy_field + name: f"Is the {version} {instrument}, but {instrument} is listed as "
+                                             f"{score_version(entry)}: one score per instrument."}
+    return {}
+
+
+def merged_scores(legacy: dict, entries: list[dict]) -> list[dict]:
+    """The full score list: the entries (version and maximum filled in) and the legacy fields
+    the list does not already hold. Run on data the rules above accepted."""
+    merged = [{"instrument": entry["instrument"], "version": score_version(entry), "value": entry["value"],
+               "maximum": v.SCORE_SCALES[entry["instrument"], score_version(entry)][1],
+               "value_set": entry.get("value_set")} for entry in entries or []]
+    listed = {entry["instrument"] for entry in merged}
+    for name, (instrument, version) in LEGACY_SCORES.items():
+        if legacy.get(name) is not None and instrument not in listed:
+            merged.append({"instrument": instrument, "version": version, "value": legacy[name],
+                           "maximum": v.SCORE_SCALES[instrument, version][1], "value_set": None})
+    return merged
+
+
+def legacy_scores(entries: list[dict]) -> dict:
+    """The legacy fields read from a full score list: {joa, mjoa} (None where not scored)."""
+    found = {name: None for name in LEGACY_SCORES}
+    for entry in entries or []:
+        for name, key in LEGACY_SCORES.items():
+            if (entry["instrument"], entry["version"]) == key:
+                found[name] = int(entry["value"]) if name == "mjoa" else entry["value"]  # mJOA: whole points
+    return found
+
+
+def other_scores(entries: list[dict]) -> list[dict]:
+    """The entries the legacy fields do not hold: what the score columns store (the JOA 17-point
+    and mJOA scores keep their own columns, which the reports read)."""
+    return [entry for entry in entries or [] if (entry["instrument"], entry["version"])
+            not in LEGACY_SCORES.values()]
+
+
+def scores_from_storage(legacy: dict, others: list[dict]) -> list[dict]:
+    """The full score list from the legacy columns and the stored others (JOA and mJOA first)."""
+    return merged_scores(legacy, []) + list(others or [])

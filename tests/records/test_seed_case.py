@@ -2,6 +2,8 @@
 
 from tests.records.helpers import seed_case, seed_follow_up
 
+JOA_17 = {"instrument": "joa", "version": "17-point", "maximum": 17.0, "value_set": None}
+
 
 def test_seed_case_reads_back_field_for_field(client, tokens):
     sent = seed_case()
@@ -18,7 +20,9 @@ def test_seed_case_reads_back_field_for_field(client, tokens):
             for stored, given in zip(read["instrumentation"]["implants"], value["implants"], strict=True):
                 assert {key: stored[key] for key in given} == given
             continue
-        if field == "preop_scores":
+        if field == "baseline_scores":
+            # JOA 10 on the 17-point version, also read in the legacy form
+            assert read["baseline_scores"] == [JOA_17 | {"value": 10.0}]
             assert read["preop_scores"] == {"joa": 10.0, "mjoa": None}
             continue
         if field == "intraop_events":
@@ -54,6 +58,7 @@ def test_seed_follow_up_at_four_years(client, tokens):
     assert follow_up["months_after"] == 48
     assert follow_up["date"] == "2020-01-01"
     assert (follow_up["joa"], follow_up["implant_status"]) == (14.0, "intact")
+    assert follow_up["scores"] == [JOA_17 | {"value": 14.0}]  # JOA 10 -> 14 on the 17-point version
     assert follow_up["patient_id"] == operation["patient_id"]
 
 

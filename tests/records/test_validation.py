@@ -27,7 +27,7 @@ def with_event(**changes):
 
 def with_nested(field, **changes):
     document = seed_case()
-    document[field] = {**(document[field] or {}), **changes}
+    document[field] = {**(document.get(field) or {}), **changes}
     return document
 
 

@@ -173,6 +173,26 @@ MUTATIONS = {
     "reported by someone unknown": lambda d: d["intraop_events"][0].update(reported_by="the janitor"),
     "revision not recorded": lambda d: d.update(
         follow_ups=[dict(SEED_FOLLOW_UP, local_ref="F", revision_surgery=None)]),
+    "JOA without its version": lambda d: d.update(baseline_scores=[{"instrument": "joa", "value": 10}]),
+    "JOA 17-point above 17": lambda d: d.update(baseline_scores=[{"instrument": "joa", "version": "17-point",
+                                                                   "value": 18}]),
+    "JOA 29-point below -6": lambda d: d.update(baseline_scores=[{"instrument": "joa", "version": "29-point",
+                                                                   "value": -7}]),
+    "NDI points in halves": lambda d: d.update(baseline_scores=[{"instrument": "ndi", "version": "50-point",
+                                                                  "value": 12.5}]),
+    "ODI with a wrong maximum": lambda d: d.update(baseline_scores=[{"instrument": "odi", "value": 40,
+                                                                      "maximum": 50}]),
+    "EQ-5D-5L index without its value set": lambda d: d.update(baseline_scores=[
+        {"instrument": "eq5d5l_index", "value": 0.7}]),
+    "NRS with a value set": lambda d: d.update(baseline_scores=[{"instrument": "pain_nrs", "value": 7,
+                                                                  "value_set": "england"}]),
+    "an instrument twice": lambda d: d.update(baseline_scores=[{"instrument": "pain_nrs", "value": 7},
+                                                               {"instrument": "pain_nrs", "value": 5}]),
+    "legacy JOA disagreeing with the list": lambda d: d.update(preop_scores={"joa": 9}),
+    "follow-up JOA disagreeing with its list": lambda d: d.update(follow_ups=[dict(
+        SEED_FOLLOW_UP, local_ref="F", joa=13)]),
+    "follow-up NRS above 10": lambda d: d.update(follow_ups=[dict(
+        SEED_FOLLOW_UP, local_ref="F", scores=[{"instrument": "pain_nrs", "value": 11}])]),
     "not an object": lambda d: d.clear() or d.update({"__list__": True}),
 }
 
