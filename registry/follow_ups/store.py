@@ -59,8 +59,9 @@ def stored_scores(values: dict) -> dict:
 
 
 def get_follow_up(conn, centre_id: int, follow_up_id: int, *, for_update: bool = False) -> dict | None:
-    return _with_all_scores(conn.execute(f"SELECT {SELECT_COLUMNS} FROM {FROM_JOINED} WHERE f.centre_id = %s AND f.id = %s"
-                        + (" FOR UPDATE OF f" if for_update else ""), (centre_id, follow_up_id)).fetchone())
+    row = conn.execute(f"SELECT {SELECT_COLUMNS} FROM {FROM_JOINED} WHERE f.centre_id = %s AND f.id = %s"
+                       + (" FOR UPDATE OF f" if for_update else ""), (centre_id, follow_up_id)).fetchone()
+    return _with_all_scores(row)
 
 
 def list_follow_ups(conn, centre_id: int, operation_id: int, after_id: int | None, limit: int) -> list[dict]:

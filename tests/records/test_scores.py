@@ -41,7 +41,8 @@ def test_the_legacy_fields_write_the_list(client, tokens):
     created = _post(client, tokens, operation(baseline_scores=None, preop_scores={"joa": 11, "mjoa": 13})).json
     assert [(e["instrument"], e["version"], e["value"]) for e in created["baseline_scores"]] == [
         ("joa", "17-point", 11), ("mjoa", "18-point", 13)]
-    follow_up = _follow_up(client, tokens, created["id"], {k: v for k, v in seed_follow_up().items() if k != "scores"} | {"joa": 15})
+    legacy_form = {k: v for k, v in seed_follow_up().items() if k != "scores"} | {"joa": 15}
+    follow_up = _follow_up(client, tokens, created["id"], legacy_form)
     read = client.get(follow_up.headers["Location"], headers=tokens.header("submitter_a")).json
     assert [(e["instrument"], e["version"], e["value"]) for e in read["scores"]] == [("joa", "17-point", 15)]
     assert (read["joa"], read["mjoa"]) == (15, None)
