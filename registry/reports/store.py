@@ -304,6 +304,7 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
     """One plain GROUP BY at the finest of `sets` (PostgreSQL runs it in parallel), plus the
     same GROUP BY over the CORRECTION when changes are queued; the coarser sets are summed from
     it here, which is exact because the other dimensions partition."""
+    measures = list(dict.fromkeys(measures))  # a measure asked twice is summed once
     finest = max(sets, key=len)
     columns = [DIMENSIONS[d] for d in finest]
     where = sql.SQL(" AND ").join([sql.SQL("m.counted"), *(FILTERS[name] for name in filters), *definition.where])

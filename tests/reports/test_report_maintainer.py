@@ -167,7 +167,8 @@ def test_registry_serve_runs_a_maintainer_beside_gunicorn_and_stops_it_with_guni
                          maintainer={"batch_size": 50, "poll_seconds": 0.02})
     assert code == 0
     assert not [t for t in threading.enumerate() if t.name == "report-maintainer"]
-    assert maintainer_backends(db) == []  # stopped with gunicorn, its connection closed
+    # stopped with gunicorn, its connection closed (the server ends the backend a moment after)
+    wait_for(lambda: maintainer_backends(db) == [], "the maintainer's connection to close")
     assert_maintained_exact(db)
 
 
