@@ -68,6 +68,8 @@ MEASURE_LABELS = {  # every measure a complications or fusion report can be aske
     "postop_timing_not_recorded": "Postoperative complication, timing not recorded",
     "major_timing_not_recorded": "Major complication, timing not recorded",
     "indeterminate": "Fusion indeterminate", "not_assessed": "Fusion not assessed",
+    "intraop_events_not_recorded": "Intraoperative events not recorded",
+    "postop_complications_not_recorded": "Postoperative complications not recorded",
 }
 FUNNEL_TITLES = {
     "intraop_event": "intraoperative event", "instrument_breakage": "instrument breakage",
@@ -75,9 +77,12 @@ FUNNEL_TITLES = {
     "postop_complication": "postoperative complication", "major_complication": "major complication",
     "pseudarthrosis": "pseudarthrosis", "implant_failure": "implant failure", "revision": "revision",
 }
-FUNNEL_DENOMINATORS = {  # as service.FUNNEL_MEASURES counts them; the others are per operation
+FUNNEL_DENOMINATORS = {  # as service.FUNNEL_MEASURES counts them
+    **dict.fromkeys(("intraop_event", "instrument_breakage", "dural_tear", "iatrogenic_fracture"),
+                    "operations with events recorded"),
+    **dict.fromkeys(("postop_complication", "major_complication"), "operations with complications recorded"),
     "pseudarthrosis": "operations assessed for fusion", "implant_failure": "instrumented operations followed up",
-    "revision": "operations followed up",
+    "revision": "operations followed up with revision recorded",
 }
 OUTCOME_PANELS = {  # panel: [(figure, timepoint)]
     "JOA (0–17)": [("joa_preop", "before surgery"), ("joa_latest", "latest follow-up")],
