@@ -36,6 +36,9 @@ class FollowUpPatchSchema(FollowUpFieldsSchema):
     def rules(self, data, **kwargs):
         pass
 
+    def scores_merged(self, data, **kwargs):  # merged on the whole record (a partial entry has no instrument)
+        return data
+
 
 def _operation(conn, operation_id: int) -> dict:
     operation = operations.get_operation(conn, authenticate().centre_id, operation_id)

@@ -46,6 +46,9 @@ class OperationPatchSchema(OperationInputSchema):
     def spinal_regions_need_levels(self, data, **kwargs):
         pass
 
+    def scores_merged(self, data, **kwargs):  # merged on the whole document (a partial entry has no instrument)
+        return data
+
 
 FHIR_FORM = {"content_type": FHIR_JSON, "schema": {"type": "object"}, "success": True,
              "description": "The operation document; with `Accept: application/fhir+json`, a FHIR R4 `transaction` "

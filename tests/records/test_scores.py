@@ -137,3 +137,17 @@ def test_the_vocabularies_list_instruments_versions_and_value_sets(client, token
     text = str(vocabularies)
     for code in ("eq5d5l_index", "29-point", "percent", "england"):
         assert code in text
+
+
+def test_a_patched_score_without_its_instrument_is_refused_naming_it(client, tokens):
+    """Found by schemathesis: a PATCH's partial score entry reached the score merge (a 500)."""
+    created = _post(client, tokens, seed_case())
+    patched = client.patch(created.headers["Location"], json={"baseline_scores": [{"value": 3}]},
+                           headers=tokens.header("submitter_a") | {"If-Match": created.headers["ETag"]})
+    assert patched.status_code == 422, patched.json
+    assert [e["field"] for e in patched.json["errors"]] == ["baseline_scores.0.instrument"]
+    follow_up = _follow_up(client, tokens, created.json["id"], seed_follow_up())
+    patched = client.patch(follow_up.headers["Location"], json={"scores": [{"value": 0.0, "version": None}]},
+                           headers=tokens.header("submitter_a") | {"If-Match": follow_up.headers["ETag"]})
+    assert patched.status_code == 422, patched.json
+    assert [e["field"] for e in patched.json["errors"]] == ["scores.0.instrument"]

@@ -73,8 +73,9 @@ SAMPLES = {
                                                        "intraop_events"),
     ("POST", "/v1/operations/{operation_id}/follow-ups"): Sample(
         "submitter_a", lambda: seed_follow_up() | {"local_ref": "HOSTILE-FU"}, "notes"),
-    ("PUT", "/v1/follow-ups/{follow_up_id}"): Sample("submitter_a", lambda: seed_follow_up() | {"joa": 15},
-                                                     "notes"),
+    ("PUT", "/v1/follow-ups/{follow_up_id}"): Sample(
+        "submitter_a", lambda: seed_follow_up() | {"scores": [{"instrument": "joa", "version": "17-point", "value": 15}]},
+        "notes"),
     ("PATCH", "/v1/follow-ups/{follow_up_id}"): Sample("submitter_a", lambda: {"joa": 15}, "notes"),
     ("POST", "/v1/patients/lift-erasure"): Sample("submitter_a", lambda: {"ref": "HOSTILE-ERASED"}, "ref"),
     ("POST", "/v1/submissions/"): Sample("submitter_a", lambda: [_operation(local_ref="HOSTILE-BULK")], "0.notes",
