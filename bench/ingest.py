@@ -196,7 +196,8 @@ def disable_report_triggers(url: str) -> list[str]:
 def copy_baseline(url: str, centre_id: int, rows: dict) -> float:
     """Seconds to COPY the rows into the tables, with the id look-ups a loader needs."""
     from registry.follow_ups.store import FIELDS as FOLLOW_UP_FIELDS
-    from registry.operations.store import CHILD_COLUMNS, OPERATION_COLUMNS
+    from registry.follow_ups.store import stored_scores
+    from registry.operations.store import CHILD_COLUMNS, OPERATION_COLUMNS, column_values
     from registry.patients.store import PATIENT_FIELDS
 
     def copy(cur, table, columns, values):
@@ -211,8 +212,9 @@ def copy_baseline(url: str, centre_id: int, rows: dict) -> float:
              ((centre_id, ref_hash, *fields) for ref_hash, fields in rows["patients"].items()))
         patient_ids = {bytes(ref_hash): id_ for id_, ref_hash in cur.execute(
             "SELECT id, ref_hash FROM patients WHERE centre_id = %s", (centre_id,))}
+        # the stores' own binding of each row (a score list goes as jsonb)
         copy(cur, "operations", ("centre_id", "patient_id", *OPERATION_COLUMNS),
-             ((centre_id, patient_ids[ref_hash], *(columns[name] for name in OPERATION_COLUMNS))
+             ((centre_id, patient_ids[ref_hash], *column_values(columns))
               for ref_hash, columns, _, _ in rows["operations"]))
         operation_ids = {local_ref: id_ for id_, local_ref in cur.execute(
             "SELECT id, local_ref FROM operations WHERE centre_id = %s", (centre_id,))}
@@ -222,8 +224,8 @@ def copy_baseline(url: str, centre_id: int, rows: dict) -> float:
                   for _, operation, children, _ in rows["operations"]
                   for position, item in enumerate(children[table])))
         copy(cur, "follow_ups", ("centre_id", "operation_id", *FOLLOW_UP_FIELDS),
-             ((centre_id, operation_ids[operation["local_ref"]], *(values[name] for name in FOLLOW_UP_FIELDS))
-              for _, operation, _, follow_ups in rows["operations"] for values in follow_ups))
+             ((centre_id, operation_ids[operation["local_ref"]], *(stored[name] for name in FOLLOW_UP_FIELDS))
+              for _, operation, _, follow_ups in rows["operations"] for stored in map(stored_scores, follow_ups)))
         conn.commit()
         return time.perf_counter() - started
 
