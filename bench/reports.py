@@ -6,6 +6,11 @@ GROUP BY over the base tables measured in the same run.
 The database must hold a registry (see bench.generate). The bench issues an analyst and a
 submitter token, starts `registry serve` (gunicorn, 2 workers) on a free local port, sends
 each request sequentially (warm-up first) and prints median and 95th percentile latency.
+
+`--backlog N` measures the reports while the maintainer is behind: the server runs without its
+maintainer, N operations are touched (a no-op update queues them in `report_changes`, as a
+write the maintainer has not reached yet does) and every report folds them in as of the
+request. The queue is folded afterwards, so the database is left caught up.
 """
 
 import argparse
@@ -96,12 +101,31 @@ def issue_tokens(url: str) -> dict:
     return {"analyst": analyst, "submitter": submitter}
 
 
-def start_server(url: str, port: int, workers: int) -> subprocess.Popen:
+def queue_backlog(url: str, operations: int) -> int:
+    """Queue `operations` random operations for the maintainer; the queued operations after."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE operations SET blood_loss_ml = blood_loss_ml WHERE (centre_id, id) IN "
+                     "(SELECT centre_id, id FROM operations ORDER BY random() LIMIT %s)", (operations,))
+        return conn.execute("SELECT count(DISTINCT (centre_id, operation_id)) FROM report_changes").fetchone()[0]
+
+
+def fold_backlog(url: str) -> int:
+    from registry.reports.maintainer import Maintainer
+
+    maintainer = Maintainer(url)
+    try:
+        return maintainer.drain()
+    finally:
+        maintainer.close()
+
+
+def start_server(url: str, port: int, workers: int, maintainer: bool = True) -> subprocess.Popen:
     registry = Path(sys.executable).with_name("registry")
     env = {**os.environ, "DATABASE_URL": url, "REGISTRY_SECRET": "bench-secret-0123456789abcdef",
            "LOG_LEVEL": "WARNING", "DB_POOL_MAX_SIZE": "4"}
     server = subprocess.Popen([str(registry), "serve", "--no-migrate", "--bind", f"127.0.0.1:{port}",
-                               "--workers", str(workers), "--threads", "1"], env=env,
+                               "--workers", str(workers), "--threads", "1",
+                               "--maintainer" if maintainer else "--no-maintainer"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return wait_until_healthy(server, port, 30)
 
@@ -154,6 +178,8 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--plain-runs", type=int, default=3)
+    parser.add_argument("--backlog", type=int, default=0,
+                        help="queue this many operations for a stopped maintainer before measuring")
     parser.add_argument("--only", action="append", default=[],
                         help="run only the cases whose label contains this text (repeatable)")
     args = parser.parse_args(argv)
@@ -164,9 +190,10 @@ def main(argv=None) -> None:
         version = conn.execute("SHOW server_version").fetchone()[0]
     tokens = issue_tokens(args.database_url)
     port = free_port()
-    server = start_server(args.database_url, port, args.workers)
-    print(f"registry of {operations:,} operations, {pending:,} pending log rows, PostgreSQL {version}, "
-          f"gunicorn {args.workers} workers on 127.0.0.1:{port}")
+    server = start_server(args.database_url, port, args.workers, maintainer=not args.backlog)
+    queued = queue_backlog(args.database_url, args.backlog) if args.backlog else 0
+    print(f"registry of {operations:,} operations, {pending:,} pending log rows, {queued:,} operations queued "
+          f"for a stopped maintainer, PostgreSQL {version}, gunicorn {args.workers} workers on 127.0.0.1:{port}")
     results, failures = [], []
     try:
         for label, path, who in CASES:
@@ -185,10 +212,12 @@ def main(argv=None) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if args.backlog:
+            print(f"  folded the backlog: {fold_backlog(args.database_url):,} queued changes", flush=True)
     timings = plain_group_by(args.database_url, args.plain_runs)
     print(f"  {'plain GROUP BY over base tables (by approach)':48s} median {statistics.median(timings):9.1f} ms"
           f"   p95 {percentile(timings, 0.95):9.1f} ms   (n={len(timings)})")
-    print(json.dumps({"operations": operations, "cases": results, "failures": failures,
+    print(json.dumps({"operations": operations, "backlog_operations": queued, "cases": results, "failures": failures,
                       "plain_group_by_ms": statistics.median(timings)}))
 
 

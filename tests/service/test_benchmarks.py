@@ -36,9 +36,18 @@ def test_report_bench_runs_on_a_generated_registry(server_url, capsys):
         generate.main(["--operations", "500", "--database-url", url, "--fresh"])
         reports.main(["--database-url", url, "--requests", "2", "--scan-requests", "1", "--warmup", "1",
                       "--plain-runs", "1"])
+        first = capsys.readouterr().out
+        # the same reports while a stopped maintainer is 50 operations behind
+        reports.main(["--database-url", url, "--requests", "2", "--scan-requests", "1", "--warmup", "1",
+                      "--plain-runs", "1", "--backlog", "50", "--only", "complications by approach"])
+        behind = capsys.readouterr().out
+        with psycopg.connect(url) as conn:
+            left_queued = conn.execute("SELECT count(*) FROM report_changes").fetchone()[0]
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute("DROP DATABASE IF EXISTS registry_bench_smoke WITH (FORCE)")
-    printed = capsys.readouterr().out
-    assert "complications by approach " in printed and "plain GROUP BY" in printed
-    assert '"failures": []' in printed
+    assert "complications by approach " in first and "plain GROUP BY" in first
+    assert '"failures": []' in first
+    assert "50 operations queued for a stopped maintainer" in behind and "folded the backlog" in behind
+    assert '"failures": []' in behind and "complications by approach, 2015" in behind
+    assert left_queued == 0
