@@ -53,6 +53,22 @@ END $$;
 """
 
 
+# Erasure: fold the report log now and drop the cells left at zero (see the docstring). The
+# caller has flushed its dirty operations first (SET CONSTRAINTS report_dirty_flush IMMEDIATE).
+# 0011 replaces it and restores this one on its downgrade.
+FORGET_ERASED = f"""
+CREATE OR REPLACE FUNCTION report_forget_erased(p_centre_id bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    -- wait for a running compactor rather than skip: report_compact() then re-takes the lock
+    -- this session holds (advisory locks are re-entrant) and folds every pending row
+    PERFORM pg_advisory_xact_lock({COMPACTION_LOCK_ID});
+    PERFORM report_compact();
+    DELETE FROM report_histograms WHERE centre_id IN (0, p_centre_id) AND n = 0;
+    DELETE FROM report_tallies WHERE centre_id IN (0, p_centre_id) AND operations = 0;
+END $$;
+"""
+
+
 def _outcomes_check(outcomes) -> str:
     return "outcome IN (" + ", ".join(f"'{outcome}'" for outcome in outcomes) + ")"
 
@@ -124,19 +140,8 @@ BEGIN
     PERFORM set_config('registry.audit_redaction', '', true);
     RETURN redacted;
 END $$;
-
--- Erasure: fold the report log now and drop the cells left at zero (see the docstring). The
--- caller has flushed its dirty operations first (SET CONSTRAINTS report_dirty_flush IMMEDIATE).
-CREATE FUNCTION report_forget_erased(p_centre_id bigint) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    -- wait for a running compactor rather than skip: report_compact() then re-takes the lock
-    -- this session holds (advisory locks are re-entrant) and folds every pending row
-    PERFORM pg_advisory_xact_lock({COMPACTION_LOCK_ID});
-    PERFORM report_compact();
-    DELETE FROM report_histograms WHERE centre_id IN (0, p_centre_id) AND n = 0;
-    DELETE FROM report_tallies WHERE centre_id IN (0, p_centre_id) AND operations = 0;
-END $$;
 """)
+    op.execute(FORGET_ERASED)
 
 
 def downgrade() -> None:

@@ -198,20 +198,6 @@ BEGIN
 END $$;
 """
 
-# 0004's erasure, restored on downgrade.
-FORGET_ERASED_0004 = f"""
-CREATE OR REPLACE FUNCTION report_forget_erased(p_centre_id bigint) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    -- wait for a running compactor rather than skip: report_compact() then re-takes the lock
-    -- this session holds (advisory locks are re-entrant) and folds every pending row
-    PERFORM pg_advisory_xact_lock({COMPACTION_LOCK_ID});
-    PERFORM report_compact();
-    DELETE FROM report_histograms WHERE centre_id IN (0, p_centre_id) AND n = 0;
-    DELETE FROM report_tallies WHERE centre_id IN (0, p_centre_id) AND operations = 0;
-END $$;
-"""
-
-
 def upgrade() -> None:
     op.execute(UPGRADE)
     op.execute(live_measures_view(_measures_view_0010()))
@@ -229,7 +215,7 @@ HAVING count(*) > 0;
 SELECT report_compact();
 """)
     op.execute(_writer_triggers("report_mark_dirty"))
-    op.execute(FORGET_ERASED_0004)
+    op.execute(_module("0004").FORGET_ERASED)
     op.execute("""
 DROP VIEW report_live_measures;
 DROP FUNCTION report_maintain(integer, bigint, bigint);
