@@ -49,13 +49,19 @@ def _unauthorized(detail: str) -> Problem:
     return Problem(401, detail, slug="unauthorized", headers={"WWW-Authenticate": 'Bearer realm="registry"'})
 
 
+def bearer_token() -> str | None:
+    """The request's bearer token, or None when it sends none."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 def authenticate() -> Principal:
     """The caller of the current request, from its bearer token; 401 when missing, unknown, revoked,
     expired or replaced (past its rotation's grace period), the detail saying which."""
     if "principal" in g:
         return g.principal
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token()
+    if token is None:
         raise _unauthorized("A bearer token is required.")
     shared = g.get("request_transaction")  # (database, connection) of a write's one transaction
     in_write = shared is not None and shared[0] is database()
@@ -66,7 +72,7 @@ def authenticate() -> Principal:
                       t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute' AS last_use_stale
                FROM tokens t JOIN centres c ON c.id = t.centre_id
                WHERE t.token_hash = %s""",
-            (hash_token(token.strip()),),
+            (hash_token(token),),
         ).fetchone()
         usable = row is not None and not row["revoked"] and not row["expired"]
         if usable and row["last_use_stale"] and not in_write:
@@ -133,7 +139,10 @@ def require(*roles: str):
             if request.method in _WRITES:
                 # A write is one transaction, the token lookup included: one connection
                 # checkout and one commit per request.
-                with database().request_transaction(pipelined=getattr(view, "pipelined", False)):
+                pipelined = getattr(view, "pipelined", False)
+                with database().request_transaction(pipelined=pipelined) as conn:
+                    if pipelined and hasattr(view, "before_token_lookup"):
+                        view.before_token_lookup(conn)  # its statement travels with the lookup
                     return checked(*args, **kwargs)
             return checked(*args, **kwargs)
 

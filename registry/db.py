@@ -28,6 +28,7 @@ from typing import Iterator
 
 import psycopg
 from flask import current_app, g, has_request_context
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -86,6 +87,38 @@ def pipelined(view):
     """
     view.pipelined = True
     return view
+
+
+@contextmanager
+def _explicit_transaction(conn: psycopg.Connection) -> Iterator[None]:
+    """A transaction in pipeline mode whose BEGIN and COMMIT are queued like any statement: the
+    BEGIN goes with the first statement whose result is read, the COMMIT with the pipeline's
+    closing sync. psycopg's own BEGIN waits for its answer, and a commit() inside the pipeline
+    syncs before the pipeline's exit syncs again: two round trips of the five a create took.
+
+    The connection is in autocommit mode meanwhile (so psycopg sends no BEGIN of its own); it
+    goes back to the pool out of it and idle, or closed (the pool then replaces it): a pooled
+    connection left in autocommit would run the next request's statements outside a transaction.
+    """
+    conn.autocommit = True
+    try:
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN", prepare=False)
+                yield
+                conn.execute("COMMIT", prepare=False)
+        except BaseException:
+            if conn.pgconn.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+                try:
+                    conn.rollback()
+                except psycopg.Error:
+                    pass
+            raise
+    finally:
+        if conn.pgconn.transaction_status == TransactionStatus.IDLE:
+            conn.autocommit = False
+        else:
+            conn.close()
 
 
 class Database:
@@ -166,9 +199,8 @@ class Database:
             g.request_transaction = (self, conn)
             try:
                 if pipelined:
-                    with conn.pipeline():
+                    with _explicit_transaction(conn):
                         yield conn
-                        conn.commit()  # inside the pipeline: one round trip with the queued statements
                 else:
                     yield conn
             finally:

@@ -19,14 +19,15 @@ or its operations and marks their keys: a retry with such a key is refused (410)
 replayed and never run again, so no retry brings the erased records back.
 """
 
+import json
 import re
 from functools import wraps
 from itertools import repeat
 
-from flask import Response, current_app, make_response, request
+from flask import Response, current_app, g, make_response, request
 
 from registry import keys
-from registry.auth import authenticate
+from registry.auth import authenticate, bearer_token, hash_token
 from registry.db import database
 from registry.fields import normal_ref
 from registry.problems import InvalidInput, Problem, field_error
@@ -94,10 +95,45 @@ def _encoded(ref: str) -> bytes:
     return current_app.json.dumps(ref).encode()
 
 
-def _without_refs(body: bytes, answer) -> bytes | None:
+class _Found:
+    """What the objects of a JSON answer hold, gathered by one parse (`_found`): the values of
+    every `ref` member and the patient and operation ids named, at any depth. An object_hook
+    costs a Python call per object, where walking the parsed answer costs one per member."""
+
+    def __init__(self):
+        self.refs, self.patient_ids, self.operation_ids = [], set(), set()
+
+    def __call__(self, node: dict) -> dict:
+        ref, patient = node.get("ref"), node.get("patient")
+        if isinstance(ref, str):
+            self.refs.append(ref)
+        if isinstance(node.get("patient_id"), int):
+            self.patient_ids.add(node["patient_id"])
+        if isinstance(node.get("operation_id"), int):
+            self.operation_ids.add(node["operation_id"])
+        if isinstance(patient, dict) and isinstance(patient.get("id"), int):
+            self.patient_ids.add(patient["id"])
+        if isinstance(node.get("location"), str):
+            # a FHIR transaction-response entry: Patient/7/_history/1, Procedure/12/_history/3
+            resource_type, _, rest = node["location"].partition("/")
+            number = rest.partition("/")[0]
+            if number.isascii() and number.isdigit() and resource_type in ("Patient", "Procedure"):
+                (self.patient_ids if resource_type == "Patient" else self.operation_ids).add(int(number))
+        return node
+
+
+def _found(data: bytes) -> tuple[object, _Found]:
+    """(the parsed JSON answer or None when it is not JSON, what its objects hold)."""
+    found = _Found()
+    try:
+        return json.loads(data, object_hook=found), found
+    except ValueError:
+        return None, _Found()
+
+
+def _without_refs(body: bytes, echoed: list[str]) -> bytes | None:
     """The answer's bytes with every ref it echoes replaced by a placeholder; None when a ref of
     the answer is not one of the request's (it could not be put back, so nothing is stored)."""
-    echoed = _ref_values(answer)
     if not echoed:
         return body
     sent = _request_refs()
@@ -107,7 +143,7 @@ def _without_refs(body: bytes, answer) -> bytes | None:
             return None
         template = template.replace(_encoded(ref), b"\x00%d\x00" % sent.index(ref))
     # every ref is gone: with the placeholders as empty strings, each `ref` of the answer is empty
-    if any(_ref_values(current_app.json.loads(_PLACEHOLDER.sub(b'""', template)))):
+    if any(_found(_PLACEHOLDER.sub(b'""', template))[1].refs):
         return None
     return template
 
@@ -120,28 +156,40 @@ def _with_refs(template: bytes) -> bytes:
     return _PLACEHOLDER.sub(lambda match: _encoded(sent[int(match.group(1))]), template)
 
 
-def _named_records(answer, location: str) -> tuple[list[int], list[int]]:
+def _named_records(answer, found: _Found, location: str) -> tuple[list[int], list[int]]:
     """(patient ids, operation ids) an answer names, so that erasing one finds the answer."""
-    patient_ids, operation_ids = set(), set()
-    for name, value in _members(answer):
-        if name == "patient_id" and isinstance(value, int):
-            patient_ids.add(value)
-        elif name == "operation_id" and isinstance(value, int):
-            operation_ids.add(value)
-        elif name == "patient" and isinstance(value, dict) and isinstance(value.get("id"), int):
-            patient_ids.add(value["id"])
-        elif name == "location" and isinstance(value, str):
-            # a FHIR transaction-response entry: Patient/7/_history/1, Procedure/12/_history/3
-            resource_type, _, rest = value.partition("/")
-            number = rest.partition("/")[0]
-            if number.isascii() and number.isdigit() and resource_type in ("Patient", "Procedure"):
-                (patient_ids if resource_type == "Patient" else operation_ids).add(int(number))
+    patient_ids, operation_ids = found.patient_ids, found.operation_ids
     if isinstance(answer, dict) and isinstance(answer.get("id"), int):
         if location.startswith("/v1/patients/"):
             patient_ids.add(answer["id"])
         elif location.startswith("/v1/operations/") and "/follow-ups" not in location:
             operation_ids.add(answer["id"])
     return sorted(patient_ids), sorted(operation_ids)
+
+
+def _valid_key(key: str) -> bool:
+    return 1 <= len(key) <= MAX_KEY_LENGTH and key.isprintable()
+
+
+_CLAIM = """INSERT INTO idempotency_keys (centre_id, key_hash, request_hash) VALUES (%s, %s, %s)
+            ON CONFLICT DO NOTHING RETURNING key_hash"""
+# The same claim for the centre of the request's token, sent before the token lookup and read with
+# it: in a pipelined write, one round trip for both. A token that is unknown, revoked or expired
+# claims nothing here, and is refused (401) by the lookup: the request's transaction rolls back.
+_CLAIM_WITH_TOKEN = """INSERT INTO idempotency_keys (centre_id, key_hash, request_hash)
+                       SELECT centre_id, %s, %s FROM tokens
+                       WHERE token_hash = %s AND revoked_at IS NULL AND expires_at > now()
+                       ON CONFLICT DO NOTHING RETURNING key_hash"""
+
+
+def _send_claim(conn) -> None:
+    """`require`'s hook, run in a pipelined write's transaction before the token lookup."""
+    key, token = request.headers.get(HEADER), bearer_token()
+    if key is None or token is None or not _valid_key(key):
+        return  # the view claims as usual, after the token's own checks
+    key_hash, fingerprint = keys.keyed_digest(keys.IDEMPOTENCY_KEY, key.encode()), _request_fingerprint()
+    g.idempotency_claim = (key_hash, fingerprint, conn.execute(_CLAIM_WITH_TOKEN,
+                                                                (key_hash, fingerprint, hash_token(token))))
 
 
 def idempotent(view):
@@ -154,37 +202,38 @@ def idempotent(view):
             return view(*args, **kwargs)
         with database().request_transaction() as conn:
             principal = authenticate()
-            if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+            if not _valid_key(key):
                 raise InvalidInput([field_error(HEADER, f"Must be 1–{MAX_KEY_LENGTH} printable characters.",
                                                 "headers")])
-            key_hash = keys.keyed_digest(keys.IDEMPOTENCY_KEY, key.encode())
-            fingerprint = _request_fingerprint()
-            claimed = conn.execute(
-                """INSERT INTO idempotency_keys (centre_id, key_hash, request_hash) VALUES (%s, %s, %s)
-                   ON CONFLICT DO NOTHING RETURNING key_hash""",
-                (principal.centre_id, key_hash, fingerprint),
-            ).fetchone()
-            if claimed is None:
+            sent = g.pop("idempotency_claim", None)
+            if sent is not None:  # sent with the token lookup, its answer already here
+                key_hash, fingerprint, cursor = sent
+            else:
+                key_hash = keys.keyed_digest(keys.IDEMPOTENCY_KEY, key.encode())
+                fingerprint = _request_fingerprint()
+                cursor = conn.execute(_CLAIM, (principal.centre_id, key_hash, fingerprint))
+            if cursor.fetchone() is None:
                 return _replay(conn, principal.centre_id, key_hash, fingerprint)
             response = make_response(view(*args, **kwargs))
             if response.status_code < 300:
                 _store(conn, principal.centre_id, key_hash, response)
             return response
 
+    wrapper.before_token_lookup = _send_claim
     return wrapper
 
 
 def _store(conn, centre_id: int, key_hash: bytes, response: Response) -> None:
     body = response.get_data()
-    answer = response.get_json(silent=True)
-    template = _without_refs(body, answer)
+    answer, found = _found(body) if response.is_json else (None, _Found())
+    template = _without_refs(body, found.refs)
     if template is None:
         # cannot happen with the API's answers; were it to, the key is forgotten rather than
         # a ref stored in clear, and a retry runs again (every POST here is an upsert)
         conn.execute("DELETE FROM idempotency_keys WHERE centre_id = %s AND key_hash = %s", (centre_id, key_hash))
         return
     headers = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
-    patient_ids, operation_ids = _named_records(answer, headers.get("Location", ""))
+    patient_ids, operation_ids = _named_records(answer, found, headers.get("Location", ""))
     conn.execute(
         """UPDATE idempotency_keys SET status_code = %s, response_bytes = %s, response_headers = %s::jsonb,
                   patient_ids = %s, operation_ids = %s

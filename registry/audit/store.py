@@ -68,6 +68,18 @@ def record(conn, *, centre_id: int, action: str, entity: str, entity_id: int | N
     )
 
 
+def entry_parameters(actor: Principal | None, **changes: dict) -> dict:
+    """The values `record` writes besides the action and the entity, as named parameters for a
+    statement that writes audit entries itself (`operations.store.insert_operation_with_new_patient`):
+    the actor's, and for each name given its `{name}_fields` and `{name}_changes` (JSON text)."""
+    parameters = {"actor_token_id": actor.token_id if actor else None, "actor_role": actor.role if actor else "cli",
+                  "request_id": g.get("request_id") if has_request_context() else None}
+    for name, values in changes.items():
+        parameters[f"{name}_fields"] = sorted(values)
+        parameters[f"{name}_changes"] = changes_json(values)
+    return parameters
+
+
 def redact_erased_patient(conn, centre_id: int, patient_id: int, operation_ids: list[int],
                           follow_up_ids: list[int]) -> None:
     """Clear the values of every audit event about an erased patient's records (who, when, which

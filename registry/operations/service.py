@@ -163,6 +163,9 @@ def _submit_for_patient(conn, actor: Principal, document: dict, patient: dict) -
     return _apply(conn, actor, current, document, patient, columns, children)
 
 
+_NEW_PATIENT_ID = 0  # in the operation's audit values until the statement sets it
+
+
 def _submit_with_new_patient(conn, actor: Principal, document: dict) -> tuple[dict, str] | None:
     """`submit_operation` for an inline patient, assuming its ref is new to the centre (a feed's
     usual case): the patient and the operation inserted in one statement, one round trip where
@@ -177,21 +180,20 @@ def _submit_with_new_patient(conn, actor: Principal, document: dict) -> tuple[di
     except InvalidInput:
         return None  # the general path decides which error comes first
     parameters = patients.new_patient_parameters(actor, fields)
-    patient, row = store.insert_operation_with_new_patient(conn, parameters, columns)
-    if patient is None:  # the ref is known: the general path, with the stored patient
+    # the audit entries go with the rows; the statement puts in the patient id it assigns
+    audit_parameters = audit.entry_parameters(
+        actor, patient=audit.created(patients.audit_values(fields)),
+        operation=audit.created(audit_values(columns, children, _NEW_PATIENT_ID)))
+    patient, row = store.insert_operation_with_new_patient(conn, parameters, columns, children, audit_parameters)
+    if patient is None:  # the ref is known (nothing written): the general path, with the stored patient
         stored = patients.update_stored_patient(conn, actor, parameters["ref_hash"], fields, "patient.", inline=True)
         return _submit_for_patient(conn, actor, document, stored)
     if patient.pop("erased"):
-        raise patients.ErasedRef("patient.ref")
-    patients.record_creation(conn, actor, patient, fields)
+        raise patients.ErasedRef("patient.ref")  # the patient row is rolled back with the request
     if row is None:  # the local_ref exists (or a concurrent request just created it): update that one
         operation_id = store.find_operation_id(conn, actor.centre_id, document["local_ref"], for_update=True)
         current = store.get_operation(conn, actor.centre_id, operation_id)
         return _apply(conn, actor, current, document, patient, columns, children)
-    with batched(conn):
-        store.insert_children(conn, actor.centre_id, row["id"], children)
-        audit.record(conn, centre_id=actor.centre_id, action="create", entity="operation", entity_id=row["id"],
-                     changes=audit.created(audit_values(columns, children, patient["id"])), actor=actor)
     return store.row_to_document(row, children, patient), "created"
 
 

@@ -6,9 +6,11 @@ Functions take a connection and never commit.
 """
 
 import json
+import re
 from datetime import datetime
 from functools import partial
 
+import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -200,6 +202,19 @@ def insert_operation(conn, centre_id: int, patient_id: int, columns: dict, child
     return columns | row
 
 
+# The children as JSON lists typed by their tables' row types (jsonb_populate_recordset): one
+# parameter per table, whatever the number of rows.
+_CHILD_CTES = "".join(f""",
+    inserted_{table} AS (
+        INSERT INTO {table} (centre_id, operation_id, position, {", ".join(f'"{column}"' for column in columns)})
+        SELECT inserted_operation.centre_id, inserted_operation.id, item.position,
+               {", ".join(f'item."{column}"' for column in columns)}
+        FROM inserted_operation, jsonb_populate_recordset(NULL::{table}, %({table})s) AS item)"""
+                      for table, columns in CHILD_COLUMNS.items())
+
+# A new patient with its operation, the operation's children and both audit entries, in one
+# statement: one round trip, and one statement's parameters to adapt instead of seven. The audit
+# entries are one INSERT so that their ids keep the order of two calls (patient, then operation).
 _INSERT_WITH_NEW_PATIENT = (
     "WITH " + NEW_PATIENT_CTE + """,
     inserted_operation AS (
@@ -208,22 +223,51 @@ _INSERT_WITH_NEW_PATIENT = (
         FROM new_patient, jsonb_populate_record(NULL::operations, %(operation)s) AS sent
         WHERE NOT new_patient.erased
         ON CONFLICT (centre_id, local_ref) DO NOTHING
-        RETURNING id, centre_id, patient_id, version, created_at, updated_at)
+        RETURNING id, centre_id, patient_id, version, created_at, updated_at)""" + _CHILD_CTES + """,
+    audited AS (
+        INSERT INTO audit_events (centre_id, actor_token_id, actor_role, request_id, action, entity, entity_id,
+                                  changed_fields, changes)
+        SELECT %(centre_id)s, %(actor_token_id)s, %(actor_role)s, %(request_id)s, 'create', entry.entity, entry.id,
+               entry.changed_fields, entry.changes
+        FROM (SELECT 1 AS n, 'patient' AS entity, id, %(patient_fields)s::text[] AS changed_fields,
+                     %(patient_changes)s::jsonb AS changes
+              FROM new_patient WHERE NOT erased
+              UNION ALL
+              SELECT 2, 'operation', id, %(operation_fields)s::text[],
+                     -- the id of its patient, known only here
+                     %(operation_changes)s::jsonb || jsonb_build_object('patient_id', jsonb_build_object('new', patient_id))
+              FROM inserted_operation) AS entry
+        ORDER BY entry.n)
     SELECT (SELECT to_jsonb(new_patient) FROM new_patient) AS patient,
            (SELECT to_jsonb(inserted_operation) FROM inserted_operation) AS operation""").format(
     columns=", ".join(f'"{column}"' for column in OPERATION_COLUMNS),
     values=", ".join(f'sent."{column}"' for column in OPERATION_COLUMNS))
 
+# psycopg parses a statement this long (over 4 kB) again on every call, which cost more than the
+# rest of the call: numbered once here, it runs on a RawCursor, which parses nothing.
+_RAW_NAMES = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", _INSERT_WITH_NEW_PATIENT)))
+_INSERT_WITH_NEW_PATIENT_RAW = re.sub(r"%\((\w+)\)s", lambda match: f"${_RAW_NAMES.index(match[1]) + 1}",
+                                      _INSERT_WITH_NEW_PATIENT)
 
-def insert_operation_with_new_patient(conn, patient_parameters: dict, columns: dict) -> tuple[dict | None, dict | None]:
-    """Insert a patient whose ref is new to the centre and the operation for it, in one statement
-    (`patients.store.NEW_PATIENT_CTE`). Returns (patient row with `erased`, operation row): no
-    patient when the ref is known (nothing inserted), no operation when its ref was erased or
-    the local_ref is taken. Children are the caller's (`insert_children`)."""
-    # the values travel as one JSON object typed by the table's own row type: parameters in a
-    # SELECT list have no column to take their type from (a NULL integer would be text)
-    row = conn.execute(_INSERT_WITH_NEW_PATIENT, patient_parameters | {"operation": Jsonb(
-        {column: columns[column] for column in OPERATION_COLUMNS}, dumps=_json_with_dates)}).fetchone()
+
+def insert_operation_with_new_patient(conn, patient_parameters: dict, columns: dict, children: dict,
+                                      audit_parameters: dict) -> tuple[dict | None, dict | None]:
+    """Insert a patient whose ref is new to the centre, the operation for it with its children, and
+    the audit entries of both, in one statement (`patients.store.NEW_PATIENT_CTE`). Returns
+    (patient row with `erased`, operation row): no patient when the ref is known (nothing
+    inserted), no operation when its ref was erased or the local_ref is taken (then neither the
+    children nor the operation's audit entry are written; the patient's is, unless erased).
+
+    `audit_parameters`: actor_token_id, actor_role, request_id, and for each entity its
+    `*_fields` (list) and `*_changes` (JSON text) (`audit.store.entry_parameters`)."""
+    # the values travel as JSON typed by the tables' own row types: parameters in a SELECT list
+    # have no column to take their type from (a NULL integer would be text)
+    operation = Jsonb({column: columns[column] for column in OPERATION_COLUMNS}, dumps=_json_with_dates)
+    child_rows = {table: Jsonb([dict(item, position=position) for position, item in enumerate(children[table])],
+                               dumps=_json_with_dates) for table in CHILD_COLUMNS}
+    parameters = patient_parameters | audit_parameters | child_rows | {"operation": operation}
+    with psycopg.RawCursor(conn) as cur:
+        row = cur.execute(_INSERT_WITH_NEW_PATIENT_RAW, [parameters[name] for name in _RAW_NAMES]).fetchone()
     return _typed_patient(row["patient"]), _typed_operation(row["operation"], columns)
 
 
@@ -244,11 +288,6 @@ def _typed_operation(operation: dict | None, columns: dict) -> dict | None:
     for name in ("created_at", "updated_at"):
         operation[name] = datetime.fromisoformat(operation[name])
     return columns | operation
-
-
-def insert_children(conn, centre_id: int, operation_id: int, children: dict[str, list[dict]]) -> None:
-    """The child rows of a new operation (it has none to replace)."""
-    _insert_children(conn, centre_id, operation_id, children)
 
 
 def update_operation(conn, centre_id: int, operation_id: int, patient_id: int, columns: dict,

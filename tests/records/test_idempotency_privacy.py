@@ -87,3 +87,23 @@ def test_a_bulk_answer_is_replayed_byte_for_byte(client, tokens):
     retry = _post_raw(client, tokens, "/v1/submissions/", body, "bulk-1")
     assert first.status_code == 201, first.get_data(as_text=True)
     assert retry.get_data() == first.get_data()
+
+
+def test_a_refused_token_claims_no_key(client, tokens, db):
+    """A create's key is claimed in the same round trip as its token lookup: a revoked or expired
+    token, or one of another role, is refused and leaves no claim, so the key works afterwards."""
+    body = json.dumps(seed_case()).encode()
+    db.execute("UPDATE tokens SET revoked_at = now() WHERE id = %s", (tokens.id("submitter_b"),))
+    db.execute("UPDATE tokens SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day'"
+               " WHERE id = %s", (tokens.id("centre_admin_a"),))
+    for name, status in (("submitter_b", 401), ("centre_admin_a", 401), ("analyst", 403)):
+        answer = client.post("/v1/operations/", data=body, headers={
+            **tokens.header(name), "Idempotency-Key": "same-key", "Content-Type": "application/json"})
+        assert answer.status_code == status, name
+    assert db.execute("SELECT count(*) AS n FROM idempotency_keys").fetchone()["n"] == 0
+    assert db.execute("SELECT count(*) AS n FROM operations").fetchone()["n"] == 0
+    first = _post_raw(client, tokens, "/v1/operations/", body, "same-key")
+    retry = _post_raw(client, tokens, "/v1/operations/", body, "same-key")
+    assert (first.status_code, retry.status_code) == (201, 201)
+    assert "Idempotent-Replayed" not in first.headers and retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.get_data() == first.get_data()
