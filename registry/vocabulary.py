@@ -287,6 +287,14 @@ SCORE_SCALES = MappingProxyType({
     ("eq5d5l_index", "5L"): (-1, 1, None),
     ("pain_nrs", "11-point"): (0, 10, 1),
 })
+# Where a pain NRS was scored: neck and arm pain, back and leg pain are separate outcomes. Records
+# stored before the site existed may hold a pain NRS without one (site unknown).
+PAIN_SITE = _vocabulary(
+    ("neck", "Neck pain"),
+    ("arm", "Arm pain"),
+    ("back", "Back pain"),
+    ("leg", "Leg pain"),
+)
 SCORE_DEFAULT_VERSION = MappingProxyType({"mjoa": "18-point", "eq5d5l_index": "5L", "pain_nrs": "11-point"})
 # EQ-5D-5L value sets: an index means nothing without the country tariff that produced it.
 EQ5D_VALUE_SET = _vocabulary(
@@ -367,6 +375,7 @@ ALL = MappingProxyType({
     "score_instrument": SCORE_INSTRUMENT,
     "score_version": SCORE_VERSION,
     "eq5d_value_set": EQ5D_VALUE_SET,
+    "pain_site": PAIN_SITE,
     "fusion_status": FUSION_STATUS,
     "assessment": ASSESSMENT,
     "implant_status": IMPLANT_STATUS,

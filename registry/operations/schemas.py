@@ -74,6 +74,8 @@ class ScoreSchema(ma.Schema):
         "description": "The scale's maximum: derived from instrument and version; if sent, must agree"})
     value_set = Code(v.EQ5D_VALUE_SET, allow_none=True, metadata={
         "description": "EQ-5D-5L index only (required there): the value set that produced the index"})
+    site = Code(v.PAIN_SITE, allow_none=True, metadata={
+        "description": "Pain NRS only (required there): where the pain is; records stored before it may lack it"})
 
     @ma.validates_schema
     def on_its_scale(self, data, **kwargs):
@@ -81,7 +83,7 @@ class ScoreSchema(ma.Schema):
 
 
 def score_list(description: str):
-    return ma.fields.List(ma.fields.Nested(ScoreSchema), validate=validate.Length(max=len(v.SCORE_INSTRUMENT)),
+    return ma.fields.List(ma.fields.Nested(ScoreSchema), validate=validate.Length(max=len(v.SCORE_SCALES) + len(v.PAIN_SITE)),
                           metadata={"description": description})
 
 

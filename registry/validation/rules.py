@@ -132,16 +132,22 @@ def score_on_its_scale(entry: dict) -> dict[str, str]:
         errors["value_set"] = "An EQ-5D-5L index names the value set that produced it."
     if instrument != "eq5d5l_index" and entry.get("value_set"):
         errors["value_set"] = "Only for an EQ-5D-5L index."
+    if instrument == "pain_nrs" and not entry.get("site"):
+        errors["site"] = "A pain NRS names where the pain is (neck, arm, back or leg)."
+    if instrument != "pain_nrs" and entry.get("site"):
+        errors["site"] = "Only for a pain NRS."
     return errors
 
 
 def one_score_per_instrument(entries: list[dict], field: str) -> dict[str, str]:
-    """A timepoint holds one score per instrument."""
+    """A timepoint holds one score per instrument, version and (pain NRS) site."""
     seen = set()
     for index, entry in enumerate(entries or []):
-        if entry.get("instrument") in seen:
-            return {f"{field}.{index}.instrument": f"{entry['instrument']} is already scored at this timepoint."}
-        seen.add(entry.get("instrument"))
+        key = (entry.get("instrument"), score_version(entry), entry.get("site"))
+        if key in seen:
+            where = f" ({entry['site']})" if entry.get("site") else ""
+            return {f"{field}.{index}.instrument": f"{entry['instrument']}{where} is already scored at this timepoint."}
+        seen.add(key)
     return {}
 
 
@@ -171,12 +177,13 @@ def merged_scores(legacy: dict, entries: list[dict]) -> list[dict]:
     the list does not already hold. Run on data the rules above accepted."""
     merged = [{"instrument": entry["instrument"], "version": score_version(entry), "value": entry["value"],
                "maximum": v.SCORE_SCALES[entry["instrument"], score_version(entry)][1],
-               "value_set": entry.get("value_set")} for entry in entries or []]
+               "value_set": entry.get("value_set"), "site": entry.get("site")} for entry in entries or []]
     listed = {entry["instrument"] for entry in merged}
     for name, (instrument, version) in LEGACY_SCORES.items():
         if legacy.get(name) is not None and instrument not in listed:
             merged.append({"instrument": instrument, "version": version, "value": legacy[name],
-                           "maximum": v.SCORE_SCALES[instrument, version][1], "value_set": None})
+                           "maximum": v.SCORE_SCALES[instrument, version][1], "value_set": None,
+                           "site": None})
     return merged
 
 

@@ -12,7 +12,7 @@ EVERY_INSTRUMENT = [
     {"instrument": "ndi", "version": "percent", "value": 38.0},
     {"instrument": "odi", "version": "2.1a", "value": 44.0},
     {"instrument": "eq5d5l_index", "value": 0.512, "value_set": "england"},
-    {"instrument": "pain_nrs", "value": 7},
+    {"instrument": "pain_nrs", "value": 7, "site": "arm"},
 ]
 
 
@@ -52,7 +52,7 @@ def test_the_29_point_lumbar_joa_is_not_the_17_point_one(client, tokens):
     lumbar = [{"instrument": "joa", "version": "29-point", "value": -2}]
     created = _post(client, tokens, operation(baseline_scores=lumbar)).json
     assert created["baseline_scores"][0] == {"instrument": "joa", "version": "29-point", "value": -2,
-                                                   "maximum": 29, "value_set": None}
+                                                   "maximum": 29, "value_set": None, "site": None}
     assert created["preop_scores"] is None  # the legacy joa is the 17-point one only
 
 
@@ -64,7 +64,7 @@ def test_the_29_point_lumbar_joa_is_not_the_17_point_one(client, tokens):
     ({"instrument": "ndi", "version": "50-point", "value": 51}, "value"),
     ({"instrument": "ndi", "version": "2.1a", "value": 10}, "version"),
     ({"instrument": "odi", "value": 101}, "value"),
-    ({"instrument": "pain_nrs", "value": 10, "maximum": 100}, "maximum"),
+    ({"instrument": "pain_nrs", "value": 10, "maximum": 100, "site": "neck"}, "maximum"),
     ({"instrument": "eq5d5l_index", "value": 0.8}, "value_set"),
     ({"instrument": "eq5d5l_index", "value": 1.2, "value_set": "japan"}, "value"),
     ({"instrument": "mjoa", "value": 12, "value_set": "england"}, "value_set"),
@@ -77,10 +77,22 @@ def test_a_score_off_its_scale_is_refused_naming_the_field(client, tokens, db, e
 
 
 def test_one_score_per_instrument_and_timepoint(client, tokens):
-    twice = [{"instrument": "pain_nrs", "value": 7}, {"instrument": "pain_nrs", "value": 4}]
+    twice = [{"instrument": "pain_nrs", "value": 7, "site": "arm"}, {"instrument": "pain_nrs", "value": 4, "site": "arm"}]
     response = _post(client, tokens, operation(baseline_scores=twice))
     assert response.status_code == 422
     assert [e["field"] for e in response.json["errors"]] == ["baseline_scores.1.instrument"]
+
+
+def test_pain_nrs_names_its_site_and_is_scored_once_per_site(client, tokens):
+    no_site = _post(client, tokens, operation(baseline_scores=[{"instrument": "pain_nrs", "value": 7}]))
+    assert [e["field"] for e in no_site.json["errors"]] == ["baseline_scores.0.site"]
+    odi_site = _post(client, tokens, operation(baseline_scores=[{"instrument": "odi", "value": 40, "site": "back"}]))
+    assert [e["field"] for e in odi_site.json["errors"]] == ["baseline_scores.0.site"]
+    neck_and_arm = [{"instrument": "pain_nrs", "value": 3, "site": "neck"},
+                    {"instrument": "pain_nrs", "value": 7, "site": "arm"}]
+    created = _post(client, tokens, operation(baseline_scores=neck_and_arm))
+    assert created.status_code == 201, created.json
+    assert [(e["site"], e["value"]) for e in created.json["baseline_scores"]] == [("neck", 3), ("arm", 7)]
 
 
 def test_a_legacy_field_contradicting_the_list_is_refused(client, tokens):
@@ -100,7 +112,7 @@ def test_patching_one_form_replaces_the_other(client, tokens):
     assert patched.status_code == 200, patched.json
     assert [e["value"] for e in patched.json["baseline_scores"]] == [11]
     follow_up = _follow_up(client, tokens, created.json["id"], seed_follow_up())
-    nrs = [{"instrument": "pain_nrs", "value": 3}]
+    nrs = [{"instrument": "pain_nrs", "value": 3, "site": "neck"}]
     patched = client.patch(follow_up.headers["Location"], json={"scores": nrs},
                            headers=tokens.header("submitter_a") | {"If-Match": follow_up.headers["ETag"]})
     assert patched.status_code == 200, patched.json
