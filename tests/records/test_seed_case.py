@@ -2,7 +2,7 @@
 
 from tests.records.helpers import seed_case, seed_follow_up
 
-JOA_17 = {"instrument": "joa", "version": "17-point", "maximum": 17.0, "value_set": None}
+JOA_17 = {"instrument": "joa", "version": "17-point", "maximum": 17.0, "value_set": None, "site": None}
 
 
 def test_seed_case_reads_back_field_for_field(client, tokens):
