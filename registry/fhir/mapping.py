@@ -75,6 +75,11 @@ EXTENSIONS = {
     "reported_by": "reported-by",                  # AdverseEvent: valueCoding (reported_by)
     "saves_grade": "saves-grade",                  # AdverseEvent: valueCoding (saves_grade, SAVES-V2)
     "count": "implant-count",                      # Device (implant): valueInteger
+    # A score entry (an operation's baseline Observation, a follow-up's component): what its value is read on
+    "score_version": "score-version",              # valueCoding (score_version); none for an ODI of unknown version
+    "score_maximum": "score-maximum",              # valueDecimal: the maximum of the version's scale
+    "value_set": "eq5d-value-set",                 # valueCoding (eq5d_value_set): the EQ-5D-5L index's value set
+    "pain_site": "pain-site",                      # valueCoding (pain_site): where a pain NRS was scored
     # Procedure: valueCoding (recording_status), written when not_recorded (none and occurred
     # follow from the AdverseEvents present); read when given, else none or occurred likewise
     "intraop_events_status": "intraop-events-status",
@@ -114,6 +119,18 @@ STANDARD_CODINGS = {
     ("diagnosis", "iro"): [{"system": ICD10, "code": "Q78.2", "display": "Osteopetrosis"}],
     ("diagnosis", "camurati_engelmann"): [
         {"system": ICD10, "code": "Q78.3", "display": "Progressive diaphyseal dysplasia"}],
+}
+
+LOINC = "http://loinc.org"
+# Standard codes of a score's instrument (and version: None for all its versions), next to the
+# registry's score-instrument coding; only codes checked against a source (docs/fhir.md lists them).
+# NDI and JOA have none found: they carry the registry's coding only.
+SCORE_STANDARD_CODINGS = {
+    ("pain_nrs", "11-point"): [{"system": LOINC, "code": "72514-3",
+                                "display": "Pain severity - 0-10 verbal numeric rating [Score] - Reported"}],
+    ("odi", None): [{"system": LOINC, "code": "97909-6", "display": "Oswestry disability index score ODI"}],
+    ("eq5d5l_index", "5L"): [{"system": SNOMED, "code": "736534008",
+                              "display": "EuroQol five dimension five level index value (observable entity)"}],
 }
 
 _VOCABULARY_OF_ELEMENT = {"fusion-status": "fusion_status", "implant-status": "implant_status",
@@ -445,6 +462,14 @@ def _operation_entries(document: dict, follow_ups, names: _Names, patient_ref: s
         observation("preop-joa", "joa", "valueQuantity", quantity(scores["joa"], "{score}"))
     if scores.get("mjoa") is not None:
         observation("preop-mjoa", "mjoa", "valueInteger", scores["mjoa"])
+    # every other score entry: an Observation coded with its instrument, the site as its bodySite
+    for entry in rules.other_scores(rules.merged_scores({}, document.get("baseline_scores"))):
+        extensions, code, value = _score_elements(entry)
+        score = {"extension": extensions, "status": "final", "code": code, "subject": subject,
+                 "effectiveDateTime": procedure["performedDateTime"], "partOf": [procedure_subject]}
+        if entry.get("site"):
+            score["bodySite"] = concept("pain_site", entry["site"])
+        add("Observation", baseline_score_part(entry), {**score, "valueQuantity": value})
 
     # AdverseEvents: intraoperative events (ClassIntra grade) and postoperative complications (Clavien-Dindo)
     for number, event in enumerate(document.get("intraop_events") or [], start=1):
@@ -499,6 +524,28 @@ def _operation_entries(document: dict, follow_ups, names: _Names, patient_ref: s
     return entries
 
 
+def baseline_score_part(entry: dict) -> str:
+    """The part name of a baseline score's Observation: `baseline-ndi-percent`, `baseline-pain-nrs-11-point-neck`
+    (one per instrument, version and site, as rules.one_score_per_instrument has it)."""
+    key = [str(item) for item in (entry.get("instrument"), entry.get("version"), entry.get("site")) if item]
+    return "baseline-" + "-".join(key).replace("_", "-")
+
+
+def _score_elements(entry: dict) -> tuple[list[dict], dict, dict]:
+    """(extensions, code, valueQuantity) of a score entry, for an Observation or a follow-up's component:
+    the instrument's registry coding first, then its standard ones; what its value is read on as extensions."""
+    extensions = []
+    if entry.get("version"):
+        extensions.append(_extension("score_version", "valueCoding", coding("score_version", entry["version"])))
+    extensions.append(_extension("score_maximum", "valueDecimal", entry["maximum"]))
+    if entry.get("value_set"):
+        extensions.append(_extension("value_set", "valueCoding", coding("eq5d_value_set", entry["value_set"])))
+    standard = SCORE_STANDARD_CODINGS.get((entry["instrument"], entry.get("version"))) \
+        or SCORE_STANDARD_CODINGS.get((entry["instrument"], None), [])
+    code = {"coding": [coding("score_instrument", entry["instrument"]), *standard]}
+    return extensions, code, quantity(entry["value"], "{score}")
+
+
 def _first_day(text: str) -> str:
     """The first day of a FHIR date's period (`2016` -> `2016-01-01`)."""
     return {4: text + "-01-01", 7: text + "-01"}.get(len(text), text[:10])
@@ -536,6 +583,13 @@ def _follow_up_entry(follow_up: dict, index: int, names: _Names, subject: dict, 
         components.append({"code": element("joa"), "valueQuantity": quantity(legacy["joa"], "{score}")})
     if legacy["mjoa"] is not None:
         components.append({"code": element("mjoa"), "valueInteger": legacy["mjoa"]})
+    # every other score entry: a component coded with its instrument (a component has no bodySite:
+    # a pain NRS names its site by extension)
+    for entry in rules.other_scores(rules.merged_scores({}, follow_up.get("scores"))):
+        extensions, code, value = _score_elements(entry)
+        if entry.get("site"):
+            extensions.append(_extension("pain_site", "valueCoding", coding("pain_site", entry["site"])))
+        components.append({"extension": extensions, "code": code, "valueQuantity": value})
     if follow_up.get("revision_surgery") is None:  # not recorded: said so, never written as false
         components.append({"code": element("revision-surgery"), "dataAbsentReason": NOT_RECORDED})
     else:
@@ -594,7 +648,7 @@ _REFERENCE = {"reference": str, "display": str, "type": str}
 _QUANTITY = {"value": _NUMBER, "unit": str, "system": str, "code": str}
 _ANNOTATION = {"text": str}
 _EXTENSION = {"url": str, "valueCoding": _CODING, "valueBoolean": bool, "valueString": str, "valueInteger": _INTEGER,
-              "valueDuration": _QUANTITY, "valueCode": str}
+              "valueDuration": _QUANTITY, "valueCode": str, "valueDecimal": _NUMBER}
 _EXTENDED = {"extension": [_EXTENSION]}
 _RESOURCE_SHAPES = {
     "Patient": {"identifier": [_IDENTIFIER], **_EXTENDED, "gender": str, "birthDate": str},
@@ -608,10 +662,11 @@ _RESOURCE_SHAPES = {
     "Device": {"identifier": [_IDENTIFIER], **_EXTENDED, "type": _CONCEPT, "patient": _REFERENCE,
                "property": [{"type": _CONCEPT, "valueQuantity": [_QUANTITY]}], "parent": _REFERENCE,
                "note": [_ANNOTATION], "manufacturer": str, "deviceName": [{"name": str, "type": str}]},
-    "Observation": {"identifier": [_IDENTIFIER], "status": str, "code": _CONCEPT, "subject": _REFERENCE,
-                    "effectiveDateTime": str, "partOf": [_REFERENCE], "valueQuantity": _QUANTITY,
+    "Observation": {"identifier": [_IDENTIFIER], **_EXTENDED, "status": str, "code": _CONCEPT, "subject": _REFERENCE,
+                    "effectiveDateTime": str, "partOf": [_REFERENCE], "bodySite": _CONCEPT, "valueQuantity": _QUANTITY,
                     "valueBoolean": bool, "valueInteger": _INTEGER, "method": _CONCEPT,
-                    "component": [{"code": _CONCEPT, "valueQuantity": _QUANTITY, "valueCodeableConcept": _CONCEPT,
+                    "component": [{**_EXTENDED, "code": _CONCEPT, "valueQuantity": _QUANTITY,
+                                   "valueCodeableConcept": _CONCEPT,
                                    "valueInteger": _INTEGER, "valueBoolean": bool, "valueString": str,
                                    "dataAbsentReason": _CONCEPT}],
                     "note": [_ANNOTATION]},
@@ -1319,13 +1374,74 @@ def _read_patient(reader: _Reader, operation: _Operation, index: int, patient: d
             put("patient.family_history", extension.get("valueBoolean"), f"{extension_path}.valueBoolean")
 
 
+_SCORE_EXTENSIONS = ("score_version", "score_maximum", "value_set", "pain_site")
+
+
+def _is_score(concept_value) -> bool:
+    """Whether a code names a score instrument (a coding of the registry's score-instrument CodeSystem)."""
+    system = code_system_url("score_instrument")
+    return _is_object(concept_value) and isinstance(concept_value.get("coding"), list) and any(
+        _is_object(item) and item.get("system") == system for item in concept_value["coding"])
+
+
+def _read_score(reader: _Reader, index: int, holder: dict, path: str, put, prefix: str, *, site_element: bool) -> dict:
+    """Read one score entry (a baseline Observation, or a follow-up's component) into `prefix`
+    (`baseline_scores.0`, `scores.1`); the entry read, for its part name. The pain site is the
+    Observation's bodySite, or a component's pain-site extension (`site_element` False)."""
+    entry = {}
+
+    def keep(name, value, source):
+        entry[name] = value
+        put(f"{prefix}.{name}", value, source)
+
+    keep("instrument", *reader.code(holder.get("code"), "score_instrument", index, f"{path}.code"))
+    if "valueQuantity" in holder:
+        keep("value", reader.quantity_value(holder["valueQuantity"], "{score}", index, f"{path}.valueQuantity"),
+             f"{path}.valueQuantity.value")
+    else:
+        reader.error(index, f"{path}.valueQuantity", "A score gives its value as valueQuantity (UCUM {score}).",
+                     "required")
+    extensions = reader.extensions(holder, index, path)
+    for name, found in extensions.items():
+        if name not in _SCORE_EXTENSIONS or (name == "pain_site" and site_element):
+            for _, extension_path in found:
+                reader.error(index, extension_path, "This extension is not read on a score.", "not-supported")
+    for name, field_name in (("score_version", "version"), ("value_set", "value_set")):
+        for extension, extension_path in extensions.get(name, []):
+            keep(field_name, (extension.get("valueCoding") or {}).get("code"), f"{extension_path}.valueCoding.code")
+    for extension, extension_path in extensions.get("score_maximum", []):
+        keep("maximum", extension.get("valueDecimal"), f"{extension_path}.valueDecimal")
+    if site_element and "bodySite" in holder:
+        keep("site", *reader.code(holder["bodySite"], "pain_site", index, f"{path}.bodySite"))
+    for extension, extension_path in extensions.get("pain_site", []) if not site_element else ():
+        keep("site", (extension.get("valueCoding") or {}).get("code"), f"{extension_path}.valueCoding.code")
+    return entry
+
+
+def _refuse_unread(reader: _Reader, index: int, holder: dict, path: str, names) -> None:
+    """Elements only a score reads (extension, bodySite) are refused elsewhere: they would be lost."""
+    for name in names:
+        if name in holder:
+            reader.error(index, f"{path}.{name}", f"{name} is read only on a score: it would be lost here, so it is "
+                                                  "refused.", "not-supported")
+
+
 def _read_observation(reader: _Reader, operation: _Operation, index: int, observation: dict) -> str:
     path = f"Bundle.entry[{index}].resource"
     _check_status(reader, index, observation)
+    if _is_score(observation.get("code")):
+        scores = operation.unit.operation.setdefault("baseline_scores", [])
+        prefix = f"baseline_scores.{len(scores)}"
+        scores.append({})
+        operation.unit.sources[prefix] = path
+        entry = _read_score(reader, index, observation, path, operation.put, prefix, site_element=True)
+        return baseline_score_part(entry)
+    _refuse_unread(reader, index, observation, path, ("extension", "bodySite"))
     code = _element_code(observation.get("code"))
     if code not in _OBSERVATION_FIELDS:
         reader.error(index, f"{path}.code", f"An operation's Observation is coded from {ELEMENT_SYSTEM}: one of "
-                                            f"{', '.join(_OBSERVATION_FIELDS)} (or follow-up).", "code-invalid")
+                                            f"{', '.join(_OBSERVATION_FIELDS)} (or follow-up), or is a score coded from "
+                                            f"{code_system_url('score_instrument')}.", "code-invalid")
         return "observation"
     field_path, value_element, unit = _OBSERVATION_FIELDS[code]
     if field_path in operation.unit.sources:
@@ -1432,12 +1548,24 @@ def _read_follow_up(reader: _Reader, operation: _Operation, index: int, observat
     note = reader.note(observation, index, path)
     if note:
         put("notes", *note)
+    _refuse_unread(reader, index, observation, path, ("extension", "bodySite"))
     for component_number, component in enumerate(observation.get("component") or []):
         component_path = f"{path}.component[{component_number}]"
+        if _is_object(component) and _is_score(component.get("code")):
+            scores = unit.follow_ups[number].setdefault("scores", [])
+            prefix = f"scores.{len(scores)}"
+            scores.append({})
+            unit.follow_up_sources[number][prefix] = component_path
+            _read_score(reader, index, component, component_path, put, prefix, site_element=False)
+            continue
+        if _is_object(component):
+            _refuse_unread(reader, index, component, component_path, ("extension",))
         code = _element_code(component.get("code")) if _is_object(component) else None
         if code not in _COMPONENT_FIELDS:
             reader.error(index, f"{component_path}.code", f"A follow-up component is coded from {ELEMENT_SYSTEM}: "
-                                                          f"one of {', '.join(_COMPONENT_FIELDS)}.", "code-invalid")
+                                                          f"one of {', '.join(_COMPONENT_FIELDS)}, or is a score "
+                                                          f"coded from {code_system_url('score_instrument')}.",
+                                                          "code-invalid")
             continue
         name, value_element, unit_code = _COMPONENT_FIELDS[code]
         if "dataAbsentReason" in component and value_element not in component:
