@@ -37,3 +37,27 @@ def element_paths(node, path=()) -> list[tuple]:
     for key, child in children:
         paths += element_paths(child, path + (key,))
     return paths
+
+
+def every_score_case() -> tuple[dict, list[dict]]:
+    """The seed case scored on every instrument but the JOA 17-point: JOA 29-point, mJOA, NDI, ODI,
+    EQ-5D-5L index with its value set, and pain NRS at the neck and the arm; before and at follow-up."""
+    operation, [follow_up] = seed_case()
+    operation = dict(operation, local_ref="SCORES-1", baseline_scores=[
+        {"instrument": "joa", "version": "29-point", "value": -2},
+        {"instrument": "mjoa", "value": 11},
+        {"instrument": "ndi", "version": "percent", "value": 46.5},
+        {"instrument": "odi", "version": "2.1a", "value": 38},
+        {"instrument": "eq5d5l_index", "value": -0.123, "value_set": "england"},
+        {"instrument": "pain_nrs", "value": 7, "site": "neck"},
+        {"instrument": "pain_nrs", "value": 5, "site": "arm"},
+    ])
+    follow_up = dict(follow_up, local_ref="SCORES-1-FU12", scores=[
+        {"instrument": "joa", "version": "29-point", "value": 21, "maximum": 29},
+        {"instrument": "ndi", "version": "50-point", "value": 9},
+        {"instrument": "odi", "value": 12.5},
+        {"instrument": "eq5d5l_index", "value": 0.85, "value_set": "japan"},
+        {"instrument": "pain_nrs", "value": 2, "site": "neck"},
+        {"instrument": "pain_nrs", "value": 0, "site": "arm"},
+    ])
+    return operation, [follow_up]

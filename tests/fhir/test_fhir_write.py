@@ -6,7 +6,7 @@ import json
 import pytest
 
 from registry.fhir.mapping import operation_to_bundle
-from tests.fhir.helpers import FHIR_JSON, demo_cases, validate
+from tests.fhir.helpers import FHIR_JSON, demo_cases, every_score_case, validate
 from tests.records.helpers import counts
 
 CASES = demo_cases()
@@ -344,3 +344,59 @@ def test_writes_through_fhir_are_audited_as_on_v1(client, tokens, db):
                       " 'follow_up') ORDER BY id").fetchall()
     assert [(row["action"], row["entity"]) for row in rows] == [
         ("create", "patient"), ("create", "operation"), ("create", "follow_up"), ("update", "operation")]
+
+
+def test_every_score_instrument_round_trips_v1_fhir_v1_unchanged(client, tokens, db):
+    operation, follow_ups = every_score_case()
+    stored, stored_follow_ups = stored_through_v1(client, tokens, operation, follow_ups, "submitter_b")
+    # the document sent as a Bundle stores what /v1 stores
+    written = answer(post_bundle(client, operation_to_bundle(operation, follow_ups), tokens=tokens), 200)
+    through_fhir = read_back(client, tokens, procedure_id(written))
+    assert without_server_values(through_fhir) == without_server_values([stored, stored_follow_ups])
+    assert len(through_fhir[0]["baseline_scores"]) == 7 and len(through_fhir[1][0]["scores"]) == 6
+    # and the stored record exported and posted back is unchanged, every score kept
+    exported = validate(operation_to_bundle(stored, stored_follow_ups))
+    again = answer(post_bundle(client, exported, token="submitter_b", tokens=tokens))
+    assert {entry["response"]["status"] for entry in again["entry"]} == {"200 OK"}
+    assert read_back(client, tokens, stored["id"], "submitter_b") == [stored, stored_follow_ups]
+
+
+def _score_entry(bundle, part: str) -> int:
+    return next(index for index, entry in enumerate(bundle["entry"])
+                if entry["resource"].get("identifier", [{}])[0].get("value", "").endswith(f"#{part}"))
+
+
+def test_a_baseline_score_off_its_scale_is_refused_at_its_element_and_nothing_is_stored(client, tokens, db):
+    operation, follow_ups = every_score_case()
+    bundle = operation_to_bundle(operation, follow_ups)
+    index = _score_entry(bundle, "baseline-pain-nrs-11-point-arm")
+    bundle["entry"][index]["resource"]["valueQuantity"]["value"] = 11
+    [issue] = issues(post_bundle(client, bundle, tokens=tokens), 422)
+    assert issue["expression"] == [f"Bundle.entry[{index}].resource.valueQuantity.value"]
+    assert issue["diagnostics"].startswith("baseline_scores.") and "runs from 0 to 10" in issue["diagnostics"]
+    assert set(counts(db).values()) == {0}
+
+
+def test_a_follow_up_score_without_its_value_set_is_refused_at_its_component(client, tokens, db):
+    operation, follow_ups = every_score_case()
+    bundle = operation_to_bundle(operation, follow_ups)
+    index = next(index for index, entry in enumerate(bundle["entry"])
+                 if entry["resource"].get("code", {}).get("coding", [{}])[0].get("code") == "follow-up")
+    components = bundle["entry"][index]["resource"]["component"]
+    number = next(number for number, component in enumerate(components)
+                  if component["code"]["coding"][0]["code"] == "eq5d5l_index")
+    components[number]["extension"] = [extension for extension in components[number]["extension"]
+                                       if not extension["url"].endswith("/eq5d-value-set")]
+    [issue] = issues(post_bundle(client, bundle, tokens=tokens), 422)
+    assert issue["expression"] == [f"Bundle.entry[{index}].resource.component[{number}]"]
+    assert issue["diagnostics"].startswith("follow-up scores.3.value_set:")
+    assert set(counts(db).values()) == {0}
+
+
+def test_a_score_element_on_another_observation_is_refused_not_lost(client, tokens, db):
+    bundle = seed_bundle()
+    index = entry_index(bundle, "blood-loss")
+    bundle["entry"][index]["resource"]["bodySite"] = {"text": "neck"}
+    [issue] = issues(post_bundle(client, bundle, tokens=tokens), 400)
+    assert issue["expression"] == [f"Bundle.entry[{index}].resource.bodySite"]
+    assert set(counts(db).values()) == {0}

@@ -3,7 +3,8 @@
 import pytest
 
 from registry.fhir import mapping
-from tests.fhir.helpers import demo_cases, validate
+from registry.validation import rules
+from tests.fhir.helpers import demo_cases, every_score_case, validate
 
 CASES = demo_cases()
 
@@ -125,3 +126,69 @@ def test_what_did_not_happen_is_refused_not_recorded():
         bundle["entry"][index]["resource"][name] = mapping.operation_to_bundle(
             *demo_cases()[0][1:])["entry"][index]["resource"][name]
     assert mapping.bundle_to_documents(bundle)[1] == []
+
+
+def _observations(bundle) -> dict:
+    """The bundle's Observations by part (`baseline-ndi-percent`, `follow-up`...)."""
+    found = {}
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "Observation":
+            identifier = resource["identifier"][0]["value"]
+            found[identifier.split("#", 1)[1] if "#" in identifier else "follow-up"] = resource
+    return found
+
+
+def test_every_score_is_an_observation_coded_with_its_instrument_and_its_scale():
+    operation, follow_ups = every_score_case()
+    observations = _observations(validate(mapping.operation_to_bundle(operation, follow_ups)))
+    pain = observations["baseline-pain-nrs-11-point-neck"]
+    # the registry's coding first, then LOINC's
+    assert [(coding["system"].rsplit("/", 1)[1], coding["code"]) for coding in pain["code"]["coding"]] == [
+        ("score-instrument", "pain_nrs"), ("loinc.org", "72514-3")]
+    assert pain["bodySite"]["coding"][0]["code"] == "neck"
+    assert pain["valueQuantity"] == {"value": 7, "unit": "{score}", "system": "http://unitsofmeasure.org",
+                                     "code": "{score}"}
+    assert pain["effectiveDateTime"] == "2016"  # the operation's date, as the JOA's
+    assert observations["baseline-pain-nrs-11-point-arm"]["valueQuantity"]["value"] == 5
+    eq5d = {extension["url"].rsplit("/", 1)[1]: extension for extension in
+            observations["baseline-eq5d5l-index-5L"]["extension"]}
+    assert eq5d["eq5d-value-set"]["valueCoding"]["code"] == "england"
+    assert eq5d["score-maximum"]["valueDecimal"] == 1
+    joa = {extension["url"].rsplit("/", 1)[1]: extension for extension in
+           observations["baseline-joa-29-point"]["extension"]}
+    assert (joa["score-version"]["valueCoding"]["code"], joa["score-maximum"]["valueDecimal"]) == ("29-point", 29)
+    assert observations["preop-mjoa"]["valueInteger"] == 11
+    components = [component for component in observations["follow-up"]["component"] if "extension" in component]
+    assert [component["code"]["coding"][0]["code"] for component in components] == [
+        "joa", "ndi", "odi", "eq5d5l_index", "pain_nrs", "pain_nrs"]
+    sites = [extension["valueCoding"]["code"] for component in components for extension in component["extension"]
+             if extension["url"].endswith("/pain-site")]
+    assert sites == ["neck", "arm"]
+
+
+def test_every_score_reads_back_from_its_bundle_as_sent():
+    operation, follow_ups = every_score_case()
+    [unit], errors = mapping.bundle_to_documents(mapping.operation_to_bundle(operation, follow_ups))
+    assert errors == []
+    # version and maximum filled in, as /v1 stores them
+    full = rules.merged_scores({}, operation["baseline_scores"])
+    assert unit.operation["preop_scores"] == {"mjoa": 11}
+    assert [entry for entry in full if entry["instrument"] != "mjoa"] == [
+        {"value_set": None, "site": None, **entry} for entry in unit.operation["baseline_scores"]]
+    assert rules.merged_scores({}, follow_ups[0]["scores"]) == [
+        {"value_set": None, "site": None, "version": None, **entry} for entry in unit.follow_ups[0]["scores"]]
+    # each score's entry is a part of the operation, named as its server id will be
+    assert "baseline-pain-nrs-11-point-neck" in unit.parts.values()
+    assert unit.source("baseline_scores.5.value").endswith("resource.valueQuantity.value")
+
+
+def test_the_seed_case_keeps_its_joa_as_before():
+    operation, follow_ups = demo_cases()[0][1:]
+    observations = _observations(mapping.operation_to_bundle(operation, follow_ups))
+    assert observations["preop-joa"]["code"]["coding"][0]["code"] == "joa"
+    assert observations["preop-joa"]["valueQuantity"]["value"] == 10
+    [joa] = [component for component in observations["follow-up"]["component"]
+             if component["code"]["coding"][0]["code"] == "joa"]
+    assert joa == {"code": mapping.element("joa"), "valueQuantity": mapping.quantity(14, "{score}")}
+    assert not [name for name in observations if name.startswith("baseline-")]
