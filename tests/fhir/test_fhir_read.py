@@ -226,3 +226,28 @@ def test_metadata_lists_the_reads_searches_and_export(client):
         {"identifier", "patient", "date", "_lastUpdated", "_id"}
     assert {p["name"] for p in resources["Patient"]["searchParam"]} == {"identifier", "_lastUpdated", "_id"}
     assert [o["name"] for o in resources["Patient"]["operation"]] == ["export"]
+
+
+def test_every_score_reads_back_by_id_and_in_a_bulk_export(client, tokens, db):
+    from tests.fhir.helpers import every_score_case
+    from tests.fhir.test_bulk_export import download, kick_off, manifest_of
+    stored = submit(client, tokens, *every_score_case())
+    headers = tokens.header("submitter_a")
+    neck = fhir(client.get(f"/fhir/Observation/{stored['id']}-baseline-pain-nrs-11-point-neck", headers=headers),
+                200, "Observation")
+    assert (neck["valueQuantity"]["value"], neck["bodySite"]["coding"][0]["code"]) == (7, "neck")
+    assert neck["partOf"] == [{"reference": f"Procedure/{stored['id']}"}]
+    eq5d = fhir(client.get(f"/fhir/Observation/{stored['id']}-baseline-eq5d5l-index-5L", headers=headers))
+    assert eq5d["valueQuantity"]["value"] == -0.123
+    [follow_up] = client.get(f"/v1/operations/{stored['id']}/follow-ups", headers=headers).json["items"]
+    read = fhir(client.get(f"/fhir/Observation/follow-up-{follow_up['id']}", headers=headers), 200, "Observation")
+    scored = [(component["code"]["coding"][0]["code"], component["valueQuantity"]["value"])
+              for component in read["component"] if "extension" in component]
+    assert scored == [("joa", 21), ("ndi", 9), ("odi", 12.5), ("eq5d5l_index", 0.85), ("pain_nrs", 2),
+                      ("pain_nrs", 0)]
+    # a bulk export holds the same Observations
+    manifest = manifest_of(client, tokens, kick_off(client, tokens, _type="Observation"))
+    exported = {resource["id"]: resource for output in manifest["output"]
+                for resource in download(client, tokens, output["url"])[1]}
+    assert exported[f"{stored['id']}-baseline-pain-nrs-11-point-neck"]["valueQuantity"]["value"] == 7
+    assert exported[f"follow-up-{follow_up['id']}"]["component"] == read["component"]
