@@ -1375,6 +1375,10 @@ def _read_patient(reader: _Reader, operation: _Operation, index: int, patient: d
 
 
 _SCORE_EXTENSIONS = ("score_version", "score_maximum", "value_set", "pain_site")
+# What a score's Observation or component holds (a value in another element would be lost)
+_SCORE_COMPONENT_ELEMENTS = {"extension", "code", "valueQuantity"}
+_SCORE_OBSERVATION_ELEMENTS = _SCORE_COMPONENT_ELEMENTS | _IGNORED_ELEMENTS | {
+    "identifier", "status", "subject", "effectiveDateTime", "partOf", "bodySite"}
 
 
 def _is_score(concept_value) -> bool:
@@ -1389,6 +1393,11 @@ def _read_score(reader: _Reader, index: int, holder: dict, path: str, put, prefi
     (`baseline_scores.0`, `scores.1`); the entry read, for its part name. The pain site is the
     Observation's bodySite, or a component's pain-site extension (`site_element` False)."""
     entry = {}
+    read = _SCORE_OBSERVATION_ELEMENTS if site_element else _SCORE_COMPONENT_ELEMENTS
+    for name in holder:
+        if name not in read:
+            reader.error(index, f"{path}.{name}", f"{name} is not read on a score: it would be lost, so it is "
+                                                  "refused.", "not-supported")
 
     def keep(name, value, source):
         entry[name] = value

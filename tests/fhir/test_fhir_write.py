@@ -400,3 +400,15 @@ def test_a_score_element_on_another_observation_is_refused_not_lost(client, toke
     [issue] = issues(post_bundle(client, bundle, tokens=tokens), 400)
     assert issue["expression"] == [f"Bundle.entry[{index}].resource.bodySite"]
     assert set(counts(db).values()) == {0}
+
+
+def test_a_score_given_in_another_element_than_its_quantity_is_refused_not_lost(client, tokens, db):
+    operation, follow_ups = every_score_case()
+    bundle = operation_to_bundle(operation, follow_ups)
+    index = _score_entry(bundle, "baseline-ndi-percent")
+    resource = bundle["entry"][index]["resource"]
+    resource["valueInteger"] = round(resource.pop("valueQuantity")["value"])
+    found = issues(post_bundle(client, bundle, tokens=tokens), 400)
+    assert {item["expression"][0] for item in found} == {f"Bundle.entry[{index}].resource.valueInteger",
+                                                          f"Bundle.entry[{index}].resource.valueQuantity"}
+    assert set(counts(db).values()) == {0}
