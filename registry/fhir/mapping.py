@@ -1449,8 +1449,8 @@ def _read_observation(reader: _Reader, operation: _Operation, index: int, observ
     code = _element_code(observation.get("code"))
     if code not in _OBSERVATION_FIELDS:
         reader.error(index, f"{path}.code", f"An operation's Observation is coded from {ELEMENT_SYSTEM}: one of "
-                                            f"{', '.join(_OBSERVATION_FIELDS)} (or follow-up), or is a score coded from "
-                                            f"{code_system_url('score_instrument')}.", "code-invalid")
+                                            f"{', '.join(_OBSERVATION_FIELDS)} (or follow-up), or is a score coded "
+                                            f"from {code_system_url('score_instrument')}.", "code-invalid")
         return "observation"
     field_path, value_element, unit = _OBSERVATION_FIELDS[code]
     if field_path in operation.unit.sources:
