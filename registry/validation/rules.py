@@ -157,7 +157,8 @@ LEGACY_SCORES = {"joa": ("joa", "17-point"), "mjoa": ("mjoa", "18-point")}
 
 
 def scores_agree_with_legacy(legacy: dict, entries: list[dict], legacy_field: str) -> dict[str, str]:
-    """A legacy field sent beside the list agrees with the list's entry for it."""
+    """A legacy field sent beside the list agrees with the list's entry of its version. Another
+    version of the instrument (a 29-point lumbar JOA beside the 17-point one) is another score."""
     for name, (instrument, version) in LEGACY_SCORES.items():
         if legacy.get(name) is None:
             continue
@@ -166,9 +167,6 @@ def scores_agree_with_legacy(legacy: dict, entries: list[dict], legacy_field: st
                     and entry.get("value") != legacy[name]:
                 return {legacy_field + name: f"Is {legacy[name]}, but the {instrument} {version} score listed is "
                                              f"{entry.get('value')}: send one, or make them agree."}
-            if entry.get("instrument") == instrument and score_version(entry) != version:
-                return {legacy_field + name: f"Is the {version} {instrument}, but {instrument} is listed as "
-                                             f"{score_version(entry)}: one score per instrument."}
     return {}
 
 
@@ -178,9 +176,9 @@ def merged_scores(legacy: dict, entries: list[dict]) -> list[dict]:
     merged = [{"instrument": entry["instrument"], "version": score_version(entry), "value": entry["value"],
                "maximum": v.SCORE_SCALES[entry["instrument"], score_version(entry)][1],
                "value_set": entry.get("value_set"), "site": entry.get("site")} for entry in entries or []]
-    listed = {entry["instrument"] for entry in merged}
+    listed = {(entry["instrument"], entry["version"]) for entry in merged}
     for name, (instrument, version) in LEGACY_SCORES.items():
-        if legacy.get(name) is not None and instrument not in listed:
+        if legacy.get(name) is not None and (instrument, version) not in listed:
             merged.append({"instrument": instrument, "version": version, "value": legacy[name],
                            "maximum": v.SCORE_SCALES[instrument, version][1], "value_set": None,
                            "site": None})

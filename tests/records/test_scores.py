@@ -56,6 +56,22 @@ def test_the_29_point_lumbar_joa_is_not_the_17_point_one(client, tokens):
     assert created["preop_scores"] is None  # the legacy joa is the 17-point one only
 
 
+def test_a_legacy_joa_beside_a_lumbar_joa_is_two_scores(client, tokens):
+    # what a read gives (both forms, both JOA versions) is accepted again as it came
+    both = [{"instrument": "joa", "version": "17-point", "value": 10},
+            {"instrument": "joa", "version": "29-point", "value": 14}]
+    created = _post(client, tokens, operation(baseline_scores=both, preop_scores={"joa": 10}))
+    assert created.status_code == 201, created.json
+    assert [(e["version"], e["value"]) for e in created.json["baseline_scores"]] == [("17-point", 10), ("29-point", 14)]
+    # the legacy field is the 17-point JOA: sent beside a lumbar JOA only, it is kept, not dropped
+    lumbar_only = operation(local_ref="LUMBAR-AND-LEGACY", baseline_scores=both[1:], preop_scores={"joa": 12})
+    created = _post(client, tokens, lumbar_only)
+    assert created.status_code == 201, created.json
+    assert sorted((e["version"], e["value"]) for e in created.json["baseline_scores"]) == [
+        ("17-point", 12), ("29-point", 14)]
+    assert created.json["preop_scores"]["joa"] == 12
+
+
 @pytest.mark.parametrize("entry, field", [
     ({"instrument": "joa", "value": 10}, "version"),
     ({"instrument": "joa", "version": "17-point", "value": 17.5}, "value"),
