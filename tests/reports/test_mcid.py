@@ -3,7 +3,7 @@
 import pytest
 
 from registry.reports import mcid
-from registry.vocabulary import SCORE_SCALES
+from registry.vocabulary import EQ5D_VALUE_SET, SCORE_SCALES
 
 
 def test_every_mcid_names_a_known_scale_and_a_source():
@@ -13,6 +13,10 @@ def test_every_mcid_names_a_known_scale_and_a_source():
         assert 0 < threshold < high - low
         assert direction in (mcid.HIGHER_IS_BETTER, mcid.LOWER_IS_BETTER)
         assert source
+        assert direction == mcid.direction_of(key[0])
+    for value_set, (threshold, direction, source) in mcid.EQ5D5L_MCID.items():
+        assert value_set in EQ5D_VALUE_SET and 0 < threshold < 2 and source
+        assert direction == mcid.direction_of("eq5d5l_index")
 
 
 def test_higher_is_better_scores_reach_the_mcid_by_rising():
@@ -35,8 +39,15 @@ def test_lower_is_better_scores_reach_the_mcid_by_falling():
 
 
 def test_eq5d_index_at_its_threshold_despite_float_arithmetic():
-    assert mcid.reaches_mcid("eq5d5l_index", "5L", 0.6, 0.663) is True
-    assert mcid.reaches_mcid("eq5d5l_index", "5L", 0.6, 0.662) is False
+    assert mcid.reaches_mcid("eq5d5l_index", "5L", 0.6, 0.663, value_set="england") is True
+    assert mcid.reaches_mcid("eq5d5l_index", "5L", 0.6, 0.662, value_set="england") is False
+
+
+def test_an_eq5d_index_has_the_mcid_of_its_value_set_only():
+    # another country's tariff is another scale: no MCID the registry is confident of
+    assert mcid.reaches_mcid("eq5d5l_index", "5L", 0.6, 0.9, value_set="japan") is None
+    assert mcid.reaches_mcid("eq5d5l_index", "5L", 0.6, 0.9) is None
+    assert mcid.change("eq5d5l_index", "5L", 0.6, 0.5) == pytest.approx(-0.1)
 
 
 def test_a_version_without_a_confident_mcid_has_no_share():
