@@ -139,10 +139,14 @@ class Definition:
     params: dict = field(default_factory=dict)
     before: dict = field(default_factory=dict)
     cutoff: object = None
+    # histogram values computed in one pass ({metric: (x, y)}, each operation expanded into a
+    # row per metric): for many metrics over a costly join, where a scan per metric would
+    # repeat the join (the scores report's outcomes)
+    metric_rows: dict = field(default_factory=dict)
 
     def __bool__(self):
         """True when the fast path cannot serve it (`before` alone it can)."""
-        return bool(self.joins or self.measures or self.metrics or self.where)
+        return bool(self.joins or self.measures or self.metrics or self.where or self.metric_rows)
 
 
 @dataclass
@@ -366,9 +370,12 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
     if not metrics:
         return
     counts = {grouping: {} for grouping in sets}
+    one_pass = [name for name in metrics if name in definition.metric_rows]
+    per_metric = [name for name in metrics if name not in definition.metric_rows]
     for source, signed in sources:
+        n = sql.SQL("sum(m.sign)") if signed else sql.SQL("count(*)")
         # one grouped scan per metric: cheaper than expanding every operation into metric rows
-        query = sql.SQL(" UNION ALL ").join(sql.SQL("""
+        parts = [sql.SQL("""
             SELECT {select_dims}{metric} AS metric, {x} AS x, {y} AS y, {n} AS n
             FROM {source} m {join}
             WHERE {where} AND {x} IS NOT NULL
@@ -376,9 +383,19 @@ def _scan(conn, sets, filters, measures, metrics, min_months, with_procedure, re
             select_dims=select_dims, source=source, metric=sql.Literal(name),
             x=(definition.metrics.get(name) or METRIC_VALUES[name])[0],
             y=(definition.metrics.get(name) or METRIC_VALUES[name])[1],
-            n=sql.SQL("sum(m.sign)") if signed else sql.SQL("count(*)"),
-            join=join, where=where, group_by=sql.SQL("{}, ").format(group_by) if group_by else sql.SQL(""))
-            for name in metrics)
+            n=n, join=join, where=where, group_by=sql.SQL("{}, ").format(group_by) if group_by else sql.SQL(""))
+            for name in per_metric]
+        if one_pass:
+            rows = sql.SQL(", ").join(sql.SQL("({}, {}, {})").format(sql.Literal(name), *definition.metric_rows[name])
+                                      for name in one_pass)
+            parts.append(sql.SQL("""
+            SELECT {select_dims}mv.metric, mv.x, mv.y, {n} AS n
+            FROM {source} m {join} CROSS JOIN LATERAL (VALUES {rows}) mv (metric, x, y)
+            WHERE {where} AND mv.x IS NOT NULL
+            GROUP BY {group_by}mv.metric, mv.x, mv.y""").format(
+                select_dims=select_dims, source=source, n=n, join=join, rows=rows, where=where,
+                group_by=sql.SQL("{}, ").format(group_by) if group_by else sql.SQL("")))
+        query = sql.SQL(" UNION ALL ").join(parts)
         for row in conn.execute(query, params):
             key = tuple(row[f"g_{d}"] for d in finest)
             for grouping in sets:
