@@ -47,6 +47,7 @@ REPORTS = {  # kind: title, in the order of the navigation
     "complications": "Complications",
     "fusion": "Fusion and revision",
     "outcomes": "JOA / mJOA outcomes",
+    "scores": "Outcome scores and MCID",
     "centres": "Centres (funnel plot)",
     "completeness": "Data completeness",
 }

@@ -41,6 +41,21 @@ COLUMNS = {
         ("mJOA before", "mjoa_preop", "summary"),
         ("mJOA latest", "mjoa_latest", "summary"),
     ],
+    # the outcomes most registries score; every outcome is in the CSV and JSON
+    "scores": [
+        ("Operations", "operations", "count"),
+        ("JOA 17 change", "scores.joa_17.change", "summary"),
+        ("JOA 17 ≥ MCID", "scores.joa_17.reaches_mcid", "proportion"),
+        ("mJOA change", "scores.mjoa_18.change", "summary"),
+        ("mJOA ≥ MCID", "scores.mjoa_18.reaches_mcid", "proportion"),
+        ("NDI % change", "scores.ndi_percent.change", "summary"),
+        ("ODI 2.1a change", "scores.odi_2_1a.change", "summary"),
+        ("EQ-5D-5L (England) change", "scores.eq5d5l_england.change", "summary"),
+        ("Neck pain change", "scores.pain_nrs_neck.change", "summary"),
+        ("Arm pain change", "scores.pain_nrs_arm.change", "summary"),
+        ("Back pain change", "scores.pain_nrs_back.change", "summary"),
+        ("Leg pain change", "scores.pain_nrs_leg.change", "summary"),
+    ],
     "centres": [
         ("Rate", "measure", "proportion"),
         ("Pooled rate", "pooled_rate", "rate"),

@@ -7,7 +7,7 @@ from psycopg.types.json import Jsonb
 
 from registry.auth import Principal
 
-REPORTS = ("complications", "fusion", "outcomes", "completeness", "centres")
+REPORTS = ("complications", "fusion", "outcomes", "scores", "completeness", "centres")
 
 
 def parameters_of(query: dict) -> dict:

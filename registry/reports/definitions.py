@@ -30,7 +30,7 @@ from datetime import date, datetime, timedelta, timezone
 from psycopg import sql
 
 from registry import vocabulary as v
-from registry.reports import store
+from registry.reports import scores, store
 
 WINDOWS = {"any": None, "30": 30, "90": 90}
 FAILURE_WINDOWS = {"any": None, "12": 12, "24": 24, "60": 60, "km": None}  # km: Kaplan-Meier (Choices.survival)
@@ -219,6 +219,10 @@ def scan_definition(report: str, choices: Choices) -> store.Definition:
             mjoa_post=(sql.SQL("tp.mjoa::float8"), sql.SQL("0::float8")),
             joa_pair=(sql.SQL("CASE WHEN m.preop_joa < 17 AND tp.joa IS NOT NULL THEN m.preop_joa::float8 END"),
                       sql.SQL("tp.joa::float8")))
+    elif report == "scores":
+        scores.add_to(d, choices.timepoint)
+        d.params.update(timepoint=TIMEPOINT_MONTHS, timepoint_from=TIMEPOINT_MONTHS - TIMEPOINT_TOLERANCE,
+                        timepoint_to=TIMEPOINT_MONTHS + TIMEPOINT_TOLERANCE)
     elif report == "completeness":
         # stored counts over the operations old enough (the fast path subtracts the recent ones)
         d.before.update(due_12m="operations", followed_12m_of_due="followed_12m")
@@ -420,6 +424,8 @@ def describe(report: str, choices: Choices, month_grain: bool) -> dict:
                            "mJOA and the recovery rate all from that visit (a score it did not record is "
                            "missing, not taken from an earlier visit)"),
             "source": SOURCES["timepoint"]}
+    elif report == "scores":
+        described.update(scores.describe(choices.timepoint, TIMEPOINT_MONTHS, TIMEPOINT_TOLERANCE))
     elif report == "completeness":
         described["follow_up_12m"] = {
             "parameter": None, "value": "fixed",

@@ -15,6 +15,8 @@ withholding as the JSON: a withheld figure is None in the document and is drawn 
   interval as whiskers; a second grouping dimension is the colour (and offset) within a row;
 - outcomes: JOA and mJOA before surgery and at latest follow-up, and the JOA recovery rate,
   as boxes from the quartiles with the median marked (the report has no extremes to whisker);
+- scores: for each outcome scored, its change from baseline as boxes and (with an MCID) the
+  share of pairs reaching it, forest style;
 - completeness: heatmap of the share of operations with each field, group by field.
 
 Every mark has a `description` (its label and figures). Vega puts it in the mark's
@@ -38,6 +40,7 @@ from xml.sax.saxutils import escape as xml_escape
 import vl_convert
 
 from registry import vocabulary
+from registry.reports import scores as score_outcomes
 from registry.reports import stats
 
 WITHHELD = "withheld"
@@ -96,6 +99,7 @@ COMPLETENESS_FIELDS = {
 }
 REPORT_TITLES = {
     "complications": "Complications", "fusion": "Fusion and revision", "outcomes": "JOA and mJOA outcomes",
+    "scores": "Outcome scores",
     "completeness": "Data completeness",
 }
 
@@ -383,6 +387,25 @@ def outcomes(report: dict, today: date, data: Datasets) -> dict:
             "title": _title(REPORT_TITLES["outcomes"], report, today)}
 
 
+def scores(report: dict, today: date, data: Datasets) -> dict:
+    """The outcomes scored in this report (pairs in the total or a group): each one's change from
+    baseline as a box and, with an MCID, the share reaching it with its interval."""
+    rows = _rows_and_total(report)
+    outcomes_of = [row.get("scores") or {} for row in rows]
+    names = list(outcomes_of[0]) if outcomes_of else []
+    scored = [name for name in names if any(outcome.get(name, {}).get("pairs") for outcome in outcomes_of)]
+    if not scored:
+        return {"title": _title(REPORT_TITLES["scores"], report, today)}
+    labels = {outcome.name: outcome.label for outcome in score_outcomes.OUTCOMES}
+    measures = {}
+    for name in scored:
+        label = labels.get(name, name)
+        measures[f"scores.{name}.change"] = f"{label}: change"
+        if "reaches_mcid" in outcomes_of[0][name]:
+            measures[f"scores.{name}.reaches_mcid"] = f"{label}: reaching MCID"
+    return forest(report, measures, today, data)
+
+
 def completeness(report: dict, today: date, data: Datasets) -> dict:
     """Share of operations with each field: a group × field heatmap."""
     cells = []
@@ -620,6 +643,8 @@ def chart(report: dict, today: date, data: Datasets) -> dict:
         return forest(report, FUSION_MEASURES, today, data)
     if kind == "outcomes":
         return outcomes(report, today, data)
+    if kind == "scores":
+        return scores(report, today, data)
     return completeness(report, today, data)
 
 

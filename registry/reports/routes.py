@@ -1,4 +1,4 @@
-"""Aggregate reports: GET /v1/reports/{complications,fusion,outcomes,centres,completeness}.
+"""Aggregate reports: GET /v1/reports/{complications,fusion,outcomes,scores,centres,completeness}.
 
 Every report is JSON by default, CSV with `Accept: text/csv` or `format=csv`, a plot
 with `Accept: image/svg+xml` / `image/png` or `format=svg` / `format=png`, and a FHIR
@@ -150,6 +150,9 @@ blp.route("/fusion")(_report_view(
 blp.route("/outcomes")(_report_view(
     "outcomes", schemas.ReportQuerySchema, schemas.OutcomesReportSchema,
     "Report JOA and mJOA before surgery and at latest follow-up, and Hirabayashi recovery"))
+blp.route("/scores")(_report_view(
+    "scores", schemas.ReportQuerySchema, schemas.ScoresReportSchema,
+    "Report each outcome score's change from baseline and the share reaching its MCID"))
 blp.route("/completeness")(_report_view(
     "completeness", schemas.ReportQuerySchema, schemas.CompletenessReportSchema,
     "Report the share of operations with each key field and with 12-month follow-up"))

@@ -5,6 +5,7 @@ from marshmallow import validate
 
 from registry import vocabulary as v
 from registry.reports import definitions as d
+from registry.reports import scores
 from registry.reports.service import FUNNEL_MEASURES
 from registry.reports.store import DIMENSIONS, INTRAOP_EVENT_TYPES, REPORTERS
 
@@ -73,9 +74,10 @@ class ReportQuerySchema(ma.Schema):
         "description": "Complications only: a major complication is Clavien-Dindo IIIa or worse (clavien, default), "
                        "or also an intraoperative event of ClassIntra III or worse (clavien_or_classintra)"})
     timepoint = ma.fields.String(validate=validate.OneOf(d.TIMEPOINTS), metadata={
-        "description": "Outcomes only: latest (default: the latest follow-up recording JOA or mJOA) or 12m "
+        "description": "Outcomes and scores only: latest (default: the latest follow-up recording JOA or mJOA) or 12m "
                        "(the follow-up closest to 12 months within 9-15 months); JOA, mJOA and the recovery rate "
-                       "all from that one visit"})
+                       "all from that one visit. Scores: each outcome's own latest (or closest to 12 months) "
+                       "follow-up that recorded it"})
     reported_by = _codes(v.REPORTED_BY, "Complications only: count only the intraoperative events and postoperative "
                                         "complications reported by these sources (denominators unchanged), to compare "
                                         "surgeon-reported rates with the others")
@@ -239,6 +241,39 @@ class OutcomesRowSchema(RowSchema):
     mjoa_latest = _summary()
 
 
+def _outcome_schema(outcome) -> type:
+    fields = {
+        "pairs": ma.fields.Integer(allow_none=True, metadata={
+            "description": "Operations with a baseline and a follow-up score of this instrument, version, site "
+                           "and value set"}),
+        "unpaired": ma.fields.Integer(allow_none=True, metadata={
+            "description": "Operations with a baseline score but no follow-up score of the same scale"}),
+        "baseline": _summary(), "follow_up": _summary(),
+        "change": ma.fields.Nested(SummarySchema, metadata={
+            "description": "Follow-up minus baseline, signed so that an improvement is positive"}),
+    }
+    if outcome.mcid:
+        fields["reaches_mcid"] = ma.fields.Nested(ProportionSchema, metadata={
+            "description": f"Pairs improving by at least {outcome.mcid[0]:g} ({outcome.mcid[2]}), over the pairs"})
+    if outcome.recovery:
+        fields["recovery_rate"] = ma.fields.Nested(SummarySchema, metadata={
+            "description": "Hirabayashi recovery rate (%) on this version's own full score; baseline at the full "
+                           "score excluded"})
+    return ma.Schema.from_dict(fields, name="ScoreOutcome" + "".join(
+        part.capitalize() for part in outcome.name.split("_")))
+
+
+ScoreOutcomesSchema = ma.Schema.from_dict(
+    {outcome.name: ma.fields.Nested(_outcome_schema(outcome), metadata={"description": outcome.label})
+     for outcome in scores.OUTCOMES}, name="ScoreOutcomes")
+
+
+class ScoresRowSchema(RowSchema):
+    scores = ma.fields.Nested(ScoreOutcomesSchema, metadata={
+        "description": "Per outcome (instrument, version, pain site, EQ-5D-5L value set): baseline, follow-up "
+                       "and change over the pairs, the share reaching the MCID, the unpaired baselines"})
+
+
 class CompletenessRowSchema(RowSchema):
     indication = _proportion()
     approach = _proportion()
@@ -300,6 +335,7 @@ def _report_schema(row_schema, name, **extra):
 ComplicationsReportSchema = _report_schema(ComplicationsRowSchema, "ComplicationsReportSchema")
 FusionReportSchema = _report_schema(FusionRowSchema, "FusionReportSchema", min_months=ma.fields.Integer())
 OutcomesReportSchema = _report_schema(OutcomesRowSchema, "OutcomesReportSchema")
+ScoresReportSchema = _report_schema(ScoresRowSchema, "ScoresReportSchema")
 CompletenessReportSchema = _report_schema(CompletenessRowSchema, "CompletenessReportSchema")
 CentresReportSchema = _report_schema(CentreRowSchema, "CentresReportSchema", measure=ma.fields.String(),
                                      funnel_method=ma.fields.String())

@@ -21,7 +21,7 @@ from fractions import Fraction
 
 from registry.auth import SUBMITTER, Principal
 from registry.problems import Problem, InvalidInput, field_error
-from registry.reports import definitions, stats, store, suppression
+from registry.reports import definitions, mcid, scores, stats, store, suppression
 from registry.reports.definitions import Choices
 
 FUNNEL_MEASURES = {
@@ -226,6 +226,38 @@ def outcomes_figures(cell, choices: Choices = Choices()) -> dict:
     }
 
 
+def scores_figures(cell, choices: Choices = Choices()) -> dict:
+    """Per outcome (registry.reports.scores): its pairs, the baseline and follow-up values and
+    the change of each pair (positive: better), the share of pairs reaching the MCID, the
+    baselines left unpaired, and for the JOA its recovery rate."""
+    figures = {"operations": Figure("count", "operations", _measure(cell, "operations"))}
+    for outcome in scores.OUTCOMES:
+        name, pairs = outcome.name, f"{outcome.name}_pairs"
+        histogram = cell.histograms.get(f"{name}_pair", [])
+        baseline, follow_up, change, recovery = {}, {}, {}, {}
+        for x, y, n in histogram:
+            baseline[x] = baseline.get(x, 0) + n
+            follow_up[y] = follow_up.get(y, 0) + n
+            # rounded: 0.663 - 0.6 is 0.063, not 0.06299999999999994
+            difference = round(mcid.change(outcome.instrument, outcome.version, x, y), 9)
+            change[difference] = change.get(difference, 0) + n
+            if outcome.recovery:
+                rate = mcid.recovery_rate(outcome.instrument, outcome.version, Fraction(x), Fraction(y))
+                if rate is not None:
+                    recovery[float(rate)] = recovery.get(float(rate), 0) + n
+        prefix = f"scores.{name}."
+        figures[prefix + "pairs"] = Figure("count", pairs, _measure(cell, pairs))
+        figures[prefix + "unpaired"] = Figure("count", f"{name}_unpaired", _measure(cell, f"{name}_unpaired"))
+        for label, counts in (("baseline", baseline), ("follow_up", follow_up), ("change", change)):
+            figures[prefix + label] = Figure("summary", pairs, _summary(cell, list(counts.items()), pairs))
+        if outcome.mcid:
+            figures[prefix + "reaches_mcid"] = _rate(cell, f"{name}_mcid", pairs)
+        if outcome.recovery:
+            figures[prefix + "recovery_rate"] = Figure(
+                "summary", f"{name}_recovery_n", _summary(cell, list(recovery.items()), f"{name}_recovery_n"))
+    return figures
+
+
 def completeness_figures(cell, choices: Choices = Choices()) -> dict:
     return {
         "operations": Figure("count", "operations", _measure(cell, "operations")),
@@ -273,6 +305,7 @@ SPECS = {
     "outcomes": (Spec("outcomes", ["operations", "joa_pre_n", "joa_post_n", "recovery_n",
                                    "mjoa_pre_n", "mjoa_post_n"],
                       ["joa_pre", "joa_post", "joa_pair", "mjoa_pre", "mjoa_post"]), outcomes_figures),
+    "scores": (Spec("scores", ["operations", *scores.measures()], scores.metrics()), scores_figures),
     "completeness": (Spec("completeness", ["operations", "indication_recorded", "approach_recorded", "spinal",
                                            "levels_recorded", "cervical", "joa_recorded", "duration_n",
                                            "blood_loss_n", "followed", "due_12m", "followed_12m_of_due",
@@ -282,12 +315,12 @@ SPECS = {
 }
 # The parameters of the definitions, and the reports that take each (others refuse them).
 DEFINITION_PARAMETERS = {
-    "unit": {"complications", "fusion", "outcomes", "completeness"},
+    "unit": {"complications", "fusion", "outcomes", "scores", "completeness"},
     "window": {"complications"},
     "reported_by": {"complications"},
     "major": {"complications"},
     "measure": {"complications", "fusion"},
-    "timepoint": {"outcomes"},
+    "timepoint": {"outcomes", "scores"},
     "assessment": {"fusion"},
     "failure_window": {"fusion"},
 }
@@ -398,8 +431,8 @@ def base_measures() -> frozenset:
     denominator, a summary's n. Where such a count is a numerator (completeness: operations
     with a follow-up, or with a blood loss recorded) it is withheld when small, as it is where
     it is the base: one figure, one decision."""
-    probe = PublishedCell(dict.fromkeys([*store.COUNT_MEASURES, *definitions.EXTRA_MEASURES, *DERIVED_COUNTS],
-                                        10), {}, False)
+    probe = PublishedCell(dict.fromkeys([*store.COUNT_MEASURES, *definitions.EXTRA_MEASURES, *DERIVED_COUNTS,
+                                         *scores.measures()], 10), {}, False)
     every_choice = [Choices(), Choices(window=30, failure_window=12), Choices(survival=True)]
     figure_sets = [figures_of(probe, choices) for _, figures_of in SPECS.values() for choices in every_choice]
     figure_sets += [funnel_figures(measure)(probe) for measure in FUNNEL_MEASURES]
@@ -478,7 +511,7 @@ def publish_row(group: dict, cell, figures: dict, reasons: dict, threshold: int 
 # --- building reports ------------------------------------------------------------------------
 
 def build_report(conn, report: str, query: dict, principal: Principal, threshold: int) -> dict:
-    """The report `report` (complications, fusion, outcomes, completeness) for this caller."""
+    """The report `report` (complications, fusion, outcomes, scores, completeness) for this caller."""
     spec, all_figures_of = SPECS[report]
     _refuse_other_reports_parameters(report, query)
     dims = list(query.get("group_by") or (["centre"] if report == "completeness" else []))
@@ -546,8 +579,8 @@ def _chosen_measures(report: str, query: dict, figures_of, choices: Choices) -> 
     names = query.get("measure")
     if not names:
         return None
-    probe = PublishedCell(dict.fromkeys([*store.COUNT_MEASURES, *definitions.EXTRA_MEASURES, *DERIVED_COUNTS],
-                                        10), {}, False)
+    probe = PublishedCell(dict.fromkeys([*store.COUNT_MEASURES, *definitions.EXTRA_MEASURES, *DERIVED_COUNTS,
+                                         *scores.measures()], 10), {}, False)
     known = {name.split(".")[0] for name in figures_of(probe, choices)} - {"operations"}
     unknown = [name for name in names if name not in known]
     if unknown:
