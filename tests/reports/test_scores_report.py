@@ -185,3 +185,15 @@ def test_the_report_is_csv_and_a_plot_and_refuses_other_reports_parameters(clien
     assert svg.status_code == 200 and b"JOA 17-point: reaching MCID" in svg.data
     refused = client.get("/v1/reports/scores", query_string={"window": "30"}, headers=header)
     assert refused.status_code == 422 and refused.json["errors"][0]["field"] == "window"
+
+
+def test_the_seed_case_reads_joa_10_to_14_reaching_the_mcid(client, tokens):
+    from tests.records.helpers import seed_case
+    created = client.post("/v1/operations/", json=seed_case(), headers=tokens.header("submitter_a"))
+    response = client.post(f"/v1/operations/{created.json['id']}/follow-ups", json=seed_follow_up(),
+                           headers=tokens.header("submitter_a"))
+    assert response.status_code == 201, response.json
+    cervical = scores_report(client, tokens)["total"]["scores"]["joa_17"]
+    assert (cervical["baseline"]["median"], cervical["follow_up"]["median"], cervical["change"]["median"]) == (10, 14, 4)
+    assert cervical["reaches_mcid"]["numerator"] == 1
+    assert cervical["recovery_rate"]["median"] == pytest.approx(57.142857, abs=1e-5)
