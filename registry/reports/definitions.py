@@ -174,19 +174,18 @@ FAILURE_TIMES = sql.SQL("""LEFT JOIN (
                max(f.months_after) FILTER (WHERE f.revision_surgery IS NOT NULL) AS revision_last_seen
         FROM follow_ups f GROUP BY f.centre_id, f.operation_id
     ) fw ON fw.centre_id = m.centre_id AND fw.operation_id = m.operation_id""")
-# The one visit JOA, mJOA and the recovery rate are all taken from, among those that recorded
-# JOA or mJOA: timepoint=12m the closest to 12 months within 12 +- 3 (ties: the later);
-# timepoint=latest the latest (by date, then months after, then id, as the stored latest scores).
-OUTCOMES_VISIT = sql.SQL("""LEFT JOIN (
+# timepoint=12m: the one visit JOA, mJOA and the recovery rate are all taken from, among those
+# that recorded JOA or mJOA within 12 +- 3 months: the closest to 12 months (ties: the later,
+# then by date and id). timepoint=latest is stored: the latest visit that recorded
+# JOA or mJOA (by date, then months after, then id), the facts' latest_joa and latest_mjoa.
+TIMEPOINT_VISIT = sql.SQL("""LEFT JOIN (
         SELECT DISTINCT ON (f.centre_id, f.operation_id) f.centre_id, f.operation_id, f.joa, f.mjoa
         FROM follow_ups f
-        WHERE (f.joa IS NOT NULL OR f.mjoa IS NOT NULL) AND {window}
-        ORDER BY f.centre_id, f.operation_id, {order}f.follow_up_date DESC, f.months_after DESC, f.id DESC
+        WHERE (f.joa IS NOT NULL OR f.mjoa IS NOT NULL)
+          AND f.months_after BETWEEN %(timepoint_from)s AND %(timepoint_to)s
+        ORDER BY f.centre_id, f.operation_id, abs(f.months_after - %(timepoint)s), f.months_after DESC,
+                 f.follow_up_date DESC, f.id DESC
     ) tp ON tp.centre_id = m.centre_id AND tp.operation_id = m.operation_id""")
-TIMEPOINT_VISIT = OUTCOMES_VISIT.format(
-    window=sql.SQL("f.months_after BETWEEN %(timepoint_from)s AND %(timepoint_to)s"),
-    order=sql.SQL("abs(f.months_after - %(timepoint)s), f.months_after DESC, "))
-LATEST_VISIT = OUTCOMES_VISIT.format(window=sql.SQL("true"), order=sql.SQL(""))
 # A patient's first operation: the earliest by date, then id.
 FIRST_OPERATION = sql.SQL("""(m.centre_id, m.operation_id) IN (
         SELECT DISTINCT ON (o.centre_id, o.patient_id) o.centre_id, o.id FROM operations o
@@ -202,14 +201,11 @@ def scan_definition(report: str, choices: Choices) -> store.Definition:
         _complications(d, choices)
     elif report == "fusion":
         _fusion(d, choices)
-    elif report == "outcomes":
-        # the stored latest scores are each score's own latest visit: the one-visit definition scans
-        if choices.timepoint == "12m":
-            d.joins.append(TIMEPOINT_VISIT)
-            d.params.update(timepoint=TIMEPOINT_MONTHS, timepoint_from=TIMEPOINT_MONTHS - TIMEPOINT_TOLERANCE,
-                            timepoint_to=TIMEPOINT_MONTHS + TIMEPOINT_TOLERANCE)
-        else:
-            d.joins.append(LATEST_VISIT)
+    elif report == "outcomes" and choices.timepoint == "12m":
+        # timepoint=latest is stored (the facts' latest scores are from one visit, migration 0014)
+        d.joins.append(TIMEPOINT_VISIT)
+        d.params.update(timepoint=TIMEPOINT_MONTHS, timepoint_from=TIMEPOINT_MONTHS - TIMEPOINT_TOLERANCE,
+                        timepoint_to=TIMEPOINT_MONTHS + TIMEPOINT_TOLERANCE)
         d.measures.update(
             joa_post_n=sql.SQL("(tp.joa IS NOT NULL)::int"),
             mjoa_post_n=sql.SQL("(tp.mjoa IS NOT NULL)::int"),

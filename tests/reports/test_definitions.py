@@ -139,7 +139,8 @@ def build(r):
         {"months": 9, "joa": 10, "mjoa": 12}, {"months": 15, "joa": 12, "mjoa": 13}])
     r.operation("o_outside", days_ago(2000), preop_joa=12, follow_ups=[{"months": 6, "joa": 11, "mjoa": 13},
                                                                         {"months": 16, "joa": 14}])
-    r.operation("o_mjoa_only", days_ago(2000), follow_ups=[{"months": 12, "mjoa": 15}])
+    # JOA at 3 months, then mJOA only at 12: at the latest visit JOA was not recorded
+    r.operation("o_mjoa_only", days_ago(2000), follow_ups=[{"months": 3, "joa": 11}, {"months": 12, "mjoa": 15}])
     # one patient, two operations: per patient only the first counts
     patient = r.operation("p_first", days_ago(500))
     r.operation("p_second", days_ago(300), patient=patient, complications=[(3, "I")])
@@ -385,13 +386,26 @@ def test_outcomes_at_the_latest_visit_take_both_scores_from_that_one_visit(world
     body = ask(client, tokens, "outcomes", centre="CENTRE-A")
     latest = body["total"]
     # latest visits: o_eleven 48 months (16, 17), o_tie 15 (12, 13), o_outside 16 (JOA 14, no mJOA:
-    # not its 6-month mJOA 13), o_mjoa_only 12 (mJOA 15)
+    # not its 6-month mJOA 13), o_mjoa_only 12 (mJOA 15, no JOA: not its 3-month JOA 11)
     assert (latest["joa_latest"]["n"], latest["joa_latest"]["mean"]) == (3, (16 + 12 + 14) / 3)
     assert (latest["mjoa_latest"]["n"], latest["mjoa_latest"]["mean"]) == (3, (17 + 13 + 15) / 3)
     recovery = [(16 - 10) / (17 - 10) * 100, (12 - 8) / (17 - 8) * 100, (14 - 12) / (17 - 12) * 100]
     assert latest["joa_recovery_rate"]["mean"] == pytest.approx(sum(recovery) / 3)
     assert body["definitions"]["timepoint"]["value"] == "latest"
     assert "that visit" in body["definitions"]["timepoint"]["definition"]
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_the_default_outcomes_are_the_same_by_the_fast_path_and_by_a_scan(world, who):
+    """The stored latest scores are the one latest visit's (migration 0014): the default report
+    reads the tallies, and a scan of the stored measures gives the same figures, keys and all."""
+    client, tokens, registry = world
+    fast = ask(client, tokens, "outcomes", who, centre="CENTRE-A")
+    scan = ask(client, tokens, "outcomes", who, centre="CENTRE-A", date_from="1900-01-01")
+    assert (fast["method"], scan["method"]) == ("fast", "scan")
+    assert fast["total"] == scan["total"]
+    if who == "submitter_a":
+        assert (fast["total"]["joa_latest"]["n"], fast["total"]["mjoa_latest"]["n"]) == (3, 3)
 
 
 def test_an_analyst_gets_the_time_point_through_the_same_rule(world):
