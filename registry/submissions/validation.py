@@ -16,11 +16,14 @@ import os
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import NamedTuple
 
 import marshmallow as ma
 from flask import current_app, has_app_context
 
-from registry.problems import flatten_messages
+from registry.follow_ups import store as follow_ups
+from registry.operations import service as operations
+from registry.problems import InvalidInput, flatten_messages
 from registry.submissions.schemas import BulkOperationSchema
 from registry.validation.compiled import compiled
 
@@ -37,8 +40,38 @@ def validate(raw, location: str) -> tuple[dict | None, list[dict]]:
         return None, flatten_messages(error.messages, location)
 
 
-def validate_chunk(raws: list, location: str) -> list[tuple[dict | None, list[dict]]]:
-    return [validate(raw, location) for raw in raws]
+class Prepared(NamedTuple):
+    """The rows a valid record would create, worked out where it was validated (a worker
+    process, most often) so that the process writing does not: the operation's columns and
+    child rows (the age at surgery from the inline patient's birth year, which the writer
+    checks) and each follow-up's columns (None for one whose dates are refused: the writer
+    words the error)."""
+    birth_year: int | None
+    columns: dict
+    children: dict
+    follow_ups: list[dict | None]
+
+
+def prepare(document: dict) -> Prepared:
+    birth_year = document["patient"].get("birth_year") if "patient" in document else None
+    operation = {name: value for name, value in document.items() if name != "follow_ups"}
+    columns, children = operations.columns_and_children(operation, birth_year)
+    follow_up_rows = []
+    for follow_up in document["follow_ups"]:
+        try:
+            follow_up_rows.append(follow_ups.follow_up_columns(document["operation_date"], follow_up))
+        except InvalidInput:
+            follow_up_rows.append(None)
+    return Prepared(birth_year, columns, children, follow_up_rows)
+
+
+def validate_chunk(raws: list, location: str) -> list[tuple[dict | None, list[dict], Prepared | None]]:
+    """Each record's (document, errors, its rows prepared)."""
+    outcomes = []
+    for raw in raws:
+        document, errors = validate(raw, location)
+        outcomes.append((document, errors, prepare(document) if document is not None else None))
+    return outcomes
 
 
 # --- worker processes -------------------------------------------------------------------------
@@ -83,7 +116,8 @@ def submit_chunk(raws: list, location: str, *, in_parallel: bool) -> list[Future
     return [done]
 
 
-def outcomes(validating: list[Future], raws: list, location: str) -> list[tuple[dict | None, list[dict]]]:
+def outcomes(validating: list[Future], raws: list, location: str
+             ) -> list[tuple[dict | None, list[dict], Prepared | None]]:
     """The results of `submit_chunk`, in order; validated here if a worker process died meanwhile."""
     try:
         return [outcome for part in validating for outcome in part.result()]
