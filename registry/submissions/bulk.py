@@ -42,35 +42,56 @@ def array_parameter(values) -> str:
                           for value in values) + "}"
 
 
-# COPY's text format: one line per row, tab between values, \N for null, these escaped
+# COPY's text format: one line per row, tab between values, \N for null, backslash, newline,
+# carriage return and tab escaped. Lines are built with stand-ins for the tab, the newline and
+# \N, then the whole text is escaped in one pass that puts them back: a value holding a
+# stand-in (a control character, in practice never) shows in their counts, and that text is
+# built again value by value.
+_TAB, _NEWLINE, _NULL = "\x1f", "\x1e", "\x1d"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
-_COPY_TEXT = {
-    type(None): lambda value: "\\N",
+_COPY_TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                                    _TAB: "\t", _NEWLINE: "\n", _NULL: "\\N"})
+_RAW_TEXT = {  # each value as PostgreSQL reads it, before COPY's escaping
+    type(None): lambda value: _NULL,
     bool: lambda value: "t" if value else "f",
     int: str,
     float: repr,
     Decimal: str,
-    str: lambda value: value.translate(_COPY_ESCAPES),
-    list: lambda value: _text_array(tuple(value)).translate(_COPY_ESCAPES),
-    bytes: lambda value: "\\\\x" + value.hex(),
+    list: lambda value: _text_array(tuple(value)),
+    bytes: lambda value: "\\x" + value.hex(),
     dt.date: dt.date.isoformat,
-    Jsonb: lambda value: (value.dumps or json.dumps)(value.obj).translate(_COPY_ESCAPES),
+    Jsonb: lambda value: (value.dumps or json.dumps)(value.obj),
 }
 
 
-def _copy_line(row) -> str:
-    return "\t".join([_COPY_TEXT[type(value)](value) for value in row]) + "\n"
+def _raw_line(row) -> str:
+    return _TAB.join([value if type(value) is str else _RAW_TEXT[type(value)](value) for value in row]) + _NEWLINE
+
+
+def _copy_text(rows: list) -> str:
+    """The rows in COPY's text format."""
+    text = "".join(map(_raw_line, rows))
+    values, nulls = sum(map(len, rows)), sum(row.count(None) for row in rows)
+    if text.count(_NEWLINE) == len(rows) and text.count(_TAB) == values - len(rows) and text.count(_NULL) == nulls:
+        return text.translate(_COPY_TEXT_ESCAPES)
+    return "".join("\t".join(r"\N" if value is None else _raw(value).translate(_COPY_ESCAPES) for value in row) + "\n"
+                   for row in rows)
+
+
+def _raw(value) -> str:
+    return value if type(value) is str else _RAW_TEXT[type(value)](value)
 
 
 def _copy(conn, table: str, columns: tuple, rows) -> None:
     """COPY the rows, formatted here as text in one piece: psycopg's write_row, value by value,
     costs several times more."""
+    rows = list(rows)
+    if not rows:
+        return
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
-    text = "".join(map(_copy_line, rows))
-    if text:
-        with conn.cursor().copy(statement) as copy:
-            copy.write(text)
+    with conn.cursor().copy(statement) as copy:
+        copy.write(_copy_text(rows))
 
 
 def _ids(conn, table: str, key: str, centre_id: int, values: list) -> dict:

@@ -118,6 +118,8 @@ class Ingestion:
             # chunk k+1 is read and validated (in worker processes) while chunk k is written
             pending = None
             for chunk in _chunks(records):
+                if pending is None and len(chunk) == CHUNK_SIZE:  # more chunks are likely to follow
+                    validation.start_workers()
                 validating = self._validate_async(chunk, in_parallel=pending is not None)
                 if pending:
                     self._process(*pending)

@@ -86,7 +86,25 @@ def workers() -> int:
     return (os.cpu_count() or 1) if configured is None else configured
 
 
-def _pool_of_this_process() -> ProcessPoolExecutor:
+def start_workers() -> None:
+    """Start the worker processes in the background, if they are not running: starting them
+    (a forkserver that imports the registry, then the workers) takes seconds that would
+    otherwise hold up the submission's second chunk."""
+    count = workers()
+    if count > 0 and _pool is None:
+        threading.Thread(target=_started_pool, args=(count,), daemon=True).start()
+
+
+def _started_pool(count: int) -> None:
+    try:
+        pool = _pool_of_this_process(count)
+        for _ in range(count):
+            pool.submit(int)  # a worker process starts for each task waiting
+    except BrokenProcessPool:
+        _forget_pool()
+
+
+def _pool_of_this_process(count: int | None = None) -> ProcessPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
@@ -94,7 +112,8 @@ def _pool_of_this_process() -> ProcessPoolExecutor:
             # which may have threads and open database connections
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["registry.submissions.validation"])
-            _pool = ProcessPoolExecutor(max_workers=workers(), mp_context=context, initializer=_start_worker)
+            _pool = ProcessPoolExecutor(max_workers=count or workers(), mp_context=context,
+                                        initializer=_start_worker)
             atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
         return _pool
 
