@@ -291,7 +291,7 @@ class Ingestion:
                     errors.append(field_error(f"follow_ups.{index}.local_ref",
                                               "Used by a follow-up of another operation."))
                 try:
-                    values = (record.prepared.follow_ups[index]
+                    values = (record.prepared.follow_up_values[index]
                               or follow_ups.follow_up_columns(document["operation_date"], sent))
                 except InvalidInput as problem:
                     errors += [dict(error, field=f"follow_ups.{index}.{error['field']}",
@@ -337,18 +337,14 @@ class Ingestion:
                     else:
                         patient = patients_known["by_id"][document["patient_id"]]
                         patient_id, birth_year = patient["id"], patient["birth_year"]
-                    prepared = record.prepared
-                    if birth_year == prepared.birth_year:
-                        columns, children = prepared.columns, prepared.children
-                    else:  # the age at surgery from the stored patient's birth year
-                        operation = {name: value for name, value in document.items() if name != "follow_ups"}
-                        columns, children = operations.columns_and_children(operation, birth_year)
-                    new_operations.append((patient_id, columns, children))
+                    if birth_year != record.prepared.birth_year:  # the age at surgery from the stored patient's
+                        record.prepared = validation.prepare(document, birth_year, inline_birth_year=False)
+                    new_operations.append((patient_id, record.prepared.operation))
                 operation_ids = bulk.insert_operations(conn, actor, new_operations, audit)
                 # the follow-ups' dates were accepted in _check_against_registry: all prepared
                 bulk.insert_follow_ups(conn, actor, [
-                    (operation_ids[record.document["local_ref"]], values)
-                    for record in fast for values in record.prepared.follow_ups], audit)
+                    (operation_ids[record.document["local_ref"]], prepared)
+                    for record in fast for prepared in record.prepared.follow_ups], audit)
                 audit.write(conn)
         except (psycopg.errors.IntegrityError, psycopg.errors.DataError):
             slow[:0] = fast

@@ -24,6 +24,7 @@ from flask import current_app, has_app_context
 from registry.follow_ups import store as follow_ups
 from registry.operations import service as operations
 from registry.problems import InvalidInput, flatten_messages
+from registry.submissions import bulk
 from registry.submissions.schemas import BulkOperationSchema
 from registry.validation.compiled import compiled
 
@@ -41,28 +42,30 @@ def validate(raw, location: str) -> tuple[dict | None, list[dict]]:
 
 
 class Prepared(NamedTuple):
-    """The rows a valid record would create, worked out where it was validated (a worker
-    process, most often) so that the process writing does not: the operation's columns and
-    child rows (the age at surgery from the inline patient's birth year, which the writer
-    checks) and each follow-up's columns (None for one whose dates are refused: the writer
-    words the error)."""
+    """What a valid record would create, worked out where it was validated (a worker process,
+    most often) so that the process writing does not: the operation as COPY text and audit
+    (`bulk.prepare_operation`; its age at surgery from the inline patient's birth year, which
+    the writer checks), and each follow-up's columns and COPY text (None for one whose dates are
+    refused: the writer words the error)."""
     birth_year: int | None
-    columns: dict
-    children: dict
-    follow_ups: list[dict | None]
+    operation: bulk.PreparedOperation
+    follow_up_values: list[dict | None]
+    follow_ups: list[bulk.PreparedFollowUp | None]
 
 
-def prepare(document: dict) -> Prepared:
-    birth_year = document["patient"].get("birth_year") if "patient" in document else None
+def prepare(document: dict, birth_year: int | None = None, *, inline_birth_year: bool = True) -> Prepared:
+    """The record's rows, its age at surgery from `birth_year` or else the inline patient's."""
+    if inline_birth_year:
+        birth_year = document["patient"].get("birth_year") if "patient" in document else None
     operation = {name: value for name, value in document.items() if name != "follow_ups"}
-    columns, children = operations.columns_and_children(operation, birth_year)
-    follow_up_rows = []
+    values = []
     for follow_up in document["follow_ups"]:
         try:
-            follow_up_rows.append(follow_ups.follow_up_columns(document["operation_date"], follow_up))
+            values.append(follow_ups.follow_up_columns(document["operation_date"], follow_up))
         except InvalidInput:
-            follow_up_rows.append(None)
-    return Prepared(birth_year, columns, children, follow_up_rows)
+            values.append(None)
+    return Prepared(birth_year, bulk.prepare_operation(*operations.columns_and_children(operation, birth_year)),
+                    values, [None if value is None else bulk.prepare_follow_up(value) for value in values])
 
 
 def validate_chunk(raws: list, location: str) -> list[tuple[dict | None, list[dict], Prepared | None]]:
