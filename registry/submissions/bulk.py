@@ -50,8 +50,9 @@ def array_parameter(values) -> str:
 # built again value by value.
 _TAB, _NEWLINE, _NULL = "\x1f", "\x1e", "\x1d"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
-_COPY_TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
-                                    _TAB: "\t", _NEWLINE: "\n", _NULL: "\\N"})
+# in this order (str.replace, many times faster than str.translate to several characters)
+_COPY_TEXT_ESCAPES = (("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"),
+                      (_TAB, "\t"), (_NEWLINE, "\n"), (_NULL, "\\N"))
 _RAW_TEXT = {  # each value as PostgreSQL reads it, before COPY's escaping
     type(None): lambda value: _NULL,
     bool: lambda value: "t" if value else "f",
@@ -74,7 +75,9 @@ def _copy_text(rows: list) -> str:
     text = "".join(map(_raw_line, rows))
     values, nulls = sum(map(len, rows)), sum(row.count(None) for row in rows)
     if text.count(_NEWLINE) == len(rows) and text.count(_TAB) == values - len(rows) and text.count(_NULL) == nulls:
-        return text.translate(_COPY_TEXT_ESCAPES)
+        for character, escaped in _COPY_TEXT_ESCAPES:
+            text = text.replace(character, escaped)
+        return text
     return "".join("\t".join(r"\N" if value is None else _raw(value).translate(_COPY_ESCAPES) for value in row) + "\n"
                    for row in rows)
 
