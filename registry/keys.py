@@ -6,7 +6,7 @@ Each use has its own key, derived from the secret by HMAC with the purpose's nam
 made for one use (an idempotency fingerprint) can never be matched against another (a tombstone).
 """
 
-import hashlib
+import functools
 import hmac
 
 from flask import current_app
@@ -19,15 +19,17 @@ ERASED_PATIENT = "erased-patient-tombstone"
 
 def purpose_key(purpose: str) -> bytes:
     """The key for one purpose, derived from REGISTRY_SECRET."""
-    secret = current_app.config["REGISTRY_SETTINGS"].registry_secret
-    return hmac.new(secret, b"registry key for " + purpose.encode(), hashlib.sha256).digest()
+    return _derived_key(current_app.config["REGISTRY_SETTINGS"].registry_secret, purpose)
+
+
+@functools.lru_cache(maxsize=64)
+def _derived_key(secret: bytes, purpose: str) -> bytes:
+    # cached: a bulk submission derives the same key for each of its records
+    return hmac.digest(secret, b"registry key for " + purpose.encode(), "sha256")
 
 
 def keyed_digest(purpose: str, *parts: bytes) -> bytes:
     """HMAC-SHA-256 of the parts under the purpose's key; parts are length-prefixed, so no two
     different lists of parts give the same message."""
-    mac = hmac.new(purpose_key(purpose), digestmod=hashlib.sha256)
-    for part in parts:
-        mac.update(len(part).to_bytes(8, "big"))
-        mac.update(part)
-    return mac.digest()
+    message = b"".join(len(part).to_bytes(8, "big") + part for part in parts)
+    return hmac.digest(purpose_key(purpose), message, "sha256")

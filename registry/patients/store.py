@@ -3,7 +3,6 @@
 Functions take a connection and never commit: the caller owns the transaction.
 """
 
-import hashlib
 import hmac
 
 from flask import current_app
@@ -26,7 +25,7 @@ def ref_hash(centre_id: int, ref: str) -> bytes:
     message so equal refs at two centres do not even share a hash. The ref is hashed in its
     normal form (NFKC, as the schemas load it), so look-alike spellings are one patient."""
     secret = current_app.config["REGISTRY_SETTINGS"].registry_secret
-    return hmac.new(secret, f"{centre_id}:{normal_ref(ref)}".encode(), hashlib.sha256).digest()
+    return hmac.digest(secret, f"{centre_id}:{normal_ref(ref)}".encode(), "sha256")
 
 
 def get_patient(conn, centre_id: int, patient_id: int, *, for_update: bool = False) -> dict | None:

@@ -51,12 +51,12 @@ class Record:
     """One record of a submission as it goes through: what was sent and what became of it."""
 
     __slots__ = ("position", "raw", "document", "errors", "local_ref", "outcome", "operation_id", "ref_hash",
-                 "patient_changes")
+                 "patient_changes", "prepared")
 
     def __init__(self, position: int, raw, errors: list):
         self.position, self.raw, self.errors = position, raw, list(errors)
         self.document = None
-        self.outcome = self.operation_id = self.ref_hash = self.patient_changes = None
+        self.outcome = self.operation_id = self.ref_hash = self.patient_changes = self.prepared = None
         local_ref = raw.get("local_ref") if isinstance(raw, dict) else None
         # as sent until validated (then normalised); a refused one may hold NUL or a lone surrogate
         self.local_ref = storable_text(local_ref[:100]) if isinstance(local_ref, str) else None
@@ -118,6 +118,8 @@ class Ingestion:
             # chunk k+1 is read and validated (in worker processes) while chunk k is written
             pending = None
             for chunk in _chunks(records):
+                if pending is None and len(chunk) == CHUNK_SIZE:  # more chunks are likely to follow
+                    validation.start_workers()
                 validating = self._validate_async(chunk, in_parallel=pending is not None)
                 if pending:
                     self._process(*pending)
@@ -197,7 +199,7 @@ class Ingestion:
         live = []
         for record in chunk:
             if not record.errors:
-                record.document, errors = next(outcomes)
+                record.document, errors, record.prepared = next(outcomes)
                 if errors:
                     record.errors = errors
                 else:
@@ -251,8 +253,9 @@ class Ingestion:
                                                                    and r.ref_hash not in stored_patients}))
         by_id = bulk.patients_by_id(conn, centre_id, list({r.document["patient_id"] for r in live
                                                            if "patient_id" in r.document}))
+        local_refs = bulk.array_parameter(r.document["local_ref"] for r in live)
         stored_operations = operation_store.get_operations_by_local_refs(
-            conn, centre_id, [r.document["local_ref"] for r in live], for_update=True) if live else {}
+            conn, centre_id, local_refs, for_update=True) if live else {}
         stored_follow_ups = bulk.existing_follow_ups(
             conn, centre_id, [f["local_ref"] for r in live for f in r.document["follow_ups"]])
         fast, slow = [], []
@@ -288,7 +291,8 @@ class Ingestion:
                     errors.append(field_error(f"follow_ups.{index}.local_ref",
                                               "Used by a follow-up of another operation."))
                 try:
-                    values = follow_ups.follow_up_columns(document["operation_date"], sent)
+                    values = (record.prepared.follow_up_values[index]
+                              or follow_ups.follow_up_columns(document["operation_date"], sent))
                 except InvalidInput as problem:
                     errors += [dict(error, field=f"follow_ups.{index}.{error['field']}",
                                     pointer=f"/follow_ups/{index}{error['pointer']}") for error in problem.errors]
@@ -325,7 +329,6 @@ class Ingestion:
                 new_operations = []
                 for record in fast:
                     document = record.document
-                    operation = {name: value for name, value in document.items() if name != "follow_ups"}
                     if record.ref_hash:
                         stored = patients_known["by_ref_hash"].get(record.ref_hash)
                         patient_id = patient_ids.get(record.ref_hash) or stored["id"]
@@ -334,13 +337,14 @@ class Ingestion:
                     else:
                         patient = patients_known["by_id"][document["patient_id"]]
                         patient_id, birth_year = patient["id"], patient["birth_year"]
-                    columns, children = operations.columns_and_children(operation, birth_year)
-                    new_operations.append((patient_id, columns, children))
+                    if birth_year != record.prepared.birth_year:  # the age at surgery from the stored patient's
+                        record.prepared = validation.prepare(document, birth_year, inline_birth_year=False)
+                    new_operations.append((patient_id, record.prepared.operation))
                 operation_ids = bulk.insert_operations(conn, actor, new_operations, audit)
+                # the follow-ups' dates were accepted in _check_against_registry: all prepared
                 bulk.insert_follow_ups(conn, actor, [
-                    (operation_ids[record.document["local_ref"]],
-                     follow_ups.follow_up_columns(record.document["operation_date"], follow_up))
-                    for record in fast for follow_up in record.document["follow_ups"]], audit)
+                    (operation_ids[record.document["local_ref"]], prepared)
+                    for record in fast for prepared in record.prepared.follow_ups], audit)
                 audit.write(conn)
         except (psycopg.errors.IntegrityError, psycopg.errors.DataError):
             slow[:0] = fast

@@ -16,11 +16,15 @@ import os
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import NamedTuple
 
 import marshmallow as ma
 from flask import current_app, has_app_context
 
-from registry.problems import flatten_messages
+from registry.follow_ups import store as follow_ups
+from registry.operations import service as operations
+from registry.problems import InvalidInput, flatten_messages
+from registry.submissions import bulk
 from registry.submissions.schemas import BulkOperationSchema
 from registry.validation.compiled import compiled
 
@@ -37,8 +41,40 @@ def validate(raw, location: str) -> tuple[dict | None, list[dict]]:
         return None, flatten_messages(error.messages, location)
 
 
-def validate_chunk(raws: list, location: str) -> list[tuple[dict | None, list[dict]]]:
-    return [validate(raw, location) for raw in raws]
+class Prepared(NamedTuple):
+    """What a valid record would create, worked out where it was validated (a worker process,
+    most often) so that the process writing does not: the operation as COPY text and audit
+    (`bulk.prepare_operation`; its age at surgery from the inline patient's birth year, which
+    the writer checks), and each follow-up's columns and COPY text (None for one whose dates are
+    refused: the writer words the error)."""
+    birth_year: int | None
+    operation: bulk.PreparedOperation
+    follow_up_values: list[dict | None]
+    follow_ups: list[bulk.PreparedFollowUp | None]
+
+
+def prepare(document: dict, birth_year: int | None = None, *, inline_birth_year: bool = True) -> Prepared:
+    """The record's rows, its age at surgery from `birth_year` or else the inline patient's."""
+    if inline_birth_year:
+        birth_year = document["patient"].get("birth_year") if "patient" in document else None
+    operation = {name: value for name, value in document.items() if name != "follow_ups"}
+    values = []
+    for follow_up in document["follow_ups"]:
+        try:
+            values.append(follow_ups.follow_up_columns(document["operation_date"], follow_up))
+        except InvalidInput:
+            values.append(None)
+    return Prepared(birth_year, bulk.prepare_operation(*operations.columns_and_children(operation, birth_year)),
+                    values, [None if value is None else bulk.prepare_follow_up(value) for value in values])
+
+
+def validate_chunk(raws: list, location: str) -> list[tuple[dict | None, list[dict], Prepared | None]]:
+    """Each record's (document, errors, its rows prepared)."""
+    outcomes = []
+    for raw in raws:
+        document, errors = validate(raw, location)
+        outcomes.append((document, errors, prepare(document) if document is not None else None))
+    return outcomes
 
 
 # --- worker processes -------------------------------------------------------------------------
@@ -53,7 +89,25 @@ def workers() -> int:
     return (os.cpu_count() or 1) if configured is None else configured
 
 
-def _pool_of_this_process() -> ProcessPoolExecutor:
+def start_workers() -> None:
+    """Start the worker processes in the background, if they are not running: starting them
+    (a forkserver that imports the registry, then the workers) takes seconds that would
+    otherwise hold up the submission's second chunk."""
+    count = workers()
+    if count > 0 and _pool is None:
+        threading.Thread(target=_started_pool, args=(count,), daemon=True).start()
+
+
+def _started_pool(count: int) -> None:
+    try:
+        pool = _pool_of_this_process(count)
+        for _ in range(count):
+            pool.submit(int)  # a worker process starts for each task waiting
+    except BrokenProcessPool:
+        _forget_pool()
+
+
+def _pool_of_this_process(count: int | None = None) -> ProcessPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
@@ -61,7 +115,8 @@ def _pool_of_this_process() -> ProcessPoolExecutor:
             # which may have threads and open database connections
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["registry.submissions.validation"])
-            _pool = ProcessPoolExecutor(max_workers=workers(), mp_context=context, initializer=_start_worker)
+            _pool = ProcessPoolExecutor(max_workers=count or workers(), mp_context=context,
+                                        initializer=_start_worker)
             atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
         return _pool
 
@@ -83,7 +138,8 @@ def submit_chunk(raws: list, location: str, *, in_parallel: bool) -> list[Future
     return [done]
 
 
-def outcomes(validating: list[Future], raws: list, location: str) -> list[tuple[dict | None, list[dict]]]:
+def outcomes(validating: list[Future], raws: list, location: str
+             ) -> list[tuple[dict | None, list[dict], Prepared | None]]:
     """The results of `submit_chunk`, in order; validated here if a worker process died meanwhile."""
     try:
         return [outcome for part in validating for outcome in part.result()]

@@ -35,6 +35,31 @@ def test_bulk_records_read_back_like_records_sent_one_by_one(client, tokens):
     assert {k: v for k, v in read.items() if k not in ignored} == {k: v for k, v in single.items() if k not in ignored}
 
 
+def test_free_text_with_tabs_newlines_and_backslashes_is_stored_and_audited_as_sent(client, tokens, db):
+    # bulk writes COPY text it escapes itself: what reads back and what is audited must be the record API's
+    text = 'a\\b\tc\nd\r"e" é \\N \\x41'
+    sent = document(1, notes=text, follow_ups=None)
+    sent["intraop_events"][0]["description"] = text
+    single = client.post("/v1/operations/", json=sent, headers=tokens.header("submitter_a")).json
+    with_follow_up = dict(sent, follow_ups=[dict(document(1)["follow_ups"][0], notes=text)])
+    bulk = submit(client, tokens, [with_follow_up], who="submitter_b").json
+    operation_id = bulk["records"][0]["operation_id"]
+    read = client.get(f"/v1/operations/{operation_id}", headers=tokens.header("submitter_b")).json
+    assert (read["notes"], read["intraop_events"][0]["description"]) == (text, text)
+    ignored = {"id", "patient_id", "patient", "created_at", "updated_at"}
+    assert {k: v for k, v in read.items() if k not in ignored} == {k: v for k, v in single.items() if k not in ignored}
+    follow_ups = client.get(f"/v1/operations/{operation_id}/follow-ups", headers=tokens.header("submitter_b")).json
+    assert follow_ups["items"][0]["notes"] == text
+    audited = db.execute("SELECT entity_id, changed_fields, changes FROM audit_events"
+                         " WHERE entity = 'operation' AND action = 'create' ORDER BY id").fetchall()
+    assert [event["entity_id"] for event in audited] == [single["id"], operation_id]
+    assert audited[0]["changed_fields"] == audited[1]["changed_fields"]
+    assert audited[1]["changes"]["patient_id"] == {"new": read["patient_id"]}
+    assert ({k: v for k, v in audited[0]["changes"].items() if k != "patient_id"}
+            == {k: v for k, v in audited[1]["changes"].items() if k != "patient_id"})
+    assert audited[1]["changes"]["notes"] == {"new": text}
+
+
 def test_partial_stores_the_good_records_and_reports_the_bad_ones_by_index_and_field(client, tokens, db):
     bad_event = document(2)
     bad_event["intraop_events"][0]["instrument"] = None
