@@ -67,7 +67,11 @@ def _replace_facts(facts_sql: str) -> str:
 DROP VIEW report_live_measures;
 {facts_sql}
 {_module("0011").live_measures_view(_measures_view_0012())}
+-- the rebuild reads every operation: about 15 min at a million on a loaded 2-core server,
+-- past migrations/env.py's statement timeout (meant for a stuck lock, not for this)
+SET LOCAL statement_timeout = 0;
 SELECT report_rebuild();
+SET LOCAL statement_timeout = '10min';
 """
 
 
