@@ -183,8 +183,7 @@ def describe(timepoint: str, months: int, tolerance: int) -> dict:
             "source": "Hirabayashi recovery rate (Hirabayashi et al., Spine 1981;6:354) on the JOA 17-point "
                       "and 29-point scales, each over its own full score"},
         "mcid": {
-            "parameter": None, "value": {name: outcome.mcid[0] for outcome in OUTCOMES if outcome.mcid
-                                         for name in [outcome.name]},
+            "parameter": None, "value": {outcome.name: outcome.mcid[0] for outcome in OUTCOMES if outcome.mcid},
             "definition": "reaches_mcid: pairs whose change is at least the instrument's minimal clinically "
                           "important difference, over the pairs; an outcome without an MCID the registry is "
                           "confident of reports its change only",
