@@ -12,6 +12,12 @@ Safe to run twice at once: a batch holds the aggregates' compaction lock (tried,
 for), so a second maintainer finds it held and waits for its next turn; nothing is counted
 twice. Reports never wait for it: they fold in whatever is still queued (registry.reports.store).
 
+After a drain that took many changes it runs `VACUUM (ANALYZE) report_changes`: a queue
+table that swings from a hundred thousand rows to none keeps the planner's last count of it
+until analysed, and a report folding in ten queued operations then plans for a hundred
+thousand and scans every operation (seconds instead of milliseconds). Autovacuum would get
+there within a minute or so when it is on; the maintainer knows the moment the queue empties.
+
 Started by `registry serve` beside gunicorn (a thread of the parent process), and runnable on
 its own as `registry maintain-reports` (docker compose runs it so). When the database goes
 away it logs the error (JSON, as the service does) and tries again, waiting a little longer
@@ -34,6 +40,7 @@ POLL_SECONDS = 0.5          # sleep when the queue is empty (REPORT_MAINTAINER_P
 RETRY_MIN_SECONDS = 0.5     # after a database error, doubling ...
 RETRY_MAX_SECONDS = 10.0    # ... up to this
 CONNECT_TIMEOUT = 5
+VACUUM_AFTER = 10_000       # changes taken before the drained queue is vacuumed and analysed
 
 
 @dataclass
@@ -85,10 +92,13 @@ def backlog_exposition(conn) -> bytes:
 class Maintainer:
     """Runs batches on one connection of its own until stopped."""
 
-    def __init__(self, database_url: str, batch_size: int = BATCH_SIZE, poll_seconds: float = POLL_SECONDS):
+    def __init__(self, database_url: str, batch_size: int = BATCH_SIZE, poll_seconds: float = POLL_SECONDS,
+                 vacuum_after: int = VACUUM_AFTER):
         self.database_url = database_url
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
+        self.vacuum_after = vacuum_after
+        self.taken_since_vacuum = 0
         self.stopping = threading.Event()
         self._conn: psycopg.Connection | None = None
         self._after = (0, 0)  # where the last batch stopped in the queue's key order
@@ -114,7 +124,18 @@ class Maintainer:
                                          (self.batch_size, *self._after)).fetchone()
         changes, operations, logged, folded, last_centre, last_id = row
         self._after = (last_centre, last_id)
+        self.taken_since_vacuum += changes
         return Batch(changes, operations, logged, folded)
+
+    def tidy_queue(self) -> bool:
+        """Once the queue is drained after `vacuum_after` changes or more: vacuum and analyse it,
+        so reports plan for the few rows it now holds (see the module docstring). SKIP_LOCKED:
+        a second maintainer already doing it is enough. True when it ran."""
+        if self.taken_since_vacuum < self.vacuum_after:
+            return False
+        self._connection().execute("VACUUM (ANALYZE, SKIP_LOCKED) report_changes")
+        self.taken_since_vacuum = 0
+        return True
 
     def drain(self) -> int:
         """Run batches until the queue is empty (or another maintainer holds the lock); the
@@ -124,6 +145,7 @@ class Maintainer:
             batch = self.run_batch()
             taken += batch.changes
             if batch.changes == 0:
+                self.tidy_queue()
                 return taken
 
     def run(self) -> None:
@@ -137,6 +159,7 @@ class Maintainer:
             try:
                 started = time.perf_counter()
                 batch = self.run_batch()
+                tidied = batch.changes == 0 and self.tidy_queue()
             except psycopg.Error as exc:
                 self.close()
                 log.warning("report maintainer: database error, retrying", extra={
@@ -154,6 +177,8 @@ class Maintainer:
                     "changes": batch.changes, "operations": batch.operations, "logged": batch.logged,
                     "folded": batch.folded, "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
             else:
+                if tidied:
+                    log.debug("report maintainer: drained queue vacuumed and analysed")
                 self.stopping.wait(self.poll_seconds)
         self.close()
         log.info("report maintainer stopped")
