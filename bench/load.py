@@ -15,8 +15,11 @@ Three services, each started in turn by the bench with the registry's own gunico
 
 Every request carries the same kind of body: the published seed case (an operation document
 with its inline patient, implants and an intraoperative event) with a fresh local_ref and
-patient ref. The load client runs in separate processes (several threads each, one keep-alive
-HTTP connection per thread) so that it is not the Python process being measured; it still
+patient ref; with `--known-patients SHARE`, that share of the documents (spread evenly) name the
+patient of the client's previous document again, as a hospital's next operation for a patient
+it sent before (a known patient with the same values: the stored patient is not changed). The
+load client runs in separate processes (several threads each, one keep-alive HTTP connection
+per thread) so that it is not the Python process being measured; it still
 shares the machine's cores with gunicorn and PostgreSQL, which the report says.
 
 The bench makes a fresh database `registry_load` on the given server (dropped afterwards),
@@ -199,14 +202,17 @@ def postgres_processes():
     return [process for process in psutil.process_iter(["name"]) if process.info["name"] == "postgres"]
 
 
-def document_body(run: str, number: int) -> bytes:
+def document_body(run: str, number: int, known_patients: float = 0.0) -> bytes:
+    """The seed case as document `number` of a client; its patient is the previous document's for
+    a `known_patients` share of the numbers, spread evenly (0.5: every second one)."""
+    patient = int(number * (1 - known_patients))
     document = dict(SEED_CASE, local_ref=f"{run}-{number}",
-                    patient=dict(SEED_CASE["patient"], ref=f"{run}-P{number}"))
+                    patient=dict(SEED_CASE["patient"], ref=f"{run}-P{patient}"))
     return json.dumps(document).encode()
 
 
 def client_process(port: int, path: str, token: str, threads: int, warmup: float, duration: float,
-                   run: str, results: multiprocessing.Queue) -> None:
+                   run: str, results: multiprocessing.Queue, known_patients: float = 0.0) -> None:
     """Threads with one keep-alive connection each, posting until the time is up.
 
     Latencies of requests started during the warm-up are not kept.
@@ -222,7 +228,7 @@ def client_process(port: int, path: str, token: str, threads: int, warmup: float
             began = time.monotonic()
             if began >= stop_at:
                 break
-            body = document_body(f"{run}-{thread}", number)
+            body = document_body(f"{run}-{thread}", number, known_patients)
             number += 1
             headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}",
                        "Idempotency-Key": f"{run}-{thread}-{number}"}
@@ -279,7 +285,8 @@ def measure(name: str, database_url: str, token: str, args, data_dir: Path) -> d
         per_process = [args.clients // args.client_processes + (1 if i < args.clients % args.client_processes else 0)
                        for i in range(args.client_processes)]
         processes = [multiprocessing.Process(target=client_process, args=(
-            server.port, path, token, threads, args.warmup, args.duration, f"{run}-{i}", results))
+            server.port, path, token, threads, args.warmup, args.duration, f"{run}-{i}", results,
+            args.known_patients))
             for i, threads in enumerate(per_process)]
         for process in processes:
             process.start()
@@ -318,7 +325,8 @@ def measure(name: str, database_url: str, token: str, args, data_dir: Path) -> d
     }
 
 
-def _one_create_in_process(database_url: str, token: str, creates: int, results: multiprocessing.Queue) -> None:
+def _one_create_in_process(database_url: str, token: str, creates: int, results: multiprocessing.Queue,
+                           known_patients: float = 0.0) -> None:
     """In a child process: what one create costs the registry itself, without HTTP or other load —
     statements sent and round trips to PostgreSQL (read from libpq's trace of every connection),
     and the Python CPU of the request (Flask's test client)."""
@@ -340,7 +348,8 @@ def _one_create_in_process(database_url: str, token: str, creates: int, results:
         run = uuid.uuid4().hex[:8]
         started = time.process_time()
         for number in range(creates):
-            response = client.post("/v1/operations/", data=document_body(f"{run}-inproc", number), headers={
+            response = client.post("/v1/operations/", data=document_body(f"{run}-inproc", number, known_patients),
+                                   headers={
                 "Content-Type": "application/json", "Authorization": f"Bearer {token}",
                 "Idempotency-Key": f"{run}-inproc-{number}"})
             assert response.status_code == 201, response.status_code
@@ -354,10 +363,12 @@ def _one_create_in_process(database_url: str, token: str, creates: int, results:
     results.put((statements / creates, round_trips / creates, cpu * 1000 / creates))
 
 
-def one_create_in_process(database_url: str, token: str, creates: int = 200) -> tuple[float, float, float]:
+def one_create_in_process(database_url: str, token: str, creates: int = 200,
+                          known_patients: float = 0.0) -> tuple[float, float, float]:
     """(statements, round trips, Python CPU ms) per create, measured in a child process."""
     results = multiprocessing.Queue()
-    child = multiprocessing.Process(target=_one_create_in_process, args=(database_url, token, creates, results))
+    child = multiprocessing.Process(target=_one_create_in_process,
+                                    args=(database_url, token, creates, results, known_patients))
     child.start()
     figures = results.get(timeout=600)
     child.join()
@@ -376,12 +387,18 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring")
     parser.add_argument("--existing", type=int, default=10_000,
                         help="synthetic operations already in the registry, analysed (default 10,000)")
+    parser.add_argument("--known-patients", type=float, default=0.0, metavar="SHARE",
+                        help="share of the registry's creates (0 to 1, spread evenly) whose inline patient is the "
+                             "client's previous one, already stored (default 0: every patient new)")
     args = parser.parse_args(argv)
+    if not 0 <= args.known_patients <= 1:
+        parser.error("--known-patients is a share, from 0 to 1")
 
     database_url, token = prepare_database(args.database_url, args.existing)
     figures = []
     try:
-        statements, round_trips, python_cpu = one_create_in_process(database_url, token)
+        statements, round_trips, python_cpu = one_create_in_process(database_url, token,
+                                                                    known_patients=args.known_patients)
         print("  measured one create in-process", file=sys.stderr)
         with tempfile.TemporaryDirectory(prefix="bench-load-") as data_dir:
             for name in SERVICES:
@@ -393,7 +410,8 @@ def main(argv=None) -> int:
     print(f"\n{args.clients} clients in {args.client_processes} processes; gunicorn {args.workers} workers x "
           f"{args.threads} threads (gthread) for all three; {os.cpu_count()} CPU cores shared by clients, "
           f"gunicorn and PostgreSQL; {args.duration:.0f} s measured after {args.warmup:.0f} s warm-up; "
-          f"{args.existing:,} operations in the registry beforehand\n")
+          f"{args.existing:,} operations in the registry beforehand; {args.known_patients:.0%} of the "
+          f"registry's creates for a known patient\n")
     print(f"{'service':<12} {'requests':>9} {'req/s':>8} {'median ms':>10} {'p99 ms':>8} {'errors':>7} "
           f"{'peak worker RSS MB':>19} {'CPU ms/request: gunicorn':>25} {'PostgreSQL':>11}")
     for row in figures:

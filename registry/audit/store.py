@@ -70,7 +70,7 @@ def record(conn, *, centre_id: int, action: str, entity: str, entity_id: int | N
 
 def entry_parameters(actor: Principal | None, **changes: dict) -> dict:
     """The values `record` writes besides the action and the entity, as named parameters for a
-    statement that writes audit entries itself (`operations.store.insert_operation_with_new_patient`):
+    statement that writes audit entries itself (`operations.store.insert_operation_with_patient_ref`):
     the actor's, and for each name given its `{name}_fields` and `{name}_changes` (JSON text)."""
     parameters = {"actor_token_id": actor.token_id if actor else None, "actor_role": actor.role if actor else "cli",
                   "request_id": g.get("request_id") if has_request_context() else None}

@@ -9,7 +9,6 @@ audited with its values, old → new, as the API shows them (`audit_values`).
 from registry import vocabulary as v
 from registry.audit import store as audit
 from registry.auth import Principal
-from registry.db import batched
 from registry.operations import store
 from registry.operations.schemas import OperationFieldsSchema
 from registry.patients import store as patients
@@ -103,11 +102,14 @@ def _changes(current: dict, columns: dict, children: dict, patient_id: int) -> d
                          audit_values(columns, children, patient_id))
 
 
-def _resolve_patient(conn, actor: Principal, document: dict) -> tuple[dict, bool]:
-    """The operation's patient: looked up by `patient_id`, or by the inline `patient`'s ref, which
-    creates a new patient and must agree with a stored one (`patients.store.resubmitted_fields`)."""
+def _resolve_patient(conn, actor: Principal, document: dict, named: dict | None = None) -> tuple[dict, bool]:
+    """The operation's patient: looked up by `patient_id` (unless `named`, already read, is that
+    patient of the centre), or by the inline `patient`'s ref, which creates a new patient and must
+    agree with a stored one (`patients.store.resubmitted_fields`)."""
     if "patient" in document:
         return patients.upsert_patient(conn, actor, document["patient"], field_prefix="patient.", inline=True)
+    if named is not None and named["id"] == document["patient_id"] and named["centre_id"] == actor.centre_id:
+        return named, False
     patient = patients.get_patient(conn, actor.centre_id, document["patient_id"])
     if patient is None:
         raise InvalidInput([field_error("patient_id", "Your centre has no patient with this id.")])
@@ -132,16 +134,18 @@ def _check_dates(conn, actor: Principal, document: dict, patient: dict, operatio
         raise InvalidInput(errors)
 
 
-def submit_operation(conn, actor: Principal, document: dict) -> tuple[dict, str]:
+def submit_operation(conn, actor: Principal, document: dict, named_patient: dict | None = None) -> tuple[dict, str]:
     """Create the operation, or update the one with its local_ref.
 
+    `named_patient`: the patient the document names by `patient_id`, if the caller has read it
+    already (the REST route reads it with the token lookup: `patients.store.send_named_patient_read`).
     Returns (stored document, outcome) with outcome "created", "updated" or "unchanged".
     """
     if "patient" in document:
-        submitted = _submit_with_new_patient(conn, actor, document)
+        submitted = _submit_with_patient_ref(conn, actor, document)
         if submitted is not None:
             return submitted
-    patient, _ = _resolve_patient(conn, actor, document)
+    patient, _ = _resolve_patient(conn, actor, document, named_patient)
     return _submit_for_patient(conn, actor, document, patient)
 
 
@@ -149,15 +153,18 @@ def _submit_for_patient(conn, actor: Principal, document: dict, patient: dict) -
     """`submit_operation` once its patient is resolved (created, checked or updated)."""
     _check_dates(conn, actor, document, patient, None)
     columns, children = columns_and_children(document, patient["birth_year"])
-    with batched(conn):  # the child rows and the audit entry go in one round trip
-        row = store.insert_operation(conn, actor.centre_id, patient["id"], columns, children)
-        if row is not None:
-            audit.record(conn, centre_id=actor.centre_id, action="create", entity="operation", entity_id=row["id"],
-                         changes=audit.created(audit_values(columns, children, patient["id"])), actor=actor)
+    # the operation, its child rows and its audit entry in one statement
+    audit_parameters = audit.entry_parameters(
+        actor, operation=audit.created(audit_values(columns, children, patient["id"])))
+    row = store.insert_operation(conn, actor.centre_id, patient["id"], columns, children, audit_parameters)
     if row is not None:
         # the answer is built from what was written: reading it back would cost five queries
         return store.row_to_document(row, children, patient), "created"
-    # the local_ref exists (or a concurrent request just created it): update that one
+    return _update_by_local_ref(conn, actor, document, patient, columns, children)
+
+
+def _update_by_local_ref(conn, actor, document, patient, columns, children) -> tuple[dict, str]:
+    """The local_ref exists (or a concurrent request just created it): update that one."""
     operation_id = store.find_operation_id(conn, actor.centre_id, document["local_ref"], for_update=True)
     current = store.get_operation(conn, actor.centre_id, operation_id)
     return _apply(conn, actor, current, document, patient, columns, children)
@@ -166,34 +173,52 @@ def _submit_for_patient(conn, actor: Principal, document: dict, patient: dict) -
 _NEW_PATIENT_ID = 0  # in the operation's audit values until the statement sets it
 
 
-def _submit_with_new_patient(conn, actor: Principal, document: dict) -> tuple[dict, str] | None:
-    """`submit_operation` for an inline patient, assuming its ref is new to the centre (a feed's
-    usual case): the patient and the operation inserted in one statement, one round trip where
-    the general path takes two; a known ref (nothing inserted) goes on with the stored patient,
-    as the general path would. The rules and their order are the general path's: an erased ref
-    (410) before the dates, checked first here only to send nothing when they fail (None: the
-    general path then runs and answers whichever error comes first)."""
+def _submit_with_patient_ref(conn, actor: Principal, document: dict) -> tuple[dict, str] | None:
+    """`submit_operation` for an inline patient, in one statement (one round trip) where the
+    general path takes two to four, assuming what a feed's usual document holds: a ref new to the
+    centre, or the ref of a stored patient that has the values sent (the centre's next operation
+    for the patient). The operation's derived values and the date rules are computed for the
+    birth year sent, before anything is sent; the statement inserts the operation for a stored
+    patient only if it has that birth year and the other values sent (`store.insert_operation_with_patient_ref`),
+    and the rules of a patient sent again are then run on the stored patient it returns.
+
+    Otherwise the general path runs, with its rules and their order: an erased ref (410) before
+    the dates; a stored patient's disagreements, then its consent withdrawal, before the dates.
+    The dates are checked first here only to send nothing when they fail (None: the general path
+    then runs and answers whichever error comes first)."""
     fields = document["patient"]
     columns, children = columns_and_children(document, fields.get("birth_year"))
     try:
         _check_dates(None, actor, document, {"birth_year": fields.get("birth_year")}, None)
     except InvalidInput:
         return None  # the general path decides which error comes first
-    parameters = patients.new_patient_parameters(actor, fields)
-    # the audit entries go with the rows; the statement puts in the patient id it assigns
+    parameters = patients.new_patient_parameters(actor, fields) | {
+        "assumed": sorted(patients.sent_fields(fields) | {"birth_year"})}
+    # the audit entries go with the rows; the statement puts in the patient id
     audit_parameters = audit.entry_parameters(
         actor, patient=audit.created(patients.audit_values(fields)),
         operation=audit.created(audit_values(columns, children, _NEW_PATIENT_ID)))
-    patient, row = store.insert_operation_with_new_patient(conn, parameters, columns, children, audit_parameters)
-    if patient is None:  # the ref is known (nothing written): the general path, with the stored patient
+    new, known, assumed, row = store.insert_operation_with_patient_ref(
+        conn, parameters, columns, children, audit_parameters)
+    if new is not None:
+        if new.pop("erased"):
+            raise patients.ErasedRef("patient.ref")  # the patient row is rolled back with the request
+        patient = new
+    elif known is not None and assumed:
+        # the rules of a patient sent again, on the stored one: with the values assumed it is kept
+        # as it is (a disagreement would raise here, and the request roll back)
+        kept = patients.resubmitted_fields(known, fields, "patient.", inline=True)
+        if patients.changed_fields(known, kept):
+            raise AssertionError("a stored patient with the values sent would change")
+        _check_dates(None, actor, document, known, None)
+        patient = known
+    else:
+        # a known ref whose patient differs from what was sent (the rules decide what is refused
+        # or changed), or a patient created meanwhile by a concurrent request: nothing written
         stored = patients.update_stored_patient(conn, actor, parameters["ref_hash"], fields, "patient.", inline=True)
         return _submit_for_patient(conn, actor, document, stored)
-    if patient.pop("erased"):
-        raise patients.ErasedRef("patient.ref")  # the patient row is rolled back with the request
     if row is None:  # the local_ref exists (or a concurrent request just created it): update that one
-        operation_id = store.find_operation_id(conn, actor.centre_id, document["local_ref"], for_update=True)
-        current = store.get_operation(conn, actor.centre_id, operation_id)
-        return _apply(conn, actor, current, document, patient, columns, children)
+        return _update_by_local_ref(conn, actor, document, patient, columns, children)
     return store.row_to_document(row, children, patient), "created"
 
 

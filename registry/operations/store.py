@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from registry.patients.store import NEW_PATIENT_CTE, PATIENT_COLUMNS
+from registry.patients.store import NEW_PATIENT_CTE, PATIENT_COLUMNS, PATIENT_FIELDS
 from registry.validation import rules
 
 # document field -> column, for the scalar part of an operation document
@@ -158,12 +158,6 @@ _DELETE_CHILDREN = {
     table: sql.SQL("DELETE FROM {} WHERE centre_id = %s AND operation_id = %s").format(sql.Identifier(table)).as_string()
     for table in CHILD_COLUMNS
 }
-_INSERT_OPERATION = (
-    sql.SQL("INSERT INTO operations (centre_id, patient_id, {columns}) VALUES (%s, %s, {values})"
-            " ON CONFLICT (centre_id, local_ref) DO NOTHING"
-            " RETURNING id, centre_id, patient_id, version, created_at, updated_at").format(
-        columns=sql.SQL(", ").join(map(sql.Identifier, OPERATION_COLUMNS)),
-        values=sql.SQL(", ").join(sql.Placeholder() * len(OPERATION_COLUMNS)))).as_string()
 _UPDATE_OPERATION = (
     sql.SQL("UPDATE operations SET patient_id = %s, {assignments}, version = version + 1, updated_at = now()"
             " WHERE centre_id = %s AND id = %s").format(
@@ -188,20 +182,6 @@ def _replace_children(conn, centre_id: int, operation_id: int, children: dict[st
     _insert_children(conn, centre_id, operation_id, children)
 
 
-def insert_operation(conn, centre_id: int, patient_id: int, columns: dict, children: dict) -> dict | None:
-    """Insert an operation with its children; None when the centre already has one with this local_ref.
-
-    Returns the stored row (the columns given plus id, version and timestamps), so the caller
-    can answer without reading back what it just wrote.
-    """
-    row = conn.execute(_INSERT_OPERATION,
-                       (centre_id, patient_id, *column_values(columns))).fetchone()
-    if row is None:
-        return None
-    _insert_children(conn, centre_id, row["id"], children)  # a new operation has none to replace
-    return columns | row
-
-
 # The children as JSON lists typed by their tables' row types (jsonb_populate_recordset): one
 # parameter per table, whatever the number of rows.
 _CHILD_CTES = "".join(f""",
@@ -212,16 +192,18 @@ _CHILD_CTES = "".join(f""",
         FROM inserted_operation, jsonb_populate_recordset(NULL::{table}, %({table})s) AS item)"""
                       for table, columns in CHILD_COLUMNS.items())
 
-# A new patient with its operation, the operation's children and both audit entries, in one
-# statement: one round trip, and one statement's parameters to adapt instead of seven. The audit
-# entries are one INSERT so that their ids keep the order of two calls (patient, then operation).
-_INSERT_WITH_NEW_PATIENT = (
-    "WITH " + NEW_PATIENT_CTE + """,
+
+def _insert_for_patient(patient_ctes: str, patient_entry: str, answer: str) -> str:
+    """A statement inserting an operation for the one row of its CTE `patient` (none: nothing is
+    written), the operation's children and audit entries: `patient_entry`, a SELECT of the
+    patient's own entry (or nothing) before the operation's, and `answer`, its result columns.
+    The audit entries are one INSERT so that their ids keep the order of separate calls (patient,
+    then operation)."""
+    return ("WITH " + patient_ctes + """,
     inserted_operation AS (
         INSERT INTO operations (centre_id, patient_id, {columns})
-        SELECT %(centre_id)s, new_patient.id, {values}
-        FROM new_patient, jsonb_populate_record(NULL::operations, %(operation)s) AS sent
-        WHERE NOT new_patient.erased
+        SELECT %(centre_id)s, patient.id, {values}
+        FROM patient, jsonb_populate_record(NULL::operations, %(operation)s) AS sent
         ON CONFLICT (centre_id, local_ref) DO NOTHING
         RETURNING id, centre_id, patient_id, version, created_at, updated_at)""" + _CHILD_CTES + """,
     audited AS (
@@ -229,46 +211,108 @@ _INSERT_WITH_NEW_PATIENT = (
                                   changed_fields, changes)
         SELECT %(centre_id)s, %(actor_token_id)s, %(actor_role)s, %(request_id)s, 'create', entry.entity, entry.id,
                entry.changed_fields, entry.changes
-        FROM (SELECT 1 AS n, 'patient' AS entity, id, %(patient_fields)s::text[] AS changed_fields,
-                     %(patient_changes)s::jsonb AS changes
-              FROM new_patient WHERE NOT erased
-              UNION ALL
-              SELECT 2, 'operation', id, %(operation_fields)s::text[],
-                     -- the id of its patient, known only here
+        FROM ({patient_entry}
+              SELECT 2 AS n, 'operation' AS entity, id, %(operation_fields)s::text[] AS changed_fields,
+                     -- the id of its patient, known here for a new one
                      %(operation_changes)s::jsonb || jsonb_build_object('patient_id', jsonb_build_object('new', patient_id))
+                         AS changes
               FROM inserted_operation) AS entry
         ORDER BY entry.n)
-    SELECT (SELECT to_jsonb(new_patient) FROM new_patient) AS patient,
-           (SELECT to_jsonb(inserted_operation) FROM inserted_operation) AS operation""").format(
-    columns=", ".join(f'"{column}"' for column in OPERATION_COLUMNS),
-    values=", ".join(f'sent."{column}"' for column in OPERATION_COLUMNS))
-
-# psycopg parses a statement this long (over 4 kB) again on every call, which cost more than the
-# rest of the call: numbered once here, it runs on a RawCursor, which parses nothing.
-_RAW_NAMES = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", _INSERT_WITH_NEW_PATIENT)))
-_INSERT_WITH_NEW_PATIENT_RAW = re.sub(r"%\((\w+)\)s", lambda match: f"${_RAW_NAMES.index(match[1]) + 1}",
-                                      _INSERT_WITH_NEW_PATIENT)
+    SELECT {answer}, (SELECT to_jsonb(inserted_operation) FROM inserted_operation) AS operation""").format(
+        columns=", ".join(f'"{column}"' for column in OPERATION_COLUMNS),
+        values=", ".join(f'sent."{column}"' for column in OPERATION_COLUMNS),
+        patient_entry=patient_entry, answer=answer)
 
 
-def insert_operation_with_new_patient(conn, patient_parameters: dict, columns: dict, children: dict,
-                                      audit_parameters: dict) -> tuple[dict | None, dict | None]:
-    """Insert a patient whose ref is new to the centre, the operation for it with its children, and
-    the audit entries of both, in one statement (`patients.store.NEW_PATIENT_CTE`). Returns
-    (patient row with `erased`, operation row): no patient when the ref is known (nothing
-    inserted), no operation when its ref was erased or the local_ref is taken (then neither the
-    children nor the operation's audit entry are written; the patient's is, unless erased).
+# An inline patient with its operation, in one statement whether its ref is new to the centre or
+# known. New: the patient is inserted, the operation for it (unless the ref was erased), and both
+# audit entries. Known: the stored patient is locked (as a patient sent again is) and the
+# operation inserted for it only when it holds the values the caller assumed (`assumed`: the
+# fields the document sent and the birth year, which the operation's derived values and date
+# rules were computed from); otherwise nothing is written and the caller applies the rules of a
+# patient sent again to the stored patient it gets back. The condition restates no rule: it only
+# checks that the stored patient is the one the caller's rules ran on.
+_ASSUMED = " AND ".join(f"(NOT '{name}' = ANY(%(assumed)s::text[]) OR known_patient.{name} IS NOT DISTINCT FROM %({name})s)"
+                        for name in PATIENT_FIELDS)
+_INSERT_WITH_PATIENT_REF = _insert_for_patient(
+    NEW_PATIENT_CTE + f""",
+    known_patient AS (
+        SELECT {PATIENT_COLUMNS} FROM patients WHERE centre_id = %(centre_id)s AND ref_hash = %(ref_hash)s
+        FOR UPDATE),
+    patient AS (
+        SELECT id FROM new_patient WHERE NOT erased
+        UNION ALL
+        SELECT id FROM known_patient WHERE {_ASSUMED})""",
+    """SELECT 1 AS n, 'patient' AS entity, id, %(patient_fields)s::text[] AS changed_fields,
+                     %(patient_changes)s::jsonb AS changes
+              FROM new_patient WHERE NOT erased
+              UNION ALL""",
+    """(SELECT to_jsonb(new_patient) FROM new_patient) AS patient,
+           (SELECT to_jsonb(known_patient) FROM known_patient) AS known,
+           EXISTS (SELECT FROM patient) AS assumed""")
 
-    `audit_parameters`: actor_token_id, actor_role, request_id, and for each entity its
-    `*_fields` (list) and `*_changes` (JSON text) (`audit.store.entry_parameters`)."""
+# An operation for a patient already resolved (by id, or after the rules of a patient sent again)
+_INSERT_FOR_PATIENT_ID = _insert_for_patient("patient AS (SELECT %(patient_id)s::bigint AS id)", "", "1 AS one")
+
+
+def _raw(statement: str) -> tuple[str, list[str]]:
+    """psycopg parses a statement this long (over 4 kB) again on every call, which cost more than
+    the rest of the call: numbered once here, it runs on a RawCursor, which parses nothing."""
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))
+    return re.sub(r"%\((\w+)\)s", lambda match: f"${names.index(match[1]) + 1}", statement), names
+
+
+_INSERT_WITH_PATIENT_REF_RAW, _PATIENT_REF_NAMES = _raw(_INSERT_WITH_PATIENT_REF)
+_INSERT_FOR_PATIENT_ID_RAW, _PATIENT_ID_NAMES = _raw(_INSERT_FOR_PATIENT_ID)
+
+
+def _operation_parameters(columns: dict, children: dict) -> dict:
     # the values travel as JSON typed by the tables' own row types: parameters in a SELECT list
     # have no column to take their type from (a NULL integer would be text)
-    operation = Jsonb({column: columns[column] for column in OPERATION_COLUMNS}, dumps=_json_with_dates)
-    child_rows = {table: Jsonb([dict(item, position=position) for position, item in enumerate(children[table])],
-                               dumps=_json_with_dates) for table in CHILD_COLUMNS}
-    parameters = patient_parameters | audit_parameters | child_rows | {"operation": operation}
+    return {"operation": Jsonb({column: columns[column] for column in OPERATION_COLUMNS}, dumps=_json_with_dates)} | {
+        table: Jsonb([dict(item, position=position) for position, item in enumerate(children[table])],
+                     dumps=_json_with_dates) for table in CHILD_COLUMNS}
+
+
+def _run(conn, raw: tuple[str, list[str]], parameters: dict) -> dict:
+    statement, names = raw
     with psycopg.RawCursor(conn) as cur:
-        row = cur.execute(_INSERT_WITH_NEW_PATIENT_RAW, [parameters[name] for name in _RAW_NAMES]).fetchone()
-    return _typed_patient(row["patient"]), _typed_operation(row["operation"], columns)
+        return cur.execute(statement, [parameters[name] for name in names]).fetchone()
+
+
+def insert_operation(conn, centre_id: int, patient_id: int, columns: dict, children: dict,
+                     audit_parameters: dict) -> dict | None:
+    """Insert an operation for this patient with its children and its audit entry, in one
+    statement; None when the centre already has one with this local_ref (nothing written).
+
+    Returns the stored row (the columns given plus id, version and timestamps), so the caller
+    can answer without reading back what it just wrote. `audit_parameters`: actor_token_id,
+    actor_role, request_id, operation_fields and operation_changes (`audit.store.entry_parameters`)."""
+    parameters = ({"centre_id": centre_id, "patient_id": patient_id} | audit_parameters
+                  | _operation_parameters(columns, children))
+    row = _run(conn, (_INSERT_FOR_PATIENT_ID_RAW, _PATIENT_ID_NAMES), parameters)
+    return _typed_operation(row["operation"], columns)
+
+
+def insert_operation_with_patient_ref(conn, patient_parameters: dict, columns: dict, children: dict,
+                                      audit_parameters: dict) -> tuple[dict | None, dict | None, bool, dict | None]:
+    """Insert the operation for an inline patient, new or known by its ref (`_INSERT_WITH_PATIENT_REF`),
+    with its children and audit entries, in one statement. Returns (new patient row with `erased`,
+    known patient row, whether the operation was inserted or found its local_ref taken (a new
+    patient whose ref was not erased, or a known one with the `assumed` values), operation row).
+    No patient at all when a concurrent request has just created it (nothing written); no
+    operation when the ref was erased, the known patient does not hold the assumed values, or
+    the local_ref is taken (then neither the children nor the operation's audit entry are
+    written; a new patient's is, unless erased).
+
+    `patient_parameters`: `patients.store.new_patient_parameters` and `assumed`, the names of the
+    fields the known patient must hold those values of. `audit_parameters`: actor_token_id,
+    actor_role, request_id, and for each entity its `*_fields` (list) and `*_changes` (JSON text)
+    (`audit.store.entry_parameters`)."""
+    parameters = patient_parameters | audit_parameters | _operation_parameters(columns, children)
+    row = _run(conn, (_INSERT_WITH_PATIENT_REF_RAW, _PATIENT_REF_NAMES), parameters)
+    return (_typed_patient(row["patient"]), _typed_patient(row["known"]), row["assumed"],
+            _typed_operation(row["operation"], columns))
 
 
 _json_with_dates = partial(json.dumps, default=lambda value: value.isoformat())

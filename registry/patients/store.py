@@ -34,6 +34,20 @@ def get_patient(conn, centre_id: int, patient_id: int, *, for_update: bool = Fal
         + (" FOR UPDATE" if for_update else ""), (centre_id, patient_id)).fetchone()
 
 
+# The patient a write names by id, read before its token is checked, for the token's centre: see
+# `send_named_patient_read`.
+_NAMED_PATIENT = f"""SELECT {PATIENT_COLUMNS} FROM patients
+                     WHERE id = %s AND centre_id = (SELECT centre_id FROM tokens WHERE token_hash = %s
+                                                    AND revoked_at IS NULL AND expires_at > now())"""
+
+
+def send_named_patient_read(conn, patient_id: int, token_hash: bytes):
+    """Send the read of the patient with this id in the centre of the token with this hash; the
+    cursor returned gives it (None when that centre has no such patient or the token is not usable).
+    In a pipelined write, sent before the token lookup, it travels in the lookup's round trip."""
+    return conn.execute(_NAMED_PATIENT, (patient_id, token_hash))
+
+
 def list_patients(conn, centre_id: int, filters: dict, after_id: int | None, limit: int) -> list[dict]:
     ref = filters.get("ref")
     return conn.execute(
