@@ -58,6 +58,11 @@ CASES = [
     ("fusion by approach, failure_window=24 (scan)", "/v1/reports/fusion?group_by=approach&failure_window=24",
      "analyst"),
     ("outcomes by region, timepoint=12m (scan)", "/v1/reports/outcomes?group_by=region&timepoint=12m", "analyst"),
+    # issue 15's outcome scores: a scan over the stored rows (latest: the facts' score pairs,
+    # migration 0015) or with the follow-ups' scores joined (12m)
+    ("scores, no grouping (scan)", "/v1/reports/scores", "analyst"),
+    ("scores by region (scan)", "/v1/reports/scores?group_by=region", "analyst"),
+    ("scores, timepoint=12m (scan)", "/v1/reports/scores?timepoint=12m", "analyst"),
 ]
 
 # The same figures as "complications by approach", straight from the base tables.

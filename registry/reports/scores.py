@@ -8,11 +8,14 @@ follow-up value of the same outcome, never across versions, sites or value sets.
 value is each outcome's own: the latest follow-up that recorded it (timepoint=latest), or the
 one closest to 12 months within 12 ± 3 months (timepoint=12m; ties: the later).
 
-The figures are counts and histograms of a scan (a `store.Definition`): one set-based pass over
-the operations' baseline scores and the follow-ups' scores, joined by hash to the operations
-scanned. So they pass the one publication rule of every report (cell-key perturbation, primary
-suppression, the submitter's exact figures), and an operation with changes the maintainer has
-not folded yet counts as it is now, like every scanned figure.
+The figures are counts and histograms of a scan (a `store.Definition`) over the stored
+per-operation rows: the facts carry each outcome's baseline value (`baseline_<name>`) and its
+value at the latest follow-up that recorded it (`latest_<name>`, migration 0015), so
+timepoint=latest needs no join; timepoint=12m joins the follow-ups' scores within the window,
+one set-based pass hashed to the operations scanned. So they pass the one publication rule of
+every report (cell-key perturbation, primary suppression, the submitter's exact figures), and
+an operation with changes the maintainer has not folded yet counts as it is now (its live
+facts), like every scanned figure.
 """
 
 from dataclasses import dataclass
@@ -94,58 +97,49 @@ def metrics() -> list[str]:
     return [f"{outcome.name}_pair" for outcome in OUTCOMES]
 
 
-# Every score of a record, legacy columns (JOA 17-point, mJOA) included, as (key, value).
+# Every score of a follow-up, legacy columns (JOA 17-point, mJOA) included, as (key, value); the
+# facts' stored form of the same (migration 0015) covers the baselines and the latest visit.
 _ENTRY_KEY = sql.SQL("e->>'instrument' || '|' || coalesce(e->>'version', '') || '|' "
                      "|| coalesce(e->>'site', e->>'value_set', '')")
-SCORES_OF_OPERATION = sql.SQL("""
-            SELECT 'joa|17-point|' AS key, o.preop_joa::float8 AS value WHERE o.preop_joa IS NOT NULL
-            UNION ALL SELECT 'mjoa|18-point|', o.preop_mjoa::float8 WHERE o.preop_mjoa IS NOT NULL
-            UNION ALL SELECT {key}, (e->>'value')::float8 FROM jsonb_array_elements(o.baseline_scores) e""").format(
-    key=_ENTRY_KEY)
 SCORES_OF_FOLLOW_UP = sql.SQL("""
             SELECT 'joa|17-point|' AS key, f.joa::float8 AS value WHERE f.joa IS NOT NULL
             UNION ALL SELECT 'mjoa|18-point|', f.mjoa::float8 WHERE f.mjoa IS NOT NULL
             UNION ALL SELECT {key}, (e->>'value')::float8 FROM jsonb_array_elements(f.scores) e""").format(
     key=_ENTRY_KEY)
 
-# One row per operation with any score: each outcome's baseline (b_<name>) and follow-up
-# (f_<name>) value. Set-based (a pass over each table, hashed to the operations scanned).
-PAIRS = """LEFT JOIN (
+# timepoint=12m: one row per operation with a score in the window, each outcome's value
+# (at_<name>) at its follow-up closest to the timepoint. Set-based (one pass over the
+# follow-ups, hashed to the operations scanned).
+AT_TIMEPOINT = """LEFT JOIN (
         SELECT v.centre_id, v.operation_id, {columns}
         FROM (
-            SELECT o.centre_id, o.id AS operation_id, 'b' AS side, s.key, s.value
-            FROM operations o CROSS JOIN LATERAL ({baseline}) s
-            WHERE o.preop_joa IS NOT NULL OR o.preop_mjoa IS NOT NULL OR o.baseline_scores <> '[]'
-            UNION ALL (
-            SELECT DISTINCT ON (f.centre_id, f.operation_id, s.key) f.centre_id, f.operation_id, 'f', s.key, s.value
+            SELECT DISTINCT ON (f.centre_id, f.operation_id, s.key) f.centre_id, f.operation_id, s.key, s.value
             FROM follow_ups f CROSS JOIN LATERAL ({follow_up}) s
-            WHERE (f.joa IS NOT NULL OR f.mjoa IS NOT NULL OR f.scores <> '[]') AND {window}
-            ORDER BY f.centre_id, f.operation_id, s.key, {order}f.follow_up_date DESC, f.months_after DESC, f.id DESC)
+            WHERE (f.joa IS NOT NULL OR f.mjoa IS NOT NULL OR f.scores <> '[]')
+              AND f.months_after BETWEEN %(timepoint_from)s AND %(timepoint_to)s
+            ORDER BY f.centre_id, f.operation_id, s.key, abs(f.months_after - %(timepoint)s), f.months_after DESC,
+                     f.follow_up_date DESC, f.id DESC
         ) v
         GROUP BY v.centre_id, v.operation_id
-    ) sc ON sc.centre_id = m.centre_id AND sc.operation_id = m.operation_id"""
+    ) tp ON tp.centre_id = m.centre_id AND tp.operation_id = m.operation_id"""
 
 
-def _pairs_join(timepoint: str) -> sql.Composable:
+def _at_timepoint_join() -> sql.Composable:
     columns = sql.SQL(", ").join(
-        sql.SQL("max(v.value) FILTER (WHERE v.side = {side} AND v.key = {key}) AS {column}").format(
-            side=sql.Literal(side), key=sql.Literal(outcome.key), column=sql.Identifier(f"{side}_{outcome.name}"))
-        for outcome in OUTCOMES for side in ("b", "f"))
-    if timepoint == "12m":
-        window = sql.SQL("f.months_after BETWEEN %(timepoint_from)s AND %(timepoint_to)s")
-        order = sql.SQL("abs(f.months_after - %(timepoint)s), f.months_after DESC, ")
-    else:
-        window, order = sql.SQL("true"), sql.SQL("")
-    return sql.SQL(PAIRS).format(columns=columns, baseline=SCORES_OF_OPERATION, follow_up=SCORES_OF_FOLLOW_UP,
-                                 window=window, order=order)
+        sql.SQL("max(v.value) FILTER (WHERE v.key = {key}) AS {column}").format(
+            key=sql.Literal(outcome.key), column=sql.Identifier(f"at_{outcome.name}"))
+        for outcome in OUTCOMES)
+    return sql.SQL(AT_TIMEPOINT).format(columns=columns, follow_up=SCORES_OF_FOLLOW_UP)
 
 
 def add_to(d, timepoint: str) -> None:
     """What the scores report adds to a scan (`store.Definition` d)."""
-    d.joins.append(_pairs_join(timepoint))
+    if timepoint == "12m":
+        d.joins.append(_at_timepoint_join())
     for outcome in OUTCOMES:
-        baseline = sql.SQL("sc.{}").format(sql.Identifier(f"b_{outcome.name}"))
-        follow_up = sql.SQL("sc.{}").format(sql.Identifier(f"f_{outcome.name}"))
+        baseline = sql.SQL("m.{}").format(sql.Identifier(f"baseline_{outcome.name}"))
+        follow_up = (sql.SQL("tp.{}").format(sql.Identifier(f"at_{outcome.name}")) if timepoint == "12m" else
+                     sql.SQL("m.{}").format(sql.Identifier(f"latest_{outcome.name}")))
         paired = sql.SQL("({} IS NOT NULL AND {} IS NOT NULL)").format(baseline, follow_up)
         d.measures[f"{outcome.name}_pairs"] = sql.SQL("{}::int").format(paired)
         d.measures[f"{outcome.name}_unpaired"] = sql.SQL("({} IS NOT NULL AND {} IS NULL)::int").format(
