@@ -143,6 +143,26 @@ def test_a_drained_queue_is_analysed_so_reports_plan_for_the_few_rows_left(db, r
     assert queue_estimate(db) < 200  # the planner's guess for one page, not the 2,400 of the batch
 
 
+def test_a_maintainer_batch_is_never_jit_compiled(db, registry):
+    # JIT forced for everything, as a big batch's estimated cost forces it: compiling the facts
+    # view's expressions cost seconds a batch (migration 0016)
+    db.execute("INSERT INTO report_changes (centre_id, operation_id) SELECT centre_id, id FROM operations")
+    plans = []
+    db.add_notice_handler(lambda notice: plans.append(notice.message_primary))
+    for setting in ("jit = on", "jit_above_cost = 0", "jit_inline_above_cost = 0", "jit_optimize_above_cost = 0",
+                    "auto_explain.log_min_duration = 0", "auto_explain.log_nested_statements = on",
+                    "client_min_messages = log"):
+        db.execute(f"SET {setting}")
+    db.execute("LOAD 'auto_explain'")
+    db.execute("SELECT 1 FROM operations WHERE id > 0 LIMIT 1")
+    assert any("JIT" in plan for plan in plans)  # what compiling looks like in a plan
+    plans.clear()
+    fold_queued(db)
+    db.execute("RESET ALL")
+    refreshes = [plan for plan in plans if "report_operations" in plan]
+    assert refreshes and not any("JIT" in plan for plan in refreshes)
+
+
 def test_the_maintainer_waits_out_a_database_that_went_away(db, registry, database_url, caplog):
     fold_queued(db)
     maintainer = Maintainer("postgresql://postgres@127.0.0.1:1/registry", poll_seconds=0.02)
