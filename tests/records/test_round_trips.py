@@ -6,19 +6,7 @@ statement writing the operation, its child rows and audit entries; the stored an
 
 import json
 
-import pytest
-
-from registry import create_app
-from tests.conftest import make_settings
 from tests.records.helpers import seed_case
-
-
-@pytest.fixture
-def one_connection_app(database_url):
-    app = create_app(make_settings(pool_min_size=1, pool_max_size=1), database_url)
-    app.config["TESTING"] = True
-    yield app
-    app.extensions["database"].close()
 
 
 def _traced_post(app, tokens, document: dict, key: str, trace_path) -> tuple:

@@ -3,19 +3,7 @@ write leaves nothing, and the connection goes back to the pool as it came (not i
 
 import json
 
-import pytest
-
-from registry import create_app
-from tests.conftest import make_settings
 from tests.records.helpers import seed_case
-
-
-@pytest.fixture
-def one_connection_app(database_url):
-    app = create_app(make_settings(pool_min_size=1, pool_max_size=1), database_url)
-    app.config["TESTING"] = True
-    yield app
-    app.extensions["database"].close()
 
 
 def _post(client, tokens, document: dict, key: str):

@@ -7,19 +7,7 @@ from psycopg.rows import dict_row
 
 from registry import migrate
 from tests.reports import dataset
-
-TABLES = ("patients", "operations", "implants", "intraop_events", "postop_complications", "follow_ups")
-
-
-def _rows(conn) -> dict:
-    return {table: conn.execute(f"SELECT * FROM {table} ORDER BY centre_id, id").fetchall() for table in TABLES}
-
-
-def _aggregates(conn) -> dict:
-    return {"facts": conn.execute("SELECT * FROM report_operations ORDER BY centre_id, operation_id").fetchall(),
-            "tallies": conn.execute("SELECT * FROM report_tallies ORDER BY 1, 2, 3").fetchall(),
-            "histograms": conn.execute("SELECT * FROM report_histograms ORDER BY 1, 2, 3, 4, 5, 6").fetchall()}
-
+from tests.service.migration_snapshots import aggregates as _aggregates, base_rows as _rows
 
 def _populate(url) -> tuple:
     """A generated registry and one operation: JOA and mJOA at 6 months, mJOA only at 24."""
